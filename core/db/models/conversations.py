@@ -1,0 +1,113 @@
+"""Conversations and their messages, with revisions and branches."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.clock import utcnow
+from core.db.models.base import Base, Timestamps
+
+
+class Conversation(Timestamps, Base):
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_user_recent", "user_id", "last_message_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE")
+    )
+    title: Mapped[str] = mapped_column(String(200), default="New chat")
+    model_id: Mapped[str] = mapped_column(String(200))
+    system_prompt: Mapped[str | None] = mapped_column(Text)
+    platform: Mapped[str | None] = mapped_column(String(16))
+    last_message_at: Mapped[datetime | None]
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+
+
+class MessageStatus:
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+class ChatMessage(Base):
+    """One version of one message.
+
+    Invariant: the rows with `is_latest` are exactly the active path of the
+    conversation, one per sequence number. A revision group is the rows sharing
+    `original_message_id`; the first row of a group points to itself.
+    """
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (
+        # Declared for both dialects; PostgreSQL cannot defer it, so writers clear
+        # the old active rows before they set the new ones.
+        Index(
+            "uq_chat_messages_active_seq",
+            "conversation_id",
+            "sequence_number",
+            unique=True,
+            sqlite_where=text("is_latest"),
+            postgresql_where=text("is_latest"),
+        ),
+        UniqueConstraint("original_message_id", "revision_number"),
+        Index("ix_chat_messages_conv_seq", "conversation_id", "sequence_number"),
+        Index(
+            "ix_chat_messages_streaming",
+            "heartbeat_at",
+            sqlite_where=text("status = 'streaming'"),
+            postgresql_where=text("status = 'streaming'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text, default="")
+    model_id: Mapped[str | None] = mapped_column(String(200))
+    sequence_number: Mapped[int]
+    parent_message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("chat_messages.id", ondelete="CASCADE"), index=True
+    )
+    original_message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("chat_messages.id", ondelete="CASCADE")
+    )
+    revision_number: Mapped[int] = mapped_column(default=0)
+    revision_type: Mapped[str | None] = mapped_column(String(16))
+    is_latest: Mapped[bool] = mapped_column(default=True)
+    # When this row last became part of the active path (picks branches on switch).
+    activated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.COMPLETE)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    # The quota unit this generation reserved, and the window it came from.
+    quota_key: Mapped[str | None] = mapped_column(String(32))
+    quota_window_start: Mapped[datetime | None]
+    # Which worker streams this row and when it last proved it was alive.
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[datetime | None]
+    platform_message_ids: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
