@@ -22,9 +22,7 @@ class User(Timestamps, Base):
     language: Mapped[str | None] = mapped_column(String(8))
     # A copy of the active subscription's tier, written in the same transaction.
     tier: Mapped[str] = mapped_column(String(16), default="free", server_default="free")
-    tier_status: Mapped[str] = mapped_column(
-        String(16), default="active", server_default="active"
-    )
+    tier_status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
     is_banned: Mapped[bool] = mapped_column(default=False, server_default=false())
     ban_reason: Mapped[str | None] = mapped_column(String(500))
     default_model: Mapped[str | None] = mapped_column(String(200))

@@ -31,9 +31,7 @@ class UsageQuota(Timestamps, Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    user_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("users.id", ondelete="CASCADE")
-    )
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
     subscription_tier: Mapped[str] = mapped_column(String(16))
     quota_key: Mapped[str] = mapped_column(String(32))
     used_count: Mapped[int] = mapped_column(default=0)
@@ -62,9 +60,7 @@ class Subscription(Timestamps, Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    user_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("users.id", ondelete="CASCADE")
-    )
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
     tier: Mapped[str] = mapped_column(String(16))
     # active | cancelled | past_due | unpaid | trial | expired
     status: Mapped[str] = mapped_column(String(16))
@@ -86,9 +82,7 @@ class SubscriptionHistory(Base):
     __table_args__ = (Index("ix_subscription_history_user", "user_id", "changed_at"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    user_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("users.id", ondelete="CASCADE")
-    )
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
     subscription_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("subscriptions.id", ondelete="SET NULL")
     )
@@ -177,9 +171,7 @@ class OutboxMessage(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    user_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("users.id", ondelete="CASCADE")
-    )
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
