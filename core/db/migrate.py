@@ -27,3 +27,42 @@ def upgrade_head(url: str) -> None:
 async def upgrade_head_async(url: str) -> None:
     # alembic's env.py runs its own event loop; keep it off ours.
     await asyncio.to_thread(upgrade_head, url)
+
+
+async def current_revision(url: str) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    from core.db.engine import null_pool_engine
+
+    engine = null_pool_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+    finally:
+        await engine.dispose()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+class DatabaseNotMigrated(Exception):
+    pass
+
+
+async def prepare_database(url: str) -> None:
+    """The embedded SQLite file migrates itself; a shared PostgreSQL is migrated on
+    purpose (`oneai migrate`), once, not by every process that starts."""
+    if url.startswith("sqlite"):
+        await upgrade_head_async(url)
+        return
+    current = await current_revision(url)
+    if current != head_revision():
+        raise DatabaseNotMigrated(
+            f"the database is at revision {current or 'none'}, the code needs "
+            f"{head_revision()}: run `oneai migrate` first"
+        )

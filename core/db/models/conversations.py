@@ -32,6 +32,8 @@ class Conversation(Timestamps, Base):
     system_prompt: Mapped[str | None] = mapped_column(Text)
     platform: Mapped[str | None] = mapped_column(String(16))
     last_message_at: Mapped[datetime | None]
+    # Rows of every revision and branch; bounds what one conversation can cost.
+    message_count: Mapped[int] = mapped_column(default=0, server_default="0")
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
 
 

@@ -1,0 +1,125 @@
+"""The `oneai` command: run, migrate, chat, models."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+
+from core.config import ConfigError, Settings, load_settings
+from core.db.migrate import DatabaseNotMigrated, prepare_database, upgrade_head_async
+from core.errors import OneAIError
+
+log = logging.getLogger("oneai")
+
+NO_PLATFORM = (
+    "Nothing to run: set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN "
+    "(in the environment or in .env; see .env.example). "
+    "To try the models without a bot, run `oneai chat`."
+)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"oneai: {message}", file=sys.stderr)
+    return code
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.app.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if settings.app.log_level != "DEBUG":
+        # Migration chatter on every start says nothing an operator needs.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+async def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    await upgrade_head_async(settings.db.database_url)
+    print("database is up to date")
+    return 0
+
+
+async def _cmd_models(settings: Settings, _args: argparse.Namespace) -> int:
+    from core.llm.catalog import ModelCatalog
+    from core.tiers import TIERS
+
+    catalog = ModelCatalog.load(
+        settings.llm.default_model,
+        override_file=settings.llm.catalog_file,
+        cache_file=settings.llm.catalog_cache_file,
+    )
+    for key, models in catalog.grouped().items():
+        print(key.value)
+        for model in models:
+            mark = "*" if model.id == catalog.default.id else " "
+            print(
+                f" {mark} {model.id:<46} {model.name:<28} "
+                f"{model.context_length:>8,} ctx  ${model.prompt_price}/${model.completion_price}"
+                f" per 1M  {TIERS[model.min_tier].name}+"
+            )
+    return 0
+
+
+async def _cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.console.app import ConsoleChat
+    from core.services import Services
+
+    await prepare_database(settings.db.database_url)
+    services = Services.build(settings)
+    try:
+        return await ConsoleChat(services, user_name=args.user, model=args.model).run()
+    finally:
+        await services.close()
+
+
+async def _cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
+    from bot.runner import run_bot
+
+    if settings.telegram.bot_token is None and settings.discord.bot_token is None:
+        return _fail(NO_PLATFORM)
+    return await run_bot(settings)
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+    "run": _cmd_run,
+    "migrate": _cmd_migrate,
+    "chat": _cmd_chat,
+    "models": _cmd_models,
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oneai", description="OneAI: chat with 20+ LLMs in Telegram and Discord."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start every platform that has a token configured")
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    chat = sub.add_parser("chat", help="chat in the terminal (needs only an LLM endpoint)")
+    chat.add_argument("--model", help="model id to use (see `oneai models`)")
+    chat.add_argument("--user", help="local user name (default: your login)")
+    sub.add_parser("models", help="list the model catalog")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    _setup_logging(settings)
+    try:
+        return asyncio.run(COMMANDS[args.command](settings, args))
+    except KeyboardInterrupt:
+        return 130
+    except (DatabaseNotMigrated, OneAIError) as exc:
+        message = exc.user_message if isinstance(exc, OneAIError) else str(exc)
+        return _fail(message)
+    except ValueError as exc:  # a malformed catalog override file names itself
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))

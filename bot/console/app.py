@@ -1,0 +1,334 @@
+"""`oneai chat`: a terminal chat on the same services the bots use.
+
+Reads lines from stdin (a terminal or a pipe); lines starting with `/` are commands.
+Answers stream to stdout as they arrive. Ends with exit code 0 at end of input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+from core.accounts import PlatformProfile
+from core.chat import Generation
+from core.conversations.export import export_json, export_markdown
+from core.db.models import ChatMessage, User
+from core.errors import OneAIError
+from core.services import Services
+from core.tiers import TIERS, Tier
+
+HELP = """Commands:
+  /new              start a new conversation
+  /regen            regenerate the last answer
+  /edit TEXT        edit your last message and get a new answer
+  /rev N            show revision N of the last answer and make it current
+  /history          list your conversations (newest first)
+  /open N           continue conversation N of /history
+  /show             print the current conversation
+  /usage            your quotas
+  /model ID         use another model (this conversation and new ones)
+  /models           list the models
+  /export [json]    print the conversation as Markdown (or JSON with every revision)
+  /help             this text
+  /quit             leave
+Anything else is sent to the model. Ctrl-C stops an answer that is streaming."""
+
+
+class ConsoleChat:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        user_name: str | None = None,
+        model: str | None = None,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+    ) -> None:
+        self.services = services
+        self.user_name = user_name or _local_user()
+        self.initial_model = model
+        self.stdin = stdin or sys.stdin
+        self.out = stdout or sys.stdout
+        self.interactive = self.stdin.isatty()
+        self.user: User | None = None
+        self.conversation_id: uuid.UUID | None = None
+        self._history_ids: list[uuid.UUID] = []
+        self._current: Generation | None = None
+
+    # -- I/O ----------------------------------------------------------------------------
+
+    def write(self, text: str = "", end: str = "\n") -> None:
+        self.out.write(text + end)
+        self.out.flush()
+
+    async def _readline(self) -> str | None:
+        if self.interactive:
+            self.out.write("you> ")
+            self.out.flush()
+        line = await asyncio.to_thread(self.stdin.readline)
+        return None if line == "" else line.rstrip("\r\n")
+
+    # -- main loop ------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self.user = await self.services.accounts.upsert(
+            PlatformProfile("cli", self.user_name, username=self.user_name)
+        )
+        if self.initial_model:
+            await self._set_model(self.initial_model)
+        current = await self.services.conversations.current(self.user.id)
+        self.conversation_id = current.id if current else None
+        if self.interactive:
+            self.write(f"OneAI playground — model {await self._model_id()}. /help lists commands.")
+        self._install_interrupt()
+        while True:
+            line = await self._readline()
+            if line is None:
+                break
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                if line.startswith("/"):
+                    if not await self._command(line):
+                        break
+                else:
+                    await self._stream(
+                        lambda: self.services.chat.send(
+                            self._uid, line, conversation_id=self.conversation_id, platform="cli"
+                        )
+                    )
+            except OneAIError as exc:
+                self.write(f"! {exc.user_message}")
+        return 0
+
+    def _install_interrupt(self) -> None:
+        if not self.interactive:
+            return
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._interrupt)
+
+    def _interrupt(self) -> None:
+        if self._current is not None:
+            self._current.stop()
+        else:
+            raise KeyboardInterrupt
+
+    @property
+    def _uid(self) -> int:
+        assert self.user is not None
+        return self.user.id
+
+    # -- generations -------------------------------------------------------------------
+
+    async def _stream(self, start: Callable[[], Awaitable[Generation]]) -> None:
+        generation = await start()
+        self.conversation_id = generation.turn.conversation.id
+        self._current = generation
+        self.write(f"[{generation.turn.model.name}] ", end="")
+        try:
+            async for delta in generation.stream():
+                self.out.write(delta)
+                self.out.flush()
+        finally:
+            self._current = None
+        result = generation.result
+        assert result is not None
+        self.write()
+        if result.status == "cancelled":
+            self.write("(stopped)")
+        elif result.error is not None:
+            self.write(f"! {result.error.user_message}")
+        elif result.status != "complete":
+            self.write(f"! The answer was {result.status}.")
+        await self._revision_hint(generation.message_id)
+
+    async def _revision_hint(self, message_id: uuid.UUID) -> None:
+        revisions = await self.services.conversations.revisions(self._uid, message_id)
+        if len(revisions.items) > 1:
+            self.write(f"(revision {revisions.label} — /rev N shows another)")
+
+    # -- commands ---------------------------------------------------------------------
+
+    async def _command(self, line: str) -> bool:
+        name, _, arg = line.partition(" ")
+        arg = arg.strip()
+        name = name.lower()
+        handlers: dict[str, Callable[[str], Awaitable[None]]] = {
+            "/new": self._cmd_new,
+            "/regen": self._cmd_regen,
+            "/edit": self._cmd_edit,
+            "/rev": self._cmd_rev,
+            "/history": self._cmd_history,
+            "/open": self._cmd_open,
+            "/show": self._cmd_show,
+            "/usage": self._cmd_usage,
+            "/model": self._cmd_model,
+            "/models": self._cmd_models,
+            "/export": self._cmd_export,
+            "/help": self._cmd_help,
+        }
+        if name in ("/quit", "/exit"):
+            return False
+        handler = handlers.get(name)
+        if handler is None:
+            self.write(f"! Unknown command {name}. /help lists the commands.")
+            return True
+        await handler(arg)
+        return True
+
+    async def _cmd_help(self, _arg: str) -> None:
+        self.write(HELP)
+
+    async def _cmd_new(self, _arg: str) -> None:
+        self.conversation_id = None
+        await self.services.accounts.set_current_conversation(self._uid, None)
+        self.write("New conversation. Say something.")
+
+    async def _last_answer(self) -> ChatMessage | None:
+        if self.conversation_id is None:
+            return None
+        return await self.services.conversations.last_answer(self._uid, self.conversation_id)
+
+    async def _cmd_regen(self, _arg: str) -> None:
+        answer = await self._last_answer()
+        if answer is None:
+            self.write("! There is no answer to regenerate yet.")
+            return
+        await self._stream(lambda: self.services.chat.regenerate(self._uid, answer.id))
+
+    async def _cmd_edit(self, arg: str) -> None:
+        if not arg:
+            self.write("! Usage: /edit NEW TEXT")
+            return
+        if self.conversation_id is None:
+            self.write("! There is no message to edit yet.")
+            return
+        mine = await self.services.conversations.last_user_message(
+            self._uid, self.conversation_id
+        )
+        if mine is None:
+            self.write("! There is no message to edit yet.")
+            return
+        await self._stream(lambda: self.services.chat.edit(self._uid, mine.id, arg))
+
+    async def _cmd_rev(self, arg: str) -> None:
+        answer = await self._last_answer()
+        if answer is None:
+            self.write("! There is no answer yet.")
+            return
+        revisions = await self.services.conversations.revisions(self._uid, answer.id)
+        if not arg.isdigit() or not 1 <= int(arg) <= len(revisions.items):
+            self.write(f"! Usage: /rev N, where N is 1 to {len(revisions.items)}.")
+            return
+        await self.services.conversations.switch_revision(self._uid, answer.id, int(arg))
+        shown = await self.services.conversations.revisions(self._uid, answer.id)
+        self.write(f"(revision {shown.label})")
+        self.write(shown.current.content or "(no text)")
+
+    async def _cmd_history(self, arg: str) -> None:
+        page_no = int(arg) if arg.isdigit() else 1
+        page = await self.services.conversations.list(self._uid, page_no, per_page=10)
+        if not page.items:
+            self.write("No conversations yet.")
+            return
+        self._history_ids = [c.id for c in page.items]
+        for index, conversation in enumerate(page.items, start=1):
+            mark = "*" if conversation.id == self.conversation_id else " "
+            when = conversation.last_message_at or conversation.created_at
+            self.write(f"{mark}{index:>2}. {conversation.title}  ({when:%Y-%m-%d %H:%M})")
+        if page.pages > 1:
+            self.write(f"page {page.page}/{page.pages} — /history N for page N")
+        self.write("/open N continues one.")
+
+    async def _cmd_open(self, arg: str) -> None:
+        if not arg.isdigit() or not 1 <= int(arg) <= len(self._history_ids):
+            self.write("! Usage: /open N, with N from /history.")
+            return
+        conversation_id = self._history_ids[int(arg) - 1]
+        conversation = await self.services.conversations.get(self._uid, conversation_id)
+        self.conversation_id = conversation.id
+        await self.services.accounts.set_current_conversation(self._uid, conversation.id)
+        self.write(f"Continuing “{conversation.title}”.")
+
+    async def _cmd_show(self, _arg: str) -> None:
+        if self.conversation_id is None:
+            self.write("No conversation yet.")
+            return
+        for row in await self.services.conversations.active_path(self.conversation_id):
+            who = "you" if row.role == "user" else "assistant"
+            self.write(f"{who}> {row.content}")
+
+    async def _cmd_usage(self, _arg: str) -> None:
+        user = await self.services.accounts.get(self._uid)
+        assert user is not None
+        tier = Tier(user.tier)
+        self.write(f"Plan: {TIERS[tier].name}")
+        for status in await self.services.quotas.report(self._uid, tier):
+            label = status.key.value.replace("_", " ")
+            when = (
+                status.resets_at.strftime("%Y-%m-%d %H:%M UTC")
+                if status.resets_at
+                else "3 hours after the next use"
+            )
+            self.write(
+                f"  {label}: {status.used}/{status.limit} used, "
+                f"{status.remaining} left, resets {when}"
+            )
+
+    async def _model_id(self) -> str:
+        if self.conversation_id is not None:
+            conversation = await self.services.conversations.get(self._uid, self.conversation_id)
+            return conversation.model_id
+        user = await self.services.accounts.get(self._uid)
+        if user is not None and user.default_model in self.services.catalog:
+            return user.default_model
+        return self.services.catalog.default.id
+
+    async def _set_model(self, model_id: str) -> None:
+        user = await self.services.accounts.get(self._uid)
+        assert user is not None
+        model = self.services.catalog.check_access(model_id, Tier(user.tier))
+        await self.services.accounts.set_default_model(self._uid, model.id)
+        if self.conversation_id is not None:
+            await self.services.conversations.set_model(self._uid, self.conversation_id, model.id)
+
+    async def _cmd_model(self, arg: str) -> None:
+        if not arg:
+            self.write(f"Model: {await self._model_id()}. /model ID switches, /models lists.")
+            return
+        await self._set_model(arg)
+        self.write(f"Model set to {arg}.")
+
+    async def _cmd_models(self, _arg: str) -> None:
+        current = await self._model_id()
+        user = await self.services.accounts.get(self._uid)
+        tier = Tier(user.tier) if user else Tier.FREE
+        for key, models in self.services.catalog.grouped().items():
+            self.write(key.value.replace("_", " ") + ":")
+            for model in models:
+                mark = "*" if model.id == current else " "
+                lock = "" if model.available_to(tier) else f"  [{TIERS[model.min_tier].name}]"
+                self.write(f" {mark} {model.id:<45} {model.name}{lock}")
+
+    async def _cmd_export(self, arg: str) -> None:
+        if self.conversation_id is None:
+            self.write("No conversation yet.")
+            return
+        if arg.lower() == "json":
+            self.write(await export_json(self.services.db, self._uid, self.conversation_id))
+        else:
+            self.write(await export_markdown(self.services.db, self._uid, self.conversation_id))
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "local"

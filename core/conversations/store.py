@@ -1,0 +1,117 @@
+"""Queries and writes on conversation rows, run inside the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.conversations.tree import Node, Tree
+from core.db.models import ChatMessage
+
+
+def active_path_query(conversation_id: uuid.UUID):  # type: ignore[no-untyped-def]
+    """The whole current conversation in one indexed query."""
+    return (
+        select(ChatMessage)
+        .where(ChatMessage.conversation_id == conversation_id, ChatMessage.is_latest.is_(True))
+        .order_by(ChatMessage.sequence_number)
+    )
+
+
+async def load_active_path(session: AsyncSession, conversation_id: uuid.UUID) -> list[ChatMessage]:
+    return list((await session.scalars(active_path_query(conversation_id))).all())
+
+
+async def load_tree(session: AsyncSession, conversation_id: uuid.UUID) -> Tree:
+    rows = await session.execute(
+        select(
+            ChatMessage.id,
+            ChatMessage.parent_message_id,
+            ChatMessage.sequence_number,
+            ChatMessage.activated_at,
+            ChatMessage.revision_number,
+        ).where(ChatMessage.conversation_id == conversation_id)
+    )
+    return Tree(Node(*row) for row in rows)
+
+
+async def load_rows(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[ChatMessage]:
+    if not ids:
+        return []
+    rows = (await session.scalars(select(ChatMessage).where(ChatMessage.id.in_(ids)))).all()
+    return sorted(rows, key=lambda r: r.sequence_number)
+
+
+async def set_active_path(
+    session: AsyncSession, conversation_id: uuid.UUID, path: Sequence[uuid.UUID], now: datetime
+) -> None:
+    """Make exactly `path` the active rows. Old rows are cleared before new ones are
+    set: PostgreSQL checks the partial unique index per statement and cannot defer it."""
+    await session.execute(
+        update(ChatMessage)
+        .where(
+            ChatMessage.conversation_id == conversation_id,
+            ChatMessage.is_latest.is_(True),
+            ChatMessage.id.not_in(path) if path else ChatMessage.is_latest.is_(True),
+        )
+        .values(is_latest=False)
+        .execution_options(synchronize_session=False)
+    )
+    if path:
+        await session.execute(
+            update(ChatMessage)
+            .where(ChatMessage.id.in_(path), ChatMessage.is_latest.is_(False))
+            .values(is_latest=True, activated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def truncate_after(session: AsyncSession, conversation_id: uuid.UUID, sequence: int) -> None:
+    """Take every active row after `sequence` off the active path (they are kept)."""
+    await session.execute(
+        update(ChatMessage)
+        .where(
+            and_(
+                ChatMessage.conversation_id == conversation_id,
+                ChatMessage.is_latest.is_(True),
+                ChatMessage.sequence_number > sequence,
+            )
+        )
+        .values(is_latest=False)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def next_revision(session: AsyncSession, original_id: uuid.UUID) -> int:
+    current = await session.scalar(
+        select(func.max(ChatMessage.revision_number)).where(
+            ChatMessage.original_message_id == original_id
+        )
+    )
+    return 0 if current is None else current + 1
+
+
+async def count_rows(session: AsyncSession, conversation_id: uuid.UUID) -> int:
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(ChatMessage)
+            .where(ChatMessage.conversation_id == conversation_id)
+        )
+        or 0
+    )
+
+
+async def count_streaming(session: AsyncSession, user_id: int) -> int:
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(ChatMessage)
+            .where(ChatMessage.user_id == user_id, ChatMessage.status == "streaming")
+        )
+        or 0
+    )

@@ -1,0 +1,504 @@
+"""Starting a generation: send, regenerate and edit.
+
+Each is one write transaction that checks what the user may do, reserves the quota
+unit and writes the prompt and a `streaming` answer row, so a refused request
+writes nothing and a reserved unit always has a row that can give it back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.clock import utcnow
+from core.config import LimitSettings
+from core.conversations import store
+from core.conversations.errors import (
+    ConversationBusy,
+    ConversationFull,
+    ConversationNotFound,
+    EmptyMessage,
+    InputTooLong,
+    MessageNotFound,
+    NotARevisionTarget,
+    TooManyGenerations,
+    TooManyRevisions,
+    UserBanned,
+)
+from core.db.engine import Database
+from core.db.models import ChatMessage, Conversation, MessageStatus, User
+from core.llm.catalog import ModelCatalog, ModelInfo
+from core.llm.context import HistoryMessage, build_context
+from core.llm.tokens import TokenEstimator, default_estimator
+from core.quotas import QuotaService, Reservation
+from core.tiers import Tier
+
+TITLE_WORDS = 8
+TITLE_CHARS = 60
+
+
+class TurnKind(StrEnum):
+    SEND = "send"
+    REGENERATE = "regenerate"
+    EDIT = "edit"
+
+
+@dataclass
+class Turn:
+    """Everything a generation needs once its rows are written."""
+
+    kind: TurnKind
+    user_id: int
+    conversation: Conversation
+    prompt: ChatMessage
+    answer: ChatMessage
+    history: list[HistoryMessage]
+    model: ModelInfo
+    system_prompt: str | None
+    reservation: Reservation
+    created_conversation: bool = False
+    replaced: ChatMessage | None = field(default=None)
+
+
+def make_title(text: str) -> str:
+    """The first words of the first message."""
+    words = text.split()
+    title = " ".join(words[:TITLE_WORDS])
+    if len(title) > TITLE_CHARS:
+        title = title[: TITLE_CHARS - 1].rstrip() + "…"
+    elif len(words) > TITLE_WORDS:
+        title += "…"
+    return title or "New chat"
+
+
+def to_history(rows: Sequence[ChatMessage]) -> list[HistoryMessage]:
+    return [
+        HistoryMessage(row.role, row.content, tuple(row.meta.get("images", ())))
+        for row in rows
+        if row.role in ("user", "assistant")
+    ]
+
+
+class TurnPlanner:
+    def __init__(
+        self,
+        db: Database,
+        quotas: QuotaService,
+        catalog: ModelCatalog,
+        limits: LimitSettings,
+        worker_id: str,
+        estimator: TokenEstimator | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.quotas = quotas
+        self.catalog = catalog
+        self.limits = limits
+        self.worker_id = worker_id
+        self.estimator = estimator or default_estimator()
+        self._now = now
+
+    # -- the three ways to start a generation ------------------------------------
+
+    async def send(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        conversation_id: uuid.UUID | None = None,
+        new_conversation: bool = False,
+        reply_to: uuid.UUID | None = None,
+        images: Sequence[str] = (),
+        platform: str | None = None,
+    ) -> Turn:
+        """A new user message and its answer, at the end of the active path, or after
+        `reply_to` (an earlier answer) as a new branch."""
+        text = self._check_text(text, allow_empty=bool(images))
+        async with self.db.write() as session:
+            user = await self._lock_user(session, user_id)
+            created = False
+            conversation: Conversation | None = None
+            if reply_to is not None:
+                anchor = await self._owned_message(session, user_id, reply_to)
+                conversation = await self._owned_conversation(
+                    session, user_id, anchor.conversation_id
+                )
+            elif not new_conversation:
+                target = conversation_id or user.current_conversation_id
+                if target is not None:
+                    conversation = await session.get(Conversation, target)
+                    if conversation is None or conversation.user_id != user_id:
+                        if conversation_id is not None:
+                            raise ConversationNotFound()
+                        conversation = None
+            if conversation is None:
+                conversation = self._new_conversation(user, text, platform)
+                session.add(conversation)
+                await session.flush()
+                created = True
+            model = self.catalog.check_access(conversation.model_id, Tier(user.tier))
+            system_prompt = conversation.system_prompt or user.system_prompt
+            self._check_fits(text, images, model, system_prompt)
+            self._check_capacity(conversation, 2)
+
+            path = [] if created else await store.load_active_path(session, conversation.id)
+            self._check_idle(path)
+            if reply_to is not None:
+                path = await self._cut_after(session, conversation, path, reply_to)
+            await self._check_concurrency(session, user_id)
+            reservation = await self.quotas.reserve(
+                session, user_id, Tier(user.tier), model.quota_key
+            )
+            parent = path[-1] if path else None
+            seq = parent.sequence_number + 1 if parent else 1
+            prompt = self._row(
+                conversation, user_id, "user", seq, parent, text, model, images=images
+            )
+            answer = self._answer_row(conversation, user_id, seq + 1, prompt, model, reservation)
+            await self._insert(session, conversation, [prompt, answer])
+            if created or user.current_conversation_id != conversation.id:
+                await session.execute(
+                    update(User)
+                    .where(User.id == user_id)
+                    .values(current_conversation_id=conversation.id)
+                )
+        return Turn(
+            TurnKind.SEND,
+            user_id,
+            conversation,
+            prompt,
+            answer,
+            to_history([*path, prompt]),
+            model,
+            system_prompt,
+            reservation,
+            created_conversation=created,
+        )
+
+    async def regenerate(self, user_id: int, message_id: uuid.UUID) -> Turn:
+        """A new revision of an answer, from the same prompt; the old one is kept."""
+        async with self.db.write() as session:
+            user = await self._lock_user(session, user_id)
+            old = await self._owned_message(session, user_id, message_id)
+            if old.role != "assistant" or old.parent_message_id is None:
+                raise NotARevisionTarget()
+            conversation = await self._owned_conversation(session, user_id, old.conversation_id)
+            model = self.catalog.check_access(conversation.model_id, Tier(user.tier))
+            system_prompt = conversation.system_prompt or user.system_prompt
+            self._check_capacity(conversation, 1)
+            path = await store.load_active_path(session, conversation.id)
+            self._check_idle(path)
+            path = await self._cut_after(session, conversation, path, old.parent_message_id)
+            prompt = path[-1]
+            revision = await self._next_revision(session, old.original_message_id)
+            await self._check_concurrency(session, user_id)
+            reservation = await self.quotas.reserve(
+                session, user_id, Tier(user.tier), model.quota_key
+            )
+            answer = self._answer_row(
+                conversation,
+                user_id,
+                old.sequence_number,
+                prompt,
+                model,
+                reservation,
+                original_id=old.original_message_id,
+                revision=revision,
+                revision_type="regeneration",
+            )
+            await self._insert(session, conversation, [answer])
+        return Turn(
+            TurnKind.REGENERATE,
+            user_id,
+            conversation,
+            prompt,
+            answer,
+            to_history(path),
+            model,
+            system_prompt,
+            reservation,
+            replaced=old,
+        )
+
+    async def edit(self, user_id: int, message_id: uuid.UUID, text: str) -> Turn:
+        """A new revision of a user message and a fresh answer: a new branch from
+        that message; the old branch, with all that followed, is kept."""
+        text = self._check_text(text)
+        async with self.db.write() as session:
+            user = await self._lock_user(session, user_id)
+            old = await self._owned_message(session, user_id, message_id)
+            if old.role != "user":
+                raise NotARevisionTarget()
+            conversation = await self._owned_conversation(session, user_id, old.conversation_id)
+            model = self.catalog.check_access(conversation.model_id, Tier(user.tier))
+            system_prompt = conversation.system_prompt or user.system_prompt
+            images: Sequence[str] = old.meta.get("images", ())
+            self._check_fits(text, images, model, system_prompt)
+            self._check_capacity(conversation, 2)
+            path = await store.load_active_path(session, conversation.id)
+            self._check_idle(path)
+            # The answer that followed the edited message: its group gets the new answer.
+            if old.is_latest:
+                follow = next(
+                    (r for r in path if r.sequence_number == old.sequence_number + 1), None
+                )
+                follow_group = follow.original_message_id if follow else None
+            else:
+                tree = await store.load_tree(session, conversation.id)
+                child = tree.most_recent_child(old.id)
+                follow_group = None
+                if child is not None:
+                    follow_group = (await store.load_rows(session, [child.id]))[
+                        0
+                    ].original_message_id
+            if old.parent_message_id is None:
+                await store.set_active_path(session, conversation.id, [], self._now())
+                path = []
+            else:
+                path = await self._cut_after(session, conversation, path, old.parent_message_id)
+            user_revision = await self._next_revision(session, old.original_message_id)
+            answer_revision = (
+                await self._next_revision(session, follow_group) if follow_group else 0
+            )
+            await self._check_concurrency(session, user_id)
+            reservation = await self.quotas.reserve(
+                session, user_id, Tier(user.tier), model.quota_key
+            )
+            parent = path[-1] if path else None
+            prompt = self._row(
+                conversation,
+                user_id,
+                "user",
+                old.sequence_number,
+                parent,
+                text,
+                model,
+                images=images,
+                original_id=old.original_message_id,
+                revision=user_revision,
+                revision_type="user_edit",
+            )
+            answer = self._answer_row(
+                conversation,
+                user_id,
+                old.sequence_number + 1,
+                prompt,
+                model,
+                reservation,
+                original_id=follow_group,
+                revision=answer_revision,
+                revision_type="regeneration" if follow_group else None,
+            )
+            answer.meta = {"cause": "user_edit"}
+            await self._insert(session, conversation, [prompt, answer])
+        return Turn(
+            TurnKind.EDIT,
+            user_id,
+            conversation,
+            prompt,
+            answer,
+            to_history([*path, prompt]),
+            model,
+            system_prompt,
+            reservation,
+            replaced=old,
+        )
+
+    # -- checks ---------------------------------------------------------------------
+
+    def _check_text(self, text: str, *, allow_empty: bool = False) -> str:
+        text = text.strip()
+        if not text and not allow_empty:
+            raise EmptyMessage()
+        if len(text) > self.limits.max_input_chars:
+            raise InputTooLong(len(text), self.limits.max_input_chars)
+        return text
+
+    def _check_fits(
+        self,
+        text: str,
+        images: Sequence[str],
+        model: ModelInfo,
+        system_prompt: str | None,
+    ) -> None:
+        """A message too large for the model alone is refused before anything is
+        written or charged."""
+        build_context(
+            [HistoryMessage("user", text, tuple(images))],
+            model=model,
+            system_prompt=system_prompt,
+            estimator=self.estimator,
+        )
+
+    def _check_capacity(self, conversation: Conversation, adding: int) -> None:
+        if conversation.message_count + adding > self.limits.max_messages_per_conversation:
+            raise ConversationFull()
+
+    @staticmethod
+    def _check_idle(path: Sequence[ChatMessage]) -> None:
+        if path and path[-1].status == MessageStatus.STREAMING:
+            raise ConversationBusy()
+
+    async def _check_concurrency(self, session: AsyncSession, user_id: int) -> None:
+        if await store.count_streaming(session, user_id) >= self.limits.max_concurrent_generations:
+            raise TooManyGenerations()
+
+    async def _next_revision(self, session: AsyncSession, original_id: uuid.UUID) -> int:
+        revision = await store.next_revision(session, original_id)
+        if revision >= self.limits.max_revisions_per_message:
+            raise TooManyRevisions()
+        return revision
+
+    # -- loading ----------------------------------------------------------------------
+
+    async def _lock_user(self, session: AsyncSession, user_id: int) -> User:
+        """Lock the user's row: their concurrent requests queue here on PostgreSQL
+        (SQLite's write transaction already serializes them)."""
+        user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
+        if user is None:
+            raise ConversationNotFound()
+        if user.is_banned:
+            raise UserBanned()
+        return user
+
+    @staticmethod
+    async def _owned_message(
+        session: AsyncSession, user_id: int, message_id: uuid.UUID
+    ) -> ChatMessage:
+        row = await session.get(ChatMessage, message_id)
+        if row is None or row.user_id != user_id:
+            raise MessageNotFound()
+        return row
+
+    @staticmethod
+    async def _owned_conversation(
+        session: AsyncSession, user_id: int, conversation_id: uuid.UUID
+    ) -> Conversation:
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None or conversation.user_id != user_id:
+            raise ConversationNotFound()
+        return conversation
+
+    async def _cut_after(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        path: list[ChatMessage],
+        anchor_id: uuid.UUID,
+    ) -> list[ChatMessage]:
+        """Make the path end at `anchor_id`: everything after it leaves the active
+        path (and is kept); an anchor off the path brings its ancestors back."""
+        for index, row in enumerate(path):
+            if row.id == anchor_id:
+                if index + 1 < len(path):
+                    await store.truncate_after(session, conversation.id, row.sequence_number)
+                return path[: index + 1]
+        tree = await store.load_tree(session, conversation.id)
+        if anchor_id not in tree.nodes:
+            raise MessageNotFound()
+        ids = tree.ancestors(anchor_id)
+        await store.set_active_path(session, conversation.id, ids, self._now())
+        return await store.load_rows(session, ids)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _new_conversation(self, user: User, text: str, platform: str | None) -> Conversation:
+        model_id = user.default_model if user.default_model in self.catalog else None
+        now = self._now()
+        return Conversation(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            title=make_title(text),
+            model_id=model_id or self.catalog.default.id,
+            platform=platform,
+            message_count=0,
+            created_at=now,
+            updated_at=now,
+            meta={},
+        )
+
+    def _row(
+        self,
+        conversation: Conversation,
+        user_id: int,
+        role: str,
+        seq: int,
+        parent: ChatMessage | None,
+        content: str,
+        model: ModelInfo,
+        *,
+        images: Sequence[str] = (),
+        original_id: uuid.UUID | None = None,
+        revision: int = 0,
+        revision_type: str | None = None,
+        status: str = MessageStatus.COMPLETE,
+    ) -> ChatMessage:
+        row_id = uuid.uuid4()
+        now = self._now()
+        return ChatMessage(
+            id=row_id,
+            conversation_id=conversation.id,
+            user_id=user_id,
+            role=role,
+            content=content,
+            model_id=model.id,
+            sequence_number=seq,
+            parent_message_id=parent.id if parent else None,
+            original_message_id=original_id or row_id,
+            revision_number=revision,
+            revision_type=revision_type,
+            is_latest=True,
+            activated_at=now,
+            status=status,
+            platform_message_ids={},
+            meta={"images": list(images)} if images else {},
+            created_at=now,
+        )
+
+    def _answer_row(
+        self,
+        conversation: Conversation,
+        user_id: int,
+        seq: int,
+        prompt: ChatMessage,
+        model: ModelInfo,
+        reservation: Reservation,
+        *,
+        original_id: uuid.UUID | None = None,
+        revision: int = 0,
+        revision_type: str | None = None,
+    ) -> ChatMessage:
+        row = self._row(
+            conversation,
+            user_id,
+            "assistant",
+            seq,
+            prompt,
+            "",
+            model,
+            original_id=original_id,
+            revision=revision,
+            revision_type=revision_type,
+            status=MessageStatus.STREAMING,
+        )
+        row.quota_key = reservation.quota_key.value
+        row.quota_window_start = reservation.window_start
+        row.worker_id = self.worker_id
+        row.heartbeat_at = self._now()
+        return row
+
+    async def _insert(
+        self, session: AsyncSession, conversation: Conversation, rows: list[ChatMessage]
+    ) -> None:
+        session.add_all(rows)
+        now = self._now()
+        conversation.message_count += len(rows)
+        conversation.last_message_at = now
+        conversation.updated_at = now
+        await session.flush()

@@ -1,0 +1,106 @@
+"""Builds the core services once from the settings; platforms receive this bundle."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from core.accounts import AccountService
+from core.chat import ChatService, new_worker_id
+from core.config import Settings
+from core.conversations.service import ConversationService
+from core.conversations.turns import TurnPlanner
+from core.db.engine import Database
+from core.errors import OneAIError
+from core.llm.catalog import ModelCatalog
+from core.llm.client import LLMClient
+from core.llm.tokens import default_estimator
+from core.quotas import QuotaService
+
+log = logging.getLogger(__name__)
+
+
+class RedisUnavailable(OneAIError):
+    code = "redis_unavailable"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    accounts: AccountService
+    quotas: QuotaService
+    catalog: ModelCatalog
+    llm: LLMClient
+    conversations: ConversationService
+    planner: TurnPlanner
+    chat: ChatService
+    worker_id: str
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        llm: LLMClient | None = None,
+        catalog: ModelCatalog | None = None,
+    ) -> Services:
+        db = Database(
+            settings.db.database_url,
+            echo=settings.db.database_echo,
+            busy_timeout=settings.db.sqlite_busy_timeout,
+        )
+        worker_id = new_worker_id()
+        catalog = catalog or ModelCatalog.load(
+            settings.llm.default_model,
+            override_file=settings.llm.catalog_file,
+            cache_file=settings.llm.catalog_cache_file,
+        )
+        llm = llm or LLMClient.from_settings(settings.llm)
+        quotas = QuotaService(db)
+        estimator = default_estimator()
+        planner = TurnPlanner(db, quotas, catalog, settings.limits, worker_id, estimator)
+        chat = ChatService(db, planner, llm, quotas, settings.limits, worker_id)
+        return cls(
+            settings=settings,
+            db=db,
+            accounts=AccountService(db),
+            quotas=quotas,
+            catalog=catalog,
+            llm=llm,
+            conversations=ConversationService(db),
+            planner=planner,
+            chat=chat,
+            worker_id=worker_id,
+        )
+
+    async def refresh_catalog(self) -> bool:
+        """Update model prices and limits from the provider; offline keeps the list."""
+        hours = self.settings.llm.catalog_refresh_hours
+        if hours <= 0:
+            return False
+        return await self.catalog.refresh(
+            self.llm.list_models,
+            self.settings.llm.catalog_cache_file,
+            timedelta(hours=hours),
+        )
+
+    async def close(self) -> None:
+        await self.llm.aclose()
+        await self.db.dispose()
+
+
+async def check_redis(url: str | None) -> None:
+    """With REDIS_URL set, Redis must answer: several processes rely on it."""
+    if url is None:
+        return
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        await client.ping()  # type: ignore[misc]
+    except Exception as exc:
+        raise RedisUnavailable(f"REDIS_URL is set but Redis does not answer: {exc}") from None
+    finally:
+        await client.aclose()
