@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from core.config import ConfigError, Settings, load_settings
 from core.db.migrate import DatabaseNotMigrated, prepare_database, upgrade_head_async
@@ -83,7 +84,7 @@ async def _cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     return await run_bot(settings)
 
 
-COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": _cmd_run,
     "migrate": _cmd_migrate,
     "chat": _cmd_chat,

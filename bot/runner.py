@@ -8,8 +8,9 @@ import contextlib
 import importlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from types import ModuleType
+from typing import Any
 
 from aiohttp import web
 
@@ -26,7 +27,7 @@ PLATFORMS = (
     ("discord", "DISCORD_BOT_TOKEN", "bot.discord.runner"),
 )
 
-Serve = Callable[[Services, web.Application], Awaitable[None]]
+Serve = Callable[[Services, web.Application], Coroutine[Any, Any, None]]
 
 
 class PlatformMissing(Exception):
@@ -76,7 +77,7 @@ async def run_bot(settings: Settings) -> int:
             log.info("marked %d answers of stopped workers as interrupted", len(interrupted))
         with contextlib.suppress(Exception):
             await services.refresh_catalog()
-        tasks = [
+        tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(serve(services, app), name=name) for name, serve in platforms
         ]
         await runner.setup()

@@ -45,8 +45,9 @@ class Services:
         *,
         llm: LLMClient | None = None,
         catalog: ModelCatalog | None = None,
+        db: Database | None = None,
     ) -> Services:
-        db = Database(
+        db = db or Database(
             settings.db.database_url,
             echo=settings.db.database_echo,
             busy_timeout=settings.db.sqlite_busy_timeout,
@@ -99,7 +100,7 @@ async def check_redis(url: str | None) -> None:
 
     client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
     try:
-        await client.ping()  # type: ignore[misc]
+        await client.ping()
     except Exception as exc:
         raise RedisUnavailable(f"REDIS_URL is set but Redis does not answer: {exc}") from None
     finally:

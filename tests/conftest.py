@@ -9,14 +9,19 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from core.config import DatabaseSettings, LimitSettings, LLMSettings, Settings
 from core.db.engine import Database, null_pool_engine
 from core.db.migrate import upgrade_head
 from core.db.models import Base
+from core.llm.client import LLMClient
+from core.services import Services
+from tests.fakes.llm_server import FakeLLM, Reply
 
 PG_ADMIN_DB = "test"
 
@@ -86,3 +91,32 @@ async def db(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
 @pytest.fixture
 def redis_url() -> str | None:
     return os.environ.get("TEST_REDIS_URL") or None
+
+
+@pytest.fixture
+async def fake_llm() -> AsyncIterator[FakeLLM]:
+    """An OpenAI-compatible server on 127.0.0.1 that answers instantly by default."""
+    async with FakeLLM(default=Reply(text=None)) as server:
+        yield server
+
+
+def make_settings(database_url: str, llm_url: str, **limits: Any) -> Settings:
+    return Settings(
+        db=DatabaseSettings(database_url=database_url),
+        llm=LLMSettings(base_url=llm_url, catalog_refresh_hours=0),
+        limits=LimitSettings(**limits),
+    )
+
+
+@pytest.fixture
+async def services(db: Database, fake_llm: FakeLLM) -> AsyncIterator[Services]:
+    """The real core services on the test database, talking HTTP to the fake LLM."""
+    settings = make_settings(db.url, fake_llm.base_url)
+    llm = LLMClient(
+        fake_llm.base_url, "test-key", max_retries=0, first_token_timeout=5, idle_timeout=5
+    )
+    built = Services.build(settings, llm=llm, db=db)
+    try:
+        yield built
+    finally:
+        await llm.aclose()

@@ -99,11 +99,7 @@ class ConsoleChat:
                     if not await self._command(line):
                         break
                 else:
-                    await self._stream(
-                        lambda: self.services.chat.send(
-                            self._uid, line, conversation_id=self.conversation_id, platform="cli"
-                        )
-                    )
+                    await self._send(line)
             except OneAIError as exc:
                 self.write(f"! {exc.user_message}")
         return 0
@@ -126,6 +122,13 @@ class ConsoleChat:
         return self.user.id
 
     # -- generations -------------------------------------------------------------------
+
+    async def _send(self, text: str) -> None:
+        await self._stream(
+            lambda: self.services.chat.send(
+                self._uid, text, conversation_id=self.conversation_id, platform="cli"
+            )
+        )
 
     async def _stream(self, start: Callable[[], Awaitable[Generation]]) -> None:
         generation = await start()
@@ -210,9 +213,7 @@ class ConsoleChat:
         if self.conversation_id is None:
             self.write("! There is no message to edit yet.")
             return
-        mine = await self.services.conversations.last_user_message(
-            self._uid, self.conversation_id
-        )
+        mine = await self.services.conversations.last_user_message(self._uid, self.conversation_id)
         if mine is None:
             self.write("! There is no message to edit yet.")
             return
@@ -234,7 +235,7 @@ class ConsoleChat:
 
     async def _cmd_history(self, arg: str) -> None:
         page_no = int(arg) if arg.isdigit() else 1
-        page = await self.services.conversations.list(self._uid, page_no, per_page=10)
+        page = await self.services.conversations.page(self._uid, page_no, per_page=10)
         if not page.items:
             self.write("No conversations yet.")
             return
@@ -287,7 +288,7 @@ class ConsoleChat:
             conversation = await self.services.conversations.get(self._uid, self.conversation_id)
             return conversation.model_id
         user = await self.services.accounts.get(self._uid)
-        if user is not None and user.default_model in self.services.catalog:
+        if user is not None and user.default_model and user.default_model in self.services.catalog:
             return user.default_model
         return self.services.catalog.default.id
 

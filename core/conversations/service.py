@@ -113,7 +113,7 @@ class ConversationService:
                 .limit(1)
             )
 
-    async def list(self, user_id: int, page: int = 1, per_page: int = 10) -> ConversationPage:
+    async def page(self, user_id: int, page: int = 1, per_page: int = 10) -> ConversationPage:
         """The user's conversations, most recently active first."""
         per_page = max(1, min(per_page, 50))
         async with self.db.read() as session:
@@ -272,18 +272,17 @@ class ConversationService:
 
     async def _activate(self, session: AsyncSession, target: ChatMessage) -> list[ChatMessage]:
         await self._check_idle(session, target.conversation_id)
-        if not target.is_latest:
-            tree = await store.load_tree(session, target.conversation_id)
-            path = tree.path_through(target.id)
-            await store.set_active_path(session, target.conversation_id, path, self._now())
+        # Recomputed even for a row already shown: a path cut short by branch_from
+        # grows back to the most recently active branch below it.
+        tree = await store.load_tree(session, target.conversation_id)
+        path = tree.path_through(target.id)
+        await store.set_active_path(session, target.conversation_id, path, self._now())
         await self._touch(session, target.user_id, target.conversation_id)
         return await store.load_active_path(session, target.conversation_id)
 
     async def _touch(self, session: AsyncSession, user_id: int, conversation_id: uuid.UUID) -> None:
         await session.execute(
-            update(User)
-            .where(User.id == user_id)
-            .values(current_conversation_id=conversation_id)
+            update(User).where(User.id == user_id).values(current_conversation_id=conversation_id)
         )
 
     @staticmethod

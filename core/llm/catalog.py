@@ -1,0 +1,472 @@
+"""The models people can pick: a curated list shipped with the bot, kept current from OpenRouter.
+
+Three layers, later ones winning: the shipped `models.json`, provider data from
+OpenRouter's `/models` (context length, prices, output limit, image input), and the
+operator's override file. Provider data only updates models we already list; it
+never adds any, because the shipped list is curated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from core.clock import utcnow
+from core.errors import OneAIError
+from core.tiers import TIERS, QuotaKey, Tier
+
+logger = logging.getLogger(__name__)
+
+_E = TypeVar("_E", QuotaKey, Tier)
+
+_PER_MILLION = Decimal(1_000_000)
+_QUOTA_ORDER = {key: index for index, key in enumerate(QuotaKey)}
+_REQUIRED_FIELDS = (
+    "id",
+    "name",
+    "provider",
+    "context_length",
+    "max_output_tokens",
+    "prompt_price",
+    "completion_price",
+    "quota_key",
+    "min_tier",
+)
+_OPTIONAL_FIELDS = ("vision", "image_output", "description")
+_ALL_FIELDS = frozenset(_REQUIRED_FIELDS + _OPTIONAL_FIELDS)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    name: str
+    provider: str
+    context_length: int
+    max_output_tokens: int
+    prompt_price: Decimal  # USD per 1M prompt tokens
+    completion_price: Decimal  # USD per 1M completion tokens
+    quota_key: QuotaKey
+    min_tier: Tier
+    vision: bool = False  # accepts image input
+    image_output: bool = False  # generates images
+    description: str = ""
+
+    def available_to(self, tier: Tier) -> bool:
+        return tier.rank >= self.min_tier.rank
+
+
+class UnknownModel(OneAIError):
+    code = "unknown_model"
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(
+            f"I don't know the model “{model_id}”. Use /models to see the ones you can pick.",
+            model=model_id,
+        )
+
+
+class ModelLocked(OneAIError):
+    code = "model_locked"
+
+    def __init__(self, model: ModelInfo) -> None:
+        plan = TIERS[model.min_tier].name
+        super().__init__(
+            f"{model.name} is available on the {plan} plan and above. "
+            "Upgrade your plan, or pick another model with /models.",
+            model=model.id,
+            required_tier=model.min_tier,
+        )
+
+
+@dataclass(frozen=True)
+class _State:
+    """One consistent snapshot; swapped as a whole so readers never see half an update."""
+
+    by_id: Mapping[str, ModelInfo]
+    ordered: tuple[ModelInfo, ...]
+
+
+def _sort_key(model: ModelInfo) -> tuple[int, str, str]:
+    return (_QUOTA_ORDER[model.quota_key], model.name.casefold(), model.id)
+
+
+def _snapshot(models: Iterable[ModelInfo]) -> _State:
+    by_id: dict[str, ModelInfo] = {}
+    for model in models:
+        if model.id in by_id:
+            raise ValueError(f"model {model.id!r} is listed twice")
+        by_id[model.id] = model
+    return _State(by_id, tuple(sorted(by_id.values(), key=_sort_key)))
+
+
+class ModelCatalog:
+    def __init__(
+        self,
+        models: Iterable[ModelInfo],
+        default_model: str,
+        *,
+        pinned: Mapping[str, Collection[str]] | None = None,
+    ) -> None:
+        """`pinned`: per model id, fields the operator set; provider data leaves them alone."""
+        state = _snapshot(models)
+        if default_model not in state.by_id:
+            raise ValueError(
+                f"default model {default_model!r} is not in the model catalog; "
+                "set DEFAULT_MODEL to a listed id or add the model with MODEL_CATALOG_FILE"
+            )
+        self._state = state
+        self._default_id = default_model
+        self._pinned = {key: frozenset(value) for key, value in (pinned or {}).items()}
+        self._refresh_lock = asyncio.Lock()
+
+    # --- lookups -------------------------------------------------------------------------
+
+    def get(self, model_id: str) -> ModelInfo | None:
+        return self._state.by_id.get(model_id)
+
+    def require(self, model_id: str) -> ModelInfo:
+        model = self.get(model_id)
+        if model is None:
+            raise UnknownModel(model_id)
+        return model
+
+    def check_access(self, model_id: str, tier: Tier) -> ModelInfo:
+        model = self.require(model_id)
+        if not model.available_to(tier):
+            raise ModelLocked(model)
+        return model
+
+    @property
+    def default(self) -> ModelInfo:
+        return self._state.by_id[self._default_id]
+
+    def all(self) -> list[ModelInfo]:
+        """Every model, by quota key (small, large, image) then name."""
+        return list(self._state.ordered)
+
+    def grouped(self) -> dict[QuotaKey, list[ModelInfo]]:
+        """Non-empty groups in quota key order, each sorted by name."""
+        groups: dict[QuotaKey, list[ModelInfo]] = {}
+        for model in self._state.ordered:
+            groups.setdefault(model.quota_key, []).append(model)
+        return groups
+
+    def __len__(self) -> int:
+        return len(self._state.by_id)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._state.by_id
+
+    # --- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        default_model: str,
+        override_file: Path | None = None,
+        cache_file: Path | None = None,
+    ) -> ModelCatalog:
+        """Shipped list, then cached provider data (any age), then the operator's override.
+
+        A broken override file raises ValueError naming the file; a broken cache is ignored.
+        """
+        models = _load_shipped()
+        if cache_file is not None:
+            cached = _read_cache(cache_file)
+            if cached is not None:
+                models = _apply_provider_data(models, cached[1], {})
+        pinned: dict[str, frozenset[str]] = {}
+        if override_file is not None:
+            models, pinned = _apply_override(models, override_file)
+        return cls(models, default_model, pinned=pinned)
+
+    async def refresh(
+        self,
+        fetch_models: Callable[[], Awaitable[list[dict[str, Any]]]],
+        cache_file: Path,
+        max_age: timedelta,
+    ) -> bool:
+        """Bring provider data up to date; True if the catalog now holds current data.
+
+        A cache younger than `max_age` is used without fetching. Any failure keeps the
+        current list and returns False: a missing price update must never stop the bot.
+        """
+        async with self._refresh_lock:
+            try:
+                cached = await asyncio.to_thread(_read_cache, cache_file)
+                if cached is not None and _is_fresh(cached[0], max_age):
+                    self._use_provider_data(cached[1])
+                    return True
+                data = _validated_provider_list(await fetch_models())
+                self._use_provider_data(data)
+            except Exception as exc:
+                logger.warning("model catalog refresh failed, keeping current list: %r", exc)
+                return False
+            try:
+                await asyncio.to_thread(_write_cache, cache_file, data)
+            except OSError as exc:
+                # The catalog is current anyway; the next start just fetches again.
+                logger.warning("could not write model catalog cache %s: %r", cache_file, exc)
+            return True
+
+    def _use_provider_data(self, data: list[dict[str, Any]]) -> None:
+        models = _apply_provider_data(self._state.ordered, data, self._pinned)
+        self._state = _snapshot(models)
+
+
+# --- the catalog file format ---------------------------------------------------------------
+
+
+def _parse_document(
+    raw: object, where: str, *, complete: bool
+) -> tuple[list[dict[str, Any]], bool]:
+    """Validate a models.json-style document; returns (typed fields per entry, replace).
+
+    With `complete`, every entry must carry all required fields; otherwise only `id`
+    (an override may change a single field of a known model).
+    """
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a JSON object with a 'models' list")
+    unknown = {key for key in raw if key not in ("models", "replace") and not key.startswith("_")}
+    if unknown:
+        raise ValueError(f"{where}: unknown top-level keys {sorted(unknown)}")
+    entries = raw.get("models")
+    if not isinstance(entries, list):
+        raise ValueError(f"{where}: 'models' must be a list")
+    replace = raw.get("replace", False)
+    if not isinstance(replace, bool):
+        raise ValueError(f"{where}: 'replace' must be true or false")
+    parsed: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        fields = _entry_fields(entry, f"{where}: models[{index}]")
+        needed = _REQUIRED_FIELDS if complete else ("id",)
+        missing = [name for name in needed if name not in fields]
+        if missing:
+            raise ValueError(f"{where}: models[{index}] is missing {', '.join(missing)}")
+        if fields["id"] in seen:
+            raise ValueError(f"{where}: model {fields['id']!r} is listed twice")
+        seen.add(fields["id"])
+        parsed.append(fields)
+    return parsed, replace
+
+
+def _entry_fields(entry: object, where: str) -> dict[str, Any]:
+    """Typed values of the fields present in one entry."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected an object")
+    unknown = {key for key in entry if key not in _ALL_FIELDS and not key.startswith("_")}
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
+    label = f"{where} ({entry['id']!r})" if isinstance(entry.get("id"), str) else where
+    fields: dict[str, Any] = {}
+    for name, value in entry.items():
+        if name.startswith("_"):
+            continue
+        try:
+            fields[name] = _convert(name, value)
+        except ValueError as exc:
+            raise ValueError(f"{label}: {name} {exc}") from None
+    return fields
+
+
+def _convert(name: str, value: object) -> object:
+    if name in ("id", "name", "provider"):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("must be a non-empty string")
+        return value.strip()
+    if name == "description":
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        return value
+    if name in ("context_length", "max_output_tokens"):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError("must be a positive integer")
+        return value
+    if name in ("prompt_price", "completion_price"):
+        return _price(value)
+    if name == "quota_key":
+        return _enum(QuotaKey, value)
+    if name == "min_tier":
+        return _enum(Tier, value)
+    if not isinstance(value, bool):  # vision, image_output
+        raise ValueError("must be true or false")
+    return value
+
+
+def _price(value: object) -> Decimal:
+    # Strings keep exact decimals; plain numbers are accepted for hand-written overrides.
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError('must be a price string such as "0.15"')
+    try:
+        price = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"is not a number: {value!r}") from None
+    if not price.is_finite() or price < 0:
+        raise ValueError("must be a finite, non-negative number")
+    return price
+
+
+def _enum(kind: type[_E], value: object) -> _E:
+    if isinstance(value, str) and value in {member.value for member in kind}:
+        return kind(value)
+    raise ValueError(f"must be one of {', '.join(kind)}, not {value!r}")
+
+
+def _load_shipped() -> list[ModelInfo]:
+    text = resources.files("core.llm").joinpath("models.json").read_text("utf-8")
+    entries, _ = _parse_document(json.loads(text), "shipped models.json", complete=True)
+    return [ModelInfo(**fields) for fields in entries]
+
+
+def _apply_override(
+    models: list[ModelInfo], path: Path
+) -> tuple[list[ModelInfo], dict[str, frozenset[str]]]:
+    """Merge (or with "replace": true, swap in) the operator's file; returns models and
+    the fields it set per id, which later provider data must not overwrite."""
+    where = f"model catalog file {path}"
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    replace = isinstance(raw, dict) and raw.get("replace") is True
+    entries, _ = _parse_document(raw, where, complete=replace)
+    merged = {} if replace else {model.id: model for model in models}
+    for fields in entries:
+        current = merged.get(fields["id"])
+        if current is not None:
+            merged[current.id] = dataclasses.replace(current, **fields)
+            continue
+        missing = [name for name in _REQUIRED_FIELDS if name not in fields]
+        if missing:
+            raise ValueError(f"{where}: new model {fields['id']!r} is missing {', '.join(missing)}")
+        merged[fields["id"]] = ModelInfo(**fields)
+    pinned = {fields["id"]: frozenset(fields) for fields in entries}
+    return list(merged.values()), pinned
+
+
+# --- provider data (OpenRouter /models) ----------------------------------------------------
+
+
+def _validated_provider_list(data: object) -> list[dict[str, Any]]:
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise ValueError("provider model list is not a list of objects")
+    return data
+
+
+def _per_million(per_token: object) -> Decimal | None:
+    """OpenRouter quotes USD per token as a string; negative means 'varies' (routers)."""
+    try:
+        price = Decimal(str(per_token)) * _PER_MILLION
+    except InvalidOperation:
+        return None
+    if not price.is_finite() or price < 0:
+        return None
+    return price.quantize(Decimal(1)) if price == price.to_integral_value() else price.normalize()
+
+
+def _positive_int(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
+
+
+def _provider_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of one OpenRouter entry we trust; anything odd is skipped, not fatal."""
+    fields: dict[str, Any] = {}
+    if (context := _positive_int(item.get("context_length"))) is not None:
+        fields["context_length"] = context
+    pricing = item.get("pricing")
+    if isinstance(pricing, dict):
+        for source, target in (("prompt", "prompt_price"), ("completion", "completion_price")):
+            if source in pricing and (price := _per_million(pricing[source])) is not None:
+                fields[target] = price
+    top = item.get("top_provider")
+    limit = _positive_int(top.get("max_completion_tokens")) if isinstance(top, dict) else None
+    if limit is not None:
+        fields["max_output_tokens"] = limit
+    architecture = item.get("architecture")
+    if isinstance(architecture, dict) and isinstance(architecture.get("input_modalities"), list):
+        fields["vision"] = "image" in architecture["input_modalities"]
+    return fields
+
+
+def _apply_provider_data(
+    models: Iterable[ModelInfo],
+    data: Iterable[Mapping[str, Any]],
+    pinned: Mapping[str, frozenset[str]],
+) -> list[ModelInfo]:
+    by_id = {item["id"]: item for item in data if isinstance(item.get("id"), str)}
+    updated = []
+    for model in models:
+        item = by_id.get(model.id)
+        if item is None:
+            updated.append(model)
+            continue
+        keep = pinned.get(model.id, frozenset())
+        fields = {key: value for key, value in _provider_fields(item).items() if key not in keep}
+        if "context_length" in fields or "max_output_tokens" in fields:
+            # Some providers report an output limit equal to the whole context; cap it.
+            context = fields.get("context_length", model.context_length)
+            output = fields.get("max_output_tokens", model.max_output_tokens)
+            fields["max_output_tokens"] = min(output, context)
+        updated.append(dataclasses.replace(model, **fields))
+    return updated
+
+
+# --- the cache file ------------------------------------------------------------------------
+
+
+def _is_fresh(fetched_at: datetime, max_age: timedelta) -> bool:
+    # A timestamp from the future (clock change, copied file) counts as stale.
+    return timedelta(0) <= utcnow() - fetched_at < max_age
+
+
+def _read_cache(path: Path) -> tuple[datetime, list[dict[str, Any]]] | None:
+    """(fetched_at, provider data) or None when missing or unusable."""
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+        fetched_at = datetime.fromisoformat(raw["fetched_at"])
+        if fetched_at.tzinfo is None:
+            raise ValueError("fetched_at has no time zone")
+        return fetched_at, _validated_provider_list(raw["data"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        logger.warning("ignoring unreadable model catalog cache %s: %r", path, exc)
+        return None
+
+
+def _trim(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Only what `_provider_fields` reads, so the cache stays small."""
+    keep = ("id", "context_length", "pricing", "top_provider", "architecture")
+    return {key: item[key] for key in keep if key in item}
+
+
+def _write_cache(path: Path, data: list[dict[str, Any]]) -> None:
+    payload = {"fetched_at": utcnow().isoformat(), "data": [_trim(item) for item in data]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target and rename: readers see the old file or the new one, never half.
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, separators=(",", ":"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise

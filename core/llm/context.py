@@ -1,0 +1,131 @@
+"""Turn a conversation into the messages sent to a model, trimmed to fit its context."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import OneAIError
+from core.llm.catalog import ModelInfo
+from core.llm.tokens import REPLY_PRIMING, TokenEstimator, default_estimator
+
+
+@dataclass(frozen=True)
+class HistoryMessage:
+    role: str  # "user" | "assistant"
+    content: str
+    images: tuple[str, ...] = ()  # data: or https URLs; sent to vision models in user turns
+
+
+class MessageTooLong(OneAIError):
+    code = "message_too_long"
+    user_message = "That message is too long for this model. Please shorten it or split it up."
+
+
+@dataclass(frozen=True)
+class BuiltContext:
+    messages: list[dict[str, Any]]  # OpenAI chat format, ready to send
+    prompt_tokens: int  # estimate
+    dropped: int  # oldest history messages left out to fit
+
+
+def default_reserve(model: ModelInfo) -> int:
+    """Room kept for the answer: the model's output limit, but at most a quarter of the
+    context, since some models allow outputs as long as the whole context."""
+    return min(model.max_output_tokens, model.context_length // 4)
+
+
+def build_context(
+    history: Sequence[HistoryMessage],
+    *,
+    model: ModelInfo,
+    system_prompt: str | None,
+    estimator: TokenEstimator | None = None,
+    reserve_output: int | None = None,
+) -> BuiltContext:
+    """System prompt first, then as much of `history` (oldest first, ending with the
+    user message being answered) as fits, dropping the oldest messages first.
+
+    Raises MessageTooLong when the system prompt and the newest message alone do not fit.
+    """
+    if not history or history[-1].role != "user":
+        raise ValueError("history must end with the user message being answered")
+    estimator = estimator or default_estimator()
+    reserve = default_reserve(model) if reserve_output is None else max(0, reserve_output)
+    budget = model.context_length - reserve
+
+    head: list[dict[str, Any]] = []
+    used = REPLY_PRIMING
+    if system_prompt:
+        head.append({"role": "system", "content": system_prompt})
+        used += estimator.count_message("system", system_prompt)
+
+    newest = _render(history[-1], model.vision)
+    newest_cost = estimator.count_message(newest["role"], newest["content"])
+    if used + newest_cost > budget:
+        raise _too_long(history[-1], newest_cost, used + newest_cost, budget, model)
+    used += newest_cost
+
+    # Walk from the newest backwards so each message is rendered and counted once.
+    kept: list[tuple[dict[str, Any], int]] = []
+    dropped = 0
+    for index in range(len(history) - 2, -1, -1):
+        message = history[index]
+        if _is_empty_answer(message):
+            continue
+        rendered = _render(message, model.vision)
+        cost = estimator.count_message(rendered["role"], rendered["content"])
+        if used + cost > budget:
+            dropped = sum(1 for older in history[: index + 1] if not _is_empty_answer(older))
+            break
+        kept.append((rendered, cost))
+        used += cost
+
+    # After trimming, a conversation should open with the user, not a dangling answer.
+    if dropped and kept and kept[-1][0]["role"] == "assistant":
+        used -= kept.pop()[1]
+        dropped += 1
+
+    messages = head + [rendered for rendered, _ in reversed(kept)] + [newest]
+    return BuiltContext(messages=messages, prompt_tokens=used, dropped=dropped)
+
+
+def _is_empty_answer(message: HistoryMessage) -> bool:
+    # An answer that failed before its first token leaves an empty assistant message.
+    return message.role == "assistant" and not message.content.strip()
+
+
+def _render(message: HistoryMessage, vision: bool) -> dict[str, Any]:
+    # Models without vision get the text only (the caller refuses images earlier anyway).
+    # Images go in user turns only: OpenAI and Anthropic reject image parts from the
+    # assistant, so a generated image stays out of later requests.
+    if not (message.images and vision and message.role == "user"):
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = []
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    parts.extend({"type": "image_url", "image_url": {"url": url}} for url in message.images)
+    return {"role": message.role, "content": parts}
+
+
+def _too_long(
+    message: HistoryMessage, message_tokens: int, needed: int, limit: int, model: ModelInfo
+) -> MessageTooLong:
+    excess = needed - limit
+    text_tokens = max(1, message_tokens)
+    if excess >= text_tokens or not message.content:
+        # Even an empty message would not fit (huge system prompt or tiny context).
+        text = (
+            f"{model.name} can't take a message this size here. "
+            "Please pick a model with a larger context in /models."
+        )
+    else:
+        share = math.ceil(100 * excess / text_tokens)
+        chars = math.ceil(len(message.content) * excess / text_tokens / 100) * 100
+        text = (
+            f"That message is too long for {model.name}. Please make it about {share}% "
+            f"shorter (roughly {chars:,} characters less), or split it into parts."
+        )
+    return MessageTooLong(text, tokens=needed, limit=limit, model=model.id)
