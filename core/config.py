@@ -22,6 +22,8 @@ def _section(prefix: str = "") -> SettingsConfigDict:
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
+        # `TELEGRAM_BOT_TOKEN=` in .env means "not set", not "an empty token".
+        env_ignore_empty=True,
     )
 
 
@@ -203,10 +205,30 @@ class Settings:
     def limits(self) -> LimitSettings:
         return self._get("limits", LimitSettings)  # type: ignore[no-any-return]
 
-    def validate_all(self) -> None:
-        """Touch every section so a bad value fails at start-up, not mid-conversation."""
-        for name in ("app", "db", "redis", "llm", "telegram", "discord", "http", "limits"):
-            getattr(self, name)
+
+SECTIONS: dict[str, type[BaseSettings]] = {
+    "app": AppSettings,
+    "db": DatabaseSettings,
+    "redis": RedisSettings,
+    "llm": LLMSettings,
+    "telegram": TelegramSettings,
+    "discord": DiscordSettings,
+    "http": HttpSettings,
+    "limits": LimitSettings,
+}
+
+
+def env_names(cls: type[BaseSettings]) -> list[str]:
+    """Every environment variable a section reads (aliases included)."""
+    prefix = str(cls.model_config.get("env_prefix") or "")
+    names = []
+    for field, info in cls.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names += [str(choice).upper() for choice in alias.choices]
+        else:
+            names.append((prefix + field).upper())
+    return names
 
 
 class ConfigError(Exception):
@@ -234,17 +256,7 @@ def describe_validation_error(error: ValidationError, cls: type[BaseSettings]) -
 def load_settings() -> Settings:
     """Build and validate all sections, turning validation errors into a ConfigError."""
     settings = Settings()
-    sections: dict[str, type[BaseSettings]] = {
-        "app": AppSettings,
-        "db": DatabaseSettings,
-        "redis": RedisSettings,
-        "llm": LLMSettings,
-        "telegram": TelegramSettings,
-        "discord": DiscordSettings,
-        "http": HttpSettings,
-        "limits": LimitSettings,
-    }
-    for name, cls in sections.items():
+    for name, cls in SECTIONS.items():
         try:
             getattr(settings, name)
         except ValidationError as exc:

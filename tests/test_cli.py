@@ -1,0 +1,155 @@
+"""The `oneai` command as a person runs it: a real process, stdin piped, the fake LLM
+over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from tests.fakes.llm_server import FakeLLM, Reply
+
+
+async def _oneai(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str = ""
+) -> tuple[int, str, str]:
+    full_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TELEGRAM_", "DISCORD_", "LLM_", "DATABASE_", "REDIS_"))
+    }
+    full_env.update(env or {})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=cwd,
+        env=full_env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def _project_root() -> str:
+    return str(Path(__file__).resolve().parent.parent)
+
+
+async def test_run_without_tokens_says_what_to_set(tmp_path: Path) -> None:
+    code, out, err = await _oneai("run", cwd=tmp_path, env={"PYTHONPATH": _project_root()})
+    assert code == 2
+    assert "TELEGRAM_BOT_TOKEN" in err and "DISCORD_BOT_TOKEN" in err
+    assert "Traceback" not in err + out
+
+
+async def test_bad_configuration_is_one_clear_line(tmp_path: Path) -> None:
+    code, _, err = await _oneai(
+        "run",
+        cwd=tmp_path,
+        env={"PYTHONPATH": _project_root(), "DATABASE_URL": "mysql://nope", "HTTP_PORT": "x"},
+    )
+    assert code == 2
+    assert "DATABASE_URL" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+async def test_env_file_and_admin_id_lists(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("TELEGRAM_ADMIN_IDS=1,2, x\n")
+    code, _, err = await _oneai("models", cwd=tmp_path, env={"PYTHONPATH": _project_root()})
+    assert code == 2
+    assert "TELEGRAM_ADMIN_IDS" in err and "Traceback" not in err
+
+
+async def test_models_lists_the_catalog(tmp_path: Path) -> None:
+    code, out, _ = await _oneai("models", cwd=tmp_path, env={"PYTHONPATH": _project_root()})
+    assert code == 0
+    assert "openai/gpt-4o-mini" in out
+    assert "small_messages" in out and "large_messages" in out and "image_generation" in out
+
+
+async def test_playground_supports_every_command(tmp_path: Path) -> None:
+    async with FakeLLM(default=Reply(text=None)) as llm:
+        llm.script(
+            Reply(text="First answer."),
+            Reply(text="Second answer."),
+            Reply(text="Answer to the edit."),
+        )
+        script = "\n".join(
+            [
+                "Hello there",
+                "/regen",
+                "/rev 1",
+                "/edit Hello again",
+                "/history",
+                "/usage",
+                "/model openai/gpt-4.1-mini",
+                "/model anthropic/claude-opus-4",
+                "/models",
+                "/show",
+                "/export json",
+                "/nonsense",
+                "/new",
+                "A second conversation",
+                "/history",
+                "/open 2",
+                "/show",
+                "/quit",
+                "never sent",
+            ]
+        )
+        code, out, err = await _oneai(
+            "chat",
+            cwd=tmp_path,
+            env={
+                "PYTHONPATH": _project_root(),
+                "LLM_BASE_URL": llm.base_url,
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
+                "MODEL_CATALOG_REFRESH_HOURS": "0",
+            },
+            stdin=script + "\n",
+        )
+        requests = list(llm.requests)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert "First answer." in out and "Second answer." in out
+    assert "(revision 2/2" in out  # after /regen
+    assert "(revision 1/2)\nFirst answer." in out  # /rev 1 shows and selects it
+    assert "Answer to the edit." in out
+    assert "small messages: 3/100 used, 97 left" in out  # /usage: three generations
+    assert "Model set to openai/gpt-4.1-mini." in out
+    assert "available on the Enterprise plan" in out  # a locked model is refused
+    assert "! Unknown command /nonsense" in out
+    assert "New conversation." in out
+    assert "1. A second conversation" in out and "2. Hello there" in out
+    assert "Continuing “Hello there”." in out
+    assert "you> Hello again\nassistant> Answer to the edit." in out
+    assert '"revision_type": "user_edit"' in out  # /export json has every revision
+    # The second conversation used the model picked with /model.
+    assert requests[-1].body["model"] == "openai/gpt-4.1-mini"
+    assert "never sent" not in json.dumps([r.body for r in requests])
+    # /regen resent the same prompt; /edit sent the edited text.
+    assert requests[0].body["messages"] == requests[1].body["messages"]
+    assert requests[2].body["messages"][-1]["content"] == "Hello again"
+
+
+async def test_playground_exits_zero_at_end_of_input(tmp_path: Path) -> None:
+    async with FakeLLM(default=Reply(text="ok")) as llm:
+        code, out, err = await _oneai(
+            "chat",
+            cwd=tmp_path,
+            env={
+                "PYTHONPATH": _project_root(),
+                "LLM_BASE_URL": llm.base_url,
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
+            },
+            stdin="just one line",
+        )
+    assert code == 0, err
+    assert "ok" in out
