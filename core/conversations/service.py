@@ -16,8 +16,6 @@ from core.clock import utcnow
 from core.conversations import store
 from core.conversations.errors import (
     ConversationBusy,
-    ConversationNotFound,
-    MessageNotFound,
     NotARevisionTarget,
     RevisionNotFound,
 )
@@ -59,7 +57,7 @@ class ConversationService:
 
     async def get(self, user_id: int, conversation_id: uuid.UUID) -> Conversation:
         async with self.db.read() as session:
-            return await self._owned(session, user_id, conversation_id)
+            return await store.owned_conversation(session, user_id, conversation_id)
 
     async def current(self, user_id: int) -> Conversation | None:
         async with self.db.read() as session:
@@ -77,37 +75,28 @@ class ConversationService:
 
     async def message(self, user_id: int, message_id: uuid.UUID) -> ChatMessage:
         async with self.db.read() as session:
-            row = await session.get(ChatMessage, message_id)
-        if row is None or row.user_id != user_id:
-            raise MessageNotFound()
-        return row
+            return await store.owned_message(session, user_id, message_id)
 
     async def last_answer(self, user_id: int, conversation_id: uuid.UUID) -> ChatMessage | None:
-        """The highest-sequence assistant row on the active path."""
-        async with self.db.read() as session:
-            await self._owned(session, user_id, conversation_id)
-            return await session.scalar(
-                select(ChatMessage)
-                .where(
-                    ChatMessage.conversation_id == conversation_id,
-                    ChatMessage.is_latest.is_(True),
-                    ChatMessage.role == "assistant",
-                )
-                .order_by(ChatMessage.sequence_number.desc())
-                .limit(1)
-            )
+        """ "The last answer": the highest-sequence assistant row on the active path."""
+        return await self._last_on_path(user_id, conversation_id, "assistant")
 
     async def last_user_message(
         self, user_id: int, conversation_id: uuid.UUID
     ) -> ChatMessage | None:
+        return await self._last_on_path(user_id, conversation_id, "user")
+
+    async def _last_on_path(
+        self, user_id: int, conversation_id: uuid.UUID, role: str
+    ) -> ChatMessage | None:
         async with self.db.read() as session:
-            await self._owned(session, user_id, conversation_id)
+            await store.owned_conversation(session, user_id, conversation_id)
             return await session.scalar(
                 select(ChatMessage)
                 .where(
                     ChatMessage.conversation_id == conversation_id,
                     ChatMessage.is_latest.is_(True),
-                    ChatMessage.role == "user",
+                    ChatMessage.role == role,
                 )
                 .order_by(ChatMessage.sequence_number.desc())
                 .limit(1)
@@ -146,7 +135,7 @@ class ConversationService:
         if not title:
             raise ValueError("empty title")
         async with self.db.write() as session:
-            await self._owned(session, user_id, conversation_id)
+            await store.owned_conversation(session, user_id, conversation_id)
             await session.execute(
                 update(Conversation)
                 .where(Conversation.id == conversation_id)
@@ -156,7 +145,7 @@ class ConversationService:
 
     async def set_model(self, user_id: int, conversation_id: uuid.UUID, model_id: str) -> None:
         async with self.db.write() as session:
-            await self._owned(session, user_id, conversation_id)
+            await store.owned_conversation(session, user_id, conversation_id)
             await session.execute(
                 update(Conversation)
                 .where(Conversation.id == conversation_id)
@@ -167,7 +156,7 @@ class ConversationService:
         self, user_id: int, conversation_id: uuid.UUID, prompt: str | None
     ) -> None:
         async with self.db.write() as session:
-            await self._owned(session, user_id, conversation_id)
+            await store.owned_conversation(session, user_id, conversation_id)
             await session.execute(
                 update(Conversation)
                 .where(Conversation.id == conversation_id)
@@ -176,7 +165,7 @@ class ConversationService:
 
     async def delete(self, user_id: int, conversation_id: uuid.UUID) -> None:
         async with self.db.write() as session:
-            conversation = await self._owned(session, user_id, conversation_id)
+            conversation = await store.owned_conversation(session, user_id, conversation_id)
             busy = await session.scalar(
                 select(ChatMessage.id)
                 .where(
@@ -209,9 +198,7 @@ class ConversationService:
     async def revisions(self, user_id: int, message_id: uuid.UUID) -> RevisionList:
         """Every version of the message, and which one is shown."""
         async with self.db.read() as session:
-            row = await session.get(ChatMessage, message_id)
-            if row is None or row.user_id != user_id:
-                raise MessageNotFound()
+            row = await store.owned_message(session, user_id, message_id)
             items = list(
                 (
                     await session.scalars(
@@ -232,9 +219,7 @@ class ConversationService:
         make its branch the active path: it, its ancestors and, below it, the most
         recently active child at each step. Returns the new active path."""
         async with self.db.write() as session:
-            row = await session.get(ChatMessage, message_id)
-            if row is None or row.user_id != user_id:
-                raise MessageNotFound()
+            row = await store.owned_message(session, user_id, message_id)
             target = await session.scalar(
                 select(ChatMessage).where(
                     ChatMessage.original_message_id == row.original_message_id,
@@ -249,9 +234,7 @@ class ConversationService:
         """Continue the conversation from an earlier answer: the path ends there; what
         followed it is kept and comes back by switching to it."""
         async with self.db.write() as session:
-            row = await session.get(ChatMessage, message_id)
-            if row is None or row.user_id != user_id:
-                raise MessageNotFound()
+            row = await store.owned_message(session, user_id, message_id)
             if row.role != "assistant":
                 raise NotARevisionTarget()
             await self._check_idle(session, row.conversation_id)
@@ -265,9 +248,7 @@ class ConversationService:
         """Make the branch through a given row the active path (an old answer's
         buttons act on that answer's branch)."""
         async with self.db.write() as session:
-            row = await session.get(ChatMessage, message_id)
-            if row is None or row.user_id != user_id:
-                raise MessageNotFound()
+            row = await store.owned_message(session, user_id, message_id)
             return await self._activate(session, row)
 
     async def _activate(self, session: AsyncSession, target: ChatMessage) -> list[ChatMessage]:
@@ -297,12 +278,3 @@ class ConversationService:
         )
         if busy is not None:
             raise ConversationBusy()
-
-    @staticmethod
-    async def _owned(
-        session: AsyncSession, user_id: int, conversation_id: uuid.UUID
-    ) -> Conversation:
-        conversation = await session.get(Conversation, conversation_id)
-        if conversation is None or conversation.user_id != user_id:
-            raise ConversationNotFound()
-        return conversation

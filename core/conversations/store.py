@@ -9,8 +9,26 @@ from datetime import datetime
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.conversations.errors import ConversationNotFound, MessageNotFound
 from core.conversations.tree import Node, Tree
-from core.db.models import ChatMessage
+from core.db.models import ChatMessage, Conversation
+
+
+async def owned_message(session: AsyncSession, user_id: int, message_id: uuid.UUID) -> ChatMessage:
+    """The row, if it belongs to this user; someone else's looks like a missing one."""
+    row = await session.get(ChatMessage, message_id)
+    if row is None or row.user_id != user_id:
+        raise MessageNotFound()
+    return row
+
+
+async def owned_conversation(
+    session: AsyncSession, user_id: int, conversation_id: uuid.UUID
+) -> Conversation:
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None or conversation.user_id != user_id:
+        raise ConversationNotFound()
+    return conversation
 
 
 def active_path_query(conversation_id: uuid.UUID):  # type: ignore[no-untyped-def]

@@ -125,8 +125,8 @@ class TurnPlanner:
             created = False
             conversation: Conversation | None = None
             if reply_to is not None:
-                anchor = await self._owned_message(session, user_id, reply_to)
-                conversation = await self._owned_conversation(
+                anchor = await store.owned_message(session, user_id, reply_to)
+                conversation = await store.owned_conversation(
                     session, user_id, anchor.conversation_id
                 )
             elif not new_conversation:
@@ -185,10 +185,10 @@ class TurnPlanner:
         """A new revision of an answer, from the same prompt; the old one is kept."""
         async with self.db.write() as session:
             user = await self._lock_user(session, user_id)
-            old = await self._owned_message(session, user_id, message_id)
+            old = await store.owned_message(session, user_id, message_id)
             if old.role != "assistant" or old.parent_message_id is None:
                 raise NotARevisionTarget()
-            conversation = await self._owned_conversation(session, user_id, old.conversation_id)
+            conversation = await store.owned_conversation(session, user_id, old.conversation_id)
             model = self.catalog.check_access(conversation.model_id, Tier(user.tier))
             system_prompt = conversation.system_prompt or user.system_prompt
             self._check_capacity(conversation, 1)
@@ -232,10 +232,10 @@ class TurnPlanner:
         text = self._check_text(text)
         async with self.db.write() as session:
             user = await self._lock_user(session, user_id)
-            old = await self._owned_message(session, user_id, message_id)
+            old = await store.owned_message(session, user_id, message_id)
             if old.role != "user":
                 raise NotARevisionTarget()
-            conversation = await self._owned_conversation(session, user_id, old.conversation_id)
+            conversation = await store.owned_conversation(session, user_id, old.conversation_id)
             model = self.catalog.check_access(conversation.model_id, Tier(user.tier))
             system_prompt = conversation.system_prompt or user.system_prompt
             images: Sequence[str] = old.meta.get("images", ())
@@ -366,24 +366,6 @@ class TurnPlanner:
         if user.is_banned:
             raise UserBanned()
         return user
-
-    @staticmethod
-    async def _owned_message(
-        session: AsyncSession, user_id: int, message_id: uuid.UUID
-    ) -> ChatMessage:
-        row = await session.get(ChatMessage, message_id)
-        if row is None or row.user_id != user_id:
-            raise MessageNotFound()
-        return row
-
-    @staticmethod
-    async def _owned_conversation(
-        session: AsyncSession, user_id: int, conversation_id: uuid.UUID
-    ) -> Conversation:
-        conversation = await session.get(Conversation, conversation_id)
-        if conversation is None or conversation.user_id != user_id:
-            raise ConversationNotFound()
-        return conversation
 
     async def _cut_after(
         self,
