@@ -78,7 +78,7 @@ class ConversationService:
             return await store.owned_message(session, user_id, message_id)
 
     async def last_answer(self, user_id: int, conversation_id: uuid.UUID) -> ChatMessage | None:
-        """ "The last answer": the highest-sequence assistant row on the active path."""
+        """The last answer: the highest-sequence assistant row on the active path."""
         return await self._last_on_path(user_id, conversation_id, "assistant")
 
     async def last_user_message(
