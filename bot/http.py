@@ -8,10 +8,13 @@ import time
 from aiohttp import web
 from sqlalchemy import text
 
+from core.chat import InterruptedAnswer
 from core.services import Services
 
 SERVICES_KEY = web.AppKey("services", Services)
 STARTED_KEY = web.AppKey("started", float)
+# Answers a restart found cut off; each platform tells its people.
+INTERRUPTED_KEY = web.AppKey("interrupted", list[InterruptedAnswer])
 
 
 async def health(request: web.Request) -> web.Response:

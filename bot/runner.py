@@ -14,27 +14,28 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.http import build_app
+from bot.http import INTERRUPTED_KEY, build_app
 from core.config import Settings
 from core.db.migrate import prepare_database
 from core.services import Services, check_redis
+from core.stop_signals import RedisStopBus
 
 log = logging.getLogger(__name__)
 
-# platform name, the variable that enables it, the module with `serve(services, app)`
+# platform name, the variable that enables it, the module with `setup(services, app)`
 PLATFORMS = (
     ("telegram", "TELEGRAM_BOT_TOKEN", "bot.telegram.runner"),
     ("discord", "DISCORD_BOT_TOKEN", "bot.discord.runner"),
 )
 
-Serve = Callable[[Services, web.Application], Coroutine[Any, Any, None]]
+Setup = Callable[[Services, web.Application], Callable[[], Coroutine[Any, Any, None]]]
 
 
 class PlatformMissing(Exception):
     pass
 
 
-def _enabled(settings: Settings) -> list[tuple[str, Serve]]:
+def _enabled(settings: Settings) -> list[tuple[str, Setup]]:
     tokens = {
         "telegram": settings.telegram.bot_token,
         "discord": settings.discord.bot_token,
@@ -51,7 +52,7 @@ def _enabled(settings: Settings) -> list[tuple[str, Serve]]:
                     f"{variable} is set, but this build has no {name} adapter"
                 ) from None
             raise
-        enabled.append((name, module.serve))
+        enabled.append((name, module.setup))
     return enabled
 
 
@@ -71,14 +72,21 @@ async def run_bot(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    stop_bus = None
     try:
+        if settings.redis.redis_url is not None:
+            stop_bus = RedisStopBus(settings.redis.redis_url)
+            await stop_bus.start(services.chat.stop)
+            services.chat.stop_bus = stop_bus
         interrupted = await services.chat.recover_stale()
         if interrupted:
             log.info("marked %d answers of stopped workers as interrupted", len(interrupted))
+        app[INTERRUPTED_KEY] = interrupted
         with contextlib.suppress(Exception):
             await services.refresh_catalog()
+        servers = [(name, setup(services, app)) for name, setup in platforms]
         tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(serve(services, app), name=name) for name, serve in platforms
+            asyncio.create_task(serve(), name=name) for name, serve in servers
         ]
         await runner.setup()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
@@ -95,4 +103,6 @@ async def run_bot(settings: Settings) -> int:
         return 1 if failed else 0
     finally:
         await runner.cleanup()
+        if stop_bus is not None:
+            await stop_bus.close()
         await services.close()

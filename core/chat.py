@@ -27,6 +27,7 @@ from core.errors import OneAIError
 from core.llm.client import LLMClient, Usage
 from core.llm.context import build_context
 from core.quotas import QuotaService
+from core.stop_signals import RedisStopBus
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +215,7 @@ class ChatService:
         self.worker_id = worker_id
         self.now = now
         self._running: dict[uuid.UUID, Generation] = {}
+        self.stop_bus: RedisStopBus | None = None
 
     async def send(self, user_id: int, text: str, **options: object) -> Generation:
         turn = await self.planner.send(user_id, text, **options)  # type: ignore[arg-type]
@@ -234,6 +236,16 @@ class ChatService:
         if generation is None or generation.turn.user_id != user_id:
             return False
         generation.stop()
+        return True
+
+    async def request_stop(self, user_id: int, message_id: uuid.UUID) -> bool:
+        """Stop a generation wherever it runs: here, or (with Redis) in another
+        process. False when it is known to run nowhere."""
+        if self.stop(user_id, message_id):
+            return True
+        if self.stop_bus is None:
+            return False
+        await self.stop_bus.publish(user_id, message_id)
         return True
 
     def _register(self, generation: Generation) -> None:

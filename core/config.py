@@ -123,8 +123,24 @@ class TelegramSettings(BaseSettings):
     bot_token: SecretStr | None = None
     api_url: str = "https://api.telegram.org"
     admin_ids: IdList = Field(default_factory=list)
+    # Streaming: at most one edit per chat per interval, and a budget for all chats.
+    edit_interval: float = Field(default=1.0, gt=0)
+    global_edits_per_second: float = Field(default=25.0, gt=0)
+    # Webhook mode when set (the public HTTPS URL Telegram posts updates to).
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_path: str = "/telegram/webhook"
 
     _split = field_validator("admin_ids", mode="before")(_split_ids)
+
+    @field_validator("api_url", "webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
 
 
 class DiscordSettings(BaseSettings):

@@ -13,6 +13,7 @@ from core.conversations.service import ConversationService
 from core.conversations.turns import TurnPlanner
 from core.db.engine import Database
 from core.errors import OneAIError
+from core.images import ImageService
 from core.llm.catalog import ModelCatalog
 from core.llm.client import LLMClient
 from core.llm.tokens import default_estimator
@@ -36,6 +37,7 @@ class Services:
     conversations: ConversationService
     planner: TurnPlanner
     chat: ChatService
+    images: ImageService
     worker_id: str
 
     @classmethod
@@ -73,6 +75,7 @@ class Services:
             conversations=ConversationService(db),
             planner=planner,
             chat=chat,
+            images=ImageService(db, quotas, catalog, llm),
             worker_id=worker_id,
         )
 

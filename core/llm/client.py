@@ -198,6 +198,56 @@ class LLMClient:
             failures += 1
             await asyncio.sleep(delay)
 
+    async def generate_images(self, model: str, prompt: str) -> list[str]:
+        """Images (as data: or https URLs) from an image-output model, through
+        OpenRouter's chat completions with `modalities: ["image", "text"]`."""
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "modalities": ["image", "text"],
+        }
+        failures = 0
+        while True:
+            try:
+                return await self._post_images(body)
+            except LLMError as exc:
+                delay = self._retry_delay(exc, failures)
+                if delay is None:
+                    raise
+            failures += 1
+            await asyncio.sleep(delay)
+
+    async def _post_images(self, body: dict[str, Any]) -> list[str]:
+        # Image models take long before they answer at all: the whole answer is the
+        # "first token" here.
+        deadline = asyncio.get_running_loop().time() + self._first_token_timeout
+        request = self._http.build_request(
+            "POST",
+            f"{self._base_url}/chat/completions",
+            json=body,
+            headers=self._headers("application/json"),
+            timeout=self._timeout,
+        )
+        response = await self._send(request, deadline)
+        try:
+            if response.status_code != 200:
+                raise await _status_error(response, deadline)
+            payload = _json_or_none(await _read_body(response, deadline))
+        finally:
+            await response.aclose()
+        if isinstance(payload, dict) and payload.get("error"):
+            raise _stream_error(payload["error"])
+        urls: list[str] = []
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        for choice in choices if isinstance(choices, list) else []:
+            message = choice.get("message") if isinstance(choice, dict) else None
+            images = message.get("images") if isinstance(message, dict) else None
+            for image in images if isinstance(images, list) else []:
+                url = image.get("image_url", {}).get("url") if isinstance(image, dict) else None
+                if isinstance(url, str) and url:
+                    urls.append(url)
+        return urls
+
     # -- one attempt ------------------------------------------------------------
 
     async def _attempt(self, body: dict[str, Any]) -> AsyncGenerator[StreamChunk, None]:

@@ -130,6 +130,7 @@ class Reply:
     usage: dict[str, Any] | None = None  # default: computed from the request and deltas
     finish_reason: str = "stop"
     send_done: bool = True  # end with `data: [DONE]`
+    images: list[str] = field(default_factory=list)  # image URLs of a non-streamed answer
 
     @classmethod
     def error(
@@ -386,6 +387,10 @@ class FakeLLM:
         message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces)}
         if reply.reasoning:
             message["reasoning"] = "".join(reply.reasoning)
+        if reply.images:
+            message["images"] = [
+                {"type": "image_url", "image_url": {"url": url}} for url in reply.images
+            ]
         return {
             "id": f"gen-fake-{next(self._ids)}",
             "object": "chat.completion",

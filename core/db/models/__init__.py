@@ -12,7 +12,7 @@ from core.db.models.billing import (
     UsageQuota,
     WebhookEvent,
 )
-from core.db.models.conversations import ChatMessage, Conversation, MessageStatus
+from core.db.models.conversations import ChatMessage, Conversation, MessageLink, MessageStatus
 
 __all__ = [
     "AuditLog",
@@ -20,6 +20,7 @@ __all__ = [
     "ChatMessage",
     "Conversation",
     "Identity",
+    "MessageLink",
     "MessageStatus",
     "OutboxMessage",
     "Payment",

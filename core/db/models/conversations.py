@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import utcnow
 from core.db.models.base import Base, Timestamps
+from core.db.types import BigIntPK
 
 
 class Conversation(Timestamps, Base):
@@ -111,3 +112,25 @@ class ChatMessage(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class MessageLink(Base):
+    """Which platform message shows which row: the user's own messages (so an edit
+    finds its row) and every part of a displayed answer (so buttons, replies and
+    paging find theirs). A displayed answer's parts move to the revision shown."""
+
+    __tablename__ = "message_links"
+    __table_args__ = (
+        UniqueConstraint("platform", "chat_id", "platform_message_id"),
+        Index("ix_message_links_row", "chat_message_id", "part"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    platform_message_id: Mapped[str] = mapped_column(String(64))
+    chat_message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("chat_messages.id", ondelete="CASCADE")
+    )
+    part: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

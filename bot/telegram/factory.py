@@ -1,0 +1,86 @@
+"""Builds the Bot and the Dispatcher, injecting the core services into handlers."""
+
+from __future__ import annotations
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import BotCommand, BotCommandScopeDefault
+
+from bot.telegram.answerer import Answerer
+from bot.telegram.middlewares import BanMiddleware, IdentityMiddleware, ThrottleMiddleware
+from bot.telegram.routers import buttons, chat, commands, fallback, menus
+from core.config import TelegramSettings
+from core.i18n import TEXTS, t
+from core.services import Services
+from core.streaming import RateLimiter, StreamDriver
+
+COMMANDS = (
+    "start",
+    "help",
+    "new",
+    "model",
+    "history",
+    "rename",
+    "export",
+    "usage",
+    "settings",
+    "image",
+    "plan",
+    "cancel",
+)
+
+
+def build_bot(settings: TelegramSettings) -> Bot:
+    if settings.bot_token is None:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.api_url))
+    return Bot(
+        settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(link_preview_is_disabled=True),
+    )
+
+
+def build_storage(redis_url: str | None) -> BaseStorage:
+    if redis_url is None:
+        return MemoryStorage()
+    from aiogram.fsm.storage.redis import RedisStorage
+
+    return RedisStorage.from_url(redis_url)
+
+
+def build_dispatcher(
+    services: Services,
+    bot: Bot,
+    *,
+    storage: BaseStorage | None = None,
+    settings: TelegramSettings | None = None,
+) -> tuple[Dispatcher, Answerer]:
+    settings = settings or services.settings.telegram
+    driver = StreamDriver(global_limiter=RateLimiter(settings.global_edits_per_second))
+    answerer = Answerer(bot, services, driver, edit_interval=settings.edit_interval)
+    dispatcher = Dispatcher(
+        storage=storage or MemoryStorage(), services=services, answerer=answerer
+    )
+    dispatcher.update.outer_middleware(IdentityMiddleware(services.accounts))
+    dispatcher.update.outer_middleware(BanMiddleware())
+    dispatcher.update.outer_middleware(ThrottleMiddleware())
+    # Order matters: specific routers first, the catch-all fallback last.
+    dispatcher.include_routers(
+        commands.router, menus.router, buttons.router, chat.router, fallback.router
+    )
+    return dispatcher, answerer
+
+
+async def register_commands(bot: Bot) -> None:
+    """The command menu, in every language we speak."""
+    for language in TEXTS:
+        await bot.set_my_commands(
+            [BotCommand(command=name, description=t(language, f"cmd.{name}")) for name in COMMANDS],
+            scope=BotCommandScopeDefault(),
+            language_code=None if language == "en" else language,
+        )

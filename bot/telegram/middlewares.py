@@ -1,0 +1,105 @@
+"""Update middlewares: who is this (upsert on every update), are they allowed, are
+they flooding. Payment updates pass straight through: Telegram gives 10 seconds."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import CallbackQuery, Message, TelegramObject, Update
+from aiogram.types import User as TgUser
+
+from core.accounts import AccountService, PlatformProfile
+from core.i18n import pick_language, t
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+def _is_payment(update: Update) -> bool:
+    if update.pre_checkout_query is not None:
+        return True
+    message = update.message
+    return message is not None and (
+        message.successful_payment is not None or message.refunded_payment is not None
+    )
+
+
+class IdentityMiddleware(BaseMiddleware):
+    """Puts `user` (our row) and `lang` into the handler data."""
+
+    def __init__(self, accounts: AccountService) -> None:
+        self.accounts = accounts
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        sender: TgUser | None = data.get("event_from_user")
+        if sender is None or sender.is_bot:
+            return await handler(event, data)
+        chat = data.get("event_chat")
+        user = await self.accounts.upsert(
+            PlatformProfile(
+                "telegram",
+                str(sender.id),
+                username=sender.username,
+                display_name=sender.full_name,
+                language=sender.language_code,
+                chat_id=str(chat.id) if chat is not None else None,
+            )
+        )
+        data["user"] = user
+        data["lang"] = pick_language(user.language or sender.language_code)
+        return await handler(event, data)
+
+
+class BanMiddleware(BaseMiddleware):
+    """A banned person gets one short answer and nothing else happens."""
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        user = data.get("user")
+        if user is None or not user.is_banned or (isinstance(event, Update) and _is_payment(event)):
+            return await handler(event, data)
+        text = t(data.get("lang"), "blocked")
+        if isinstance(event, Update):
+            if event.callback_query is not None:
+                await event.callback_query.answer(text, show_alert=True)
+            elif event.message is not None and event.message.chat.type == "private":
+                await event.message.answer(text)
+        return None
+
+
+class ThrottleMiddleware(BaseMiddleware):
+    """At most `limit` updates per `window` seconds per person; the first update
+    over the limit gets a polite note, later ones are dropped silently."""
+
+    def __init__(self, limit: int = 20, window: float = 10.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._seen: dict[int, deque[float]] = {}
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        sender: TgUser | None = data.get("event_from_user")
+        if sender is None or (isinstance(event, Update) and _is_payment(event)):
+            return await handler(event, data)
+        now = time.monotonic()
+        stamps = self._seen.setdefault(sender.id, deque())
+        while stamps and now - stamps[0] > self.window:
+            stamps.popleft()
+        if len(stamps) >= self.limit:
+            if len(stamps) == self.limit:
+                stamps.append(now)  # mark that the note was sent
+                await _notify(event, t(data.get("lang"), "slow_down"))
+            return None
+        stamps.append(now)
+        if len(self._seen) > 50_000:  # forget idle people so memory stays bounded
+            self._seen = {k: v for k, v in self._seen.items() if v and now - v[-1] < self.window}
+        return await handler(event, data)
+
+
+async def _notify(event: TelegramObject, text: str) -> None:
+    if isinstance(event, Update):
+        if isinstance(event.callback_query, CallbackQuery):
+            await event.callback_query.answer(text)
+        elif isinstance(event.message, Message) and event.message.chat.type == "private":
+            await event.message.answer(text)

@@ -1,0 +1,24 @@
+"""The buttons under answers: Stop, Regenerate, ◀ n/m ▶."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.types import CallbackQuery
+
+from bot.telegram.answerer import Answerer
+from bot.telegram.callbacks import AnswerAction, AnswerOp
+from core.db.models import User
+
+router = Router(name="answer-buttons")
+
+
+@router.callback_query(AnswerAction.filter())
+async def answer_button(
+    query: CallbackQuery, callback_data: AnswerAction, user: User, lang: str, answerer: Answerer
+) -> None:
+    if callback_data.op is AnswerOp.STOP:
+        await answerer.stop(query, user, lang, callback_data)
+    elif callback_data.op is AnswerOp.REGENERATE:
+        await answerer.regenerate(query, user, lang, callback_data)
+    else:
+        await answerer.page(query, user, lang, callback_data)

@@ -1,0 +1,193 @@
+"""Commands: /start /help /new /model /history /rename /export /usage /settings
+/cancel /plan. (/image lives with the chat router: it generates.)"""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.fsm.context import FSMContext
+from aiogram.types import BufferedInputFile, Message
+
+from bot.telegram import keyboards
+from bot.telegram.states import SettingsStates
+from core.conversations.export import export_markdown
+from core.db.models import User
+from core.i18n import LANGUAGES, t
+from core.quotas import QuotaStatus
+from core.services import Services
+from core.tiers import TIERS, Tier
+
+router = Router(name="commands")
+router.message.filter(F.chat.type == "private")
+
+BAR_WIDTH = 10
+
+
+def usage_bar(status: QuotaStatus) -> str:
+    filled = 0 if status.limit == 0 else round(BAR_WIDTH * status.used / status.limit)
+    return "▰" * filled + "▱" * (BAR_WIDTH - filled)
+
+
+async def current_model(services: Services, user: User) -> str:
+    conversation = await services.conversations.current(user.id)
+    if conversation is not None:
+        return conversation.model_id
+    if user.default_model and user.default_model in services.catalog:
+        return user.default_model
+    return services.catalog.default.id
+
+
+def model_name(services: Services, model_id: str) -> str:
+    model = services.catalog.get(model_id)
+    return model.name if model else model_id
+
+
+@router.message(CommandStart())
+async def start(message: Message, user: User, lang: str, services: Services) -> None:
+    await message.answer(
+        t(
+            lang,
+            "start",
+            name=message.from_user.first_name if message.from_user else "",
+            models=len(services.catalog),
+            plan=TIERS[Tier(user.tier)].name,
+        )
+    )
+
+
+@router.message(Command("help"))
+async def help_(message: Message, lang: str) -> None:
+    await message.answer(t(lang, "help"))
+
+
+@router.message(Command("new"))
+async def new(message: Message, user: User, lang: str, services: Services) -> None:
+    await services.accounts.set_current_conversation(user.id, None)
+    await message.answer(t(lang, "new"))
+
+
+@router.message(Command("model"))
+async def model(message: Message, user: User, lang: str, services: Services) -> None:
+    current = await current_model(services, user)
+    await message.answer(
+        t(lang, "model.header", model=model_name(services, current)),
+        reply_markup=keyboards.models(lang, services.catalog, current, Tier(user.tier)),
+    )
+
+
+async def send_history(
+    message: Message, user: User, lang: str, services: Services, page: int = 1, edit: bool = False
+) -> None:
+    listing = await services.conversations.page(user.id, page, per_page=8)
+    if not listing.items:
+        text, markup = t(lang, "history.empty"), None
+    else:
+        text = t(lang, "history.header", page=listing.page, pages=listing.pages)
+        markup = keyboards.history(lang, listing, user.current_conversation_id)
+    if edit:
+        await message.edit_text(text, reply_markup=markup)
+    else:
+        await message.answer(text, reply_markup=markup)
+
+
+@router.message(Command("history"))
+async def history(message: Message, user: User, lang: str, services: Services) -> None:
+    await send_history(message, user, lang, services)
+
+
+@router.message(Command("rename"))
+async def rename(
+    message: Message, command: CommandObject, user: User, lang: str, services: Services
+) -> None:
+    title = (command.args or "").strip()
+    if not title:
+        await message.answer(t(lang, "rename.usage"))
+        return
+    conversation = await services.conversations.current(user.id)
+    if conversation is None:
+        await message.answer(t(lang, "nothing"))
+        return
+    title = await services.conversations.rename(user.id, conversation.id, title)
+    await message.answer(t(lang, "rename.done", title=title))
+
+
+@router.message(Command("export"))
+async def export(message: Message, user: User, lang: str, services: Services) -> None:
+    conversation = await services.conversations.current(user.id)
+    if conversation is None:
+        await message.answer(t(lang, "nothing"))
+        return
+    markdown = await export_markdown(services.db, user.id, conversation.id)
+    name = "".join(c if c.isalnum() else "-" for c in conversation.title)[:40].strip("-")
+    await message.answer_document(
+        BufferedInputFile(markdown.encode(), filename=f"{name or 'conversation'}.md"),
+        caption=conversation.title[:1024],
+    )
+
+
+@router.message(Command("usage"))
+async def usage(message: Message, user: User, lang: str, services: Services) -> None:
+    tier = Tier(user.tier)
+    lines = [t(lang, "usage.header", plan=TIERS[tier].name)]
+    for status in await services.quotas.report(user.id, tier):
+        when = (
+            status.resets_at.strftime("%Y-%m-%d %H:%M UTC")
+            if status.resets_at
+            else t(lang, "usage.rolling")
+        )
+        lines.append(
+            t(
+                lang,
+                "usage.line",
+                label=t(lang, f"quota.{status.key.value}"),
+                bar=usage_bar(status),
+                used=status.used,
+                limit=status.limit,
+                remaining=status.remaining,
+                when=when,
+            )
+        )
+    await message.answer("\n".join(lines))
+
+
+async def settings_text(user: User, lang: str, services: Services) -> str:
+    default = user.default_model if user.default_model in services.catalog else None
+    prompt = user.system_prompt or t(lang, "settings.none")
+    return t(
+        lang,
+        "settings.header",
+        prompt=prompt[:300],
+        model=model_name(services, default or services.catalog.default.id),
+        language=LANGUAGES.get(lang, lang),
+    )
+
+
+@router.message(Command("settings"))
+async def settings(message: Message, user: User, lang: str, services: Services) -> None:
+    await message.answer(
+        await settings_text(user, lang, services), reply_markup=keyboards.settings(lang)
+    )
+
+
+@router.message(Command("cancel"))
+async def cancel(
+    message: Message, state: FSMContext, user: User, lang: str, services: Services
+) -> None:
+    stopped = False
+    conversation = await services.conversations.current(user.id)
+    if conversation is not None:
+        path = await services.conversations.active_path(conversation.id)
+        if path and path[-1].status == "streaming":
+            stopped = await services.chat.request_stop(user.id, path[-1].id)
+    had_state = await state.get_state() is not None
+    await state.clear()
+    await message.answer(t(lang, "cancel.done" if stopped or had_state else "cancel.nothing"))
+
+
+@router.message(SettingsStates.prompt, F.text, ~F.text.startswith("/"))
+async def save_prompt(
+    message: Message, state: FSMContext, user: User, lang: str, services: Services
+) -> None:
+    await services.accounts.set_system_prompt(user.id, (message.text or "")[:4000])
+    await state.clear()
+    await message.answer(t(lang, "settings.prompt_saved"))

@@ -1,0 +1,27 @@
+"""Whatever no other router took: a polite answer, and nothing changes."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.types import CallbackQuery, Message
+
+from core.i18n import t
+
+router = Router(name="fallback")
+
+
+@router.message(F.chat.type == "private", F.text.startswith("/"))
+async def unknown_command(message: Message, lang: str) -> None:
+    await message.answer(t(lang, "unknown_command"))
+
+
+@router.message(F.chat.type == "private")
+async def unsupported(message: Message, lang: str) -> None:
+    """Voice, stickers, files, locations, ... in a private chat."""
+    await message.answer(t(lang, "unsupported"))
+
+
+@router.callback_query()
+async def unknown_button(query: CallbackQuery, lang: str) -> None:
+    """Forged or outdated callback data."""
+    await query.answer(t(lang, "stale_button"), show_alert=True)

@@ -1,0 +1,142 @@
+"""Callbacks of the /model picker, /history list and /settings menu."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+
+from bot.telegram import keyboards
+from bot.telegram.callbacks import (
+    HistoryAction,
+    HistoryOp,
+    ModelPick,
+    SettingsAction,
+    SettingsOp,
+)
+from bot.telegram.routers.commands import current_model, send_history, settings_text
+from bot.telegram.states import SettingsStates
+from core.conversations.errors import ConversationNotFound
+from core.db.models import User
+from core.errors import OneAIError
+from core.i18n import LANGUAGES, error_text, t
+from core.services import Services
+from core.tiers import TIERS, Tier
+
+router = Router(name="menus")
+
+
+def _message(query: CallbackQuery) -> Message | None:
+    return query.message if isinstance(query.message, Message) else None
+
+
+@router.callback_query(ModelPick.filter())
+async def pick_model(
+    query: CallbackQuery, callback_data: ModelPick, user: User, lang: str, services: Services
+) -> None:
+    models = services.catalog.all()
+    if not 0 <= callback_data.index < len(models):
+        await query.answer()  # a group header, or a stale index
+        return
+    model = models[callback_data.index]
+    tier = Tier(user.tier)
+    if not model.available_to(tier):
+        await query.answer(
+            t(lang, "model.locked", model=model.name, plan=TIERS[model.min_tier].name),
+            show_alert=True,
+        )
+        return
+    await services.accounts.set_default_model(user.id, model.id)
+    if callback_data.scope == "c":
+        conversation = await services.conversations.current(user.id)
+        if conversation is not None:
+            await services.conversations.set_model(user.id, conversation.id, model.id)
+    user.default_model = model.id
+    await query.answer(t(lang, "model.set", model=model.name))
+    message = _message(query)
+    if message is not None:
+        current = await current_model(services, user) if callback_data.scope == "c" else model.id
+        await message.edit_text(
+            t(lang, "model.header", model=model.name),
+            reply_markup=keyboards.models(
+                lang, services.catalog, current, tier, callback_data.scope
+            ),
+        )
+
+
+@router.callback_query(HistoryAction.filter())
+async def history_action(
+    query: CallbackQuery, callback_data: HistoryAction, user: User, lang: str, services: Services
+) -> None:
+    message = _message(query)
+    if message is None:
+        await query.answer()
+        return
+    try:
+        if callback_data.op is HistoryOp.RESUME:
+            conversation = await services.conversations.get(user.id, callback_data.conversation_id)
+            await services.accounts.set_current_conversation(user.id, conversation.id)
+            user.current_conversation_id = conversation.id
+            await query.answer(t(lang, "history.resumed", title=conversation.title))
+            await message.answer(t(lang, "history.resumed", title=conversation.title))
+        elif callback_data.op is HistoryOp.DELETE:
+            conversation = await services.conversations.get(user.id, callback_data.conversation_id)
+            await services.conversations.delete(user.id, conversation.id)
+            if user.current_conversation_id == conversation.id:
+                user.current_conversation_id = None
+            await query.answer(t(lang, "history.deleted", title=conversation.title))
+            await send_history(message, user, lang, services, callback_data.page, edit=True)
+        else:
+            await query.answer()
+            await send_history(message, user, lang, services, callback_data.page, edit=True)
+    except ValueError:  # a forged uuid
+        await query.answer(t(lang, "stale_button"), show_alert=True)
+    except ConversationNotFound:
+        await query.answer(t(lang, "stale_button"), show_alert=True)
+    except OneAIError as exc:
+        await query.answer(error_text(lang, exc), show_alert=True)
+
+
+@router.callback_query(SettingsAction.filter())
+async def settings_action(
+    query: CallbackQuery,
+    callback_data: SettingsAction,
+    state: FSMContext,
+    user: User,
+    lang: str,
+    services: Services,
+) -> None:
+    message = _message(query)
+    if callback_data.op is SettingsOp.PROMPT:
+        await state.set_state(SettingsStates.prompt)
+        await query.answer()
+        if message is not None:
+            await message.answer(t(lang, "settings.ask_prompt"))
+        return
+    if callback_data.op is SettingsOp.CLEAR_PROMPT:
+        await services.accounts.set_system_prompt(user.id, None)
+        user.system_prompt = None
+        await query.answer(t(lang, "settings.prompt_cleared"))
+    elif callback_data.op is SettingsOp.MODEL:
+        await query.answer()
+        if message is not None:
+            current = user.default_model or services.catalog.default.id
+            await message.answer(
+                t(lang, "model.header", model=current),
+                reply_markup=keyboards.models(
+                    lang, services.catalog, current, Tier(user.tier), scope="d"
+                ),
+            )
+        return
+    elif callback_data.op is SettingsOp.LANGUAGE:
+        if callback_data.value not in LANGUAGES:
+            await query.answer(t(lang, "stale_button"), show_alert=True)
+            return
+        await services.accounts.set_language(user.id, callback_data.value)
+        lang = callback_data.value
+        user.language = lang
+        await query.answer(t(lang, "settings.language_set"))
+    if message is not None:
+        await message.edit_text(
+            await settings_text(user, lang, services), reply_markup=keyboards.settings(lang)
+        )

@@ -1,0 +1,55 @@
+"""Runs the Telegram bot: long polling by default, webhook mode when
+TELEGRAM_WEBHOOK_URL is set (on the shared aiohttp server)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+
+from bot.http import INTERRUPTED_KEY
+from bot.telegram.factory import build_bot, build_dispatcher, build_storage, register_commands
+from core.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def setup(services: Services, app: web.Application) -> Callable[[], Coroutine[Any, Any, None]]:
+    """Build the bot; in webhook mode mount its route (before the server starts).
+    Returns the coroutine function that runs it."""
+    settings = services.settings.telegram
+    bot = build_bot(settings)
+    storage = build_storage(services.settings.redis.redis_url)
+    dispatcher, answerer = build_dispatcher(services, bot, storage=storage)
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    if settings.webhook_url:
+        SimpleRequestHandler(dispatcher, bot, secret_token=secret).register(
+            app, path=settings.webhook_path
+        )
+
+    async def serve() -> None:
+        try:
+            me = await bot.get_me()
+            log.info("Telegram: @%s", me.username)
+            await register_commands(bot)
+            await answerer.announce_interrupted(app.get(INTERRUPTED_KEY, []))
+            allowed = dispatcher.resolve_used_update_types()
+            if settings.webhook_url:
+                await bot.set_webhook(
+                    settings.webhook_url + settings.webhook_path,
+                    secret_token=secret,
+                    allowed_updates=allowed,
+                )
+                await asyncio.Event().wait()  # updates arrive through the HTTP server
+            else:
+                await bot.delete_webhook()
+                await dispatcher.start_polling(bot, handle_signals=False, allowed_updates=allowed)
+        finally:
+            await storage.close()
+            await bot.session.close()
+
+    return serve

@@ -1,0 +1,207 @@
+"""The Telegram side of the streaming driver: render, send, edit, delete, and map
+Telegram's answers (429, "not modified", a deleted message) to what the driver
+understands.
+
+An answer may already have messages (Regenerate and paging reuse the parts that
+show the old revision): `existing` are their ids, reused in order; any left over
+at the end are deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from aiogram.types import InlineKeyboardMarkup, MessageEntity, ReplyParameters
+
+from bot.telegram.render import TELEGRAM_LIMIT, Part, render, utf16_len
+from core.streaming import RetryLater, SinkLimits, StreamStatus
+
+log = logging.getLogger(__name__)
+
+FinalMarkup = Callable[[], Awaitable[InlineKeyboardMarkup | None]]
+
+
+def _not_modified(error: TelegramBadRequest) -> bool:
+    return "message is not modified" in error.message
+
+
+def _gone(error: TelegramBadRequest) -> bool:
+    return "message to edit not found" in error.message or (
+        "message to delete not found" in error.message
+    )
+
+
+def with_note(part: Part, note: str) -> Part | None:
+    """`part` with an italic note below it, if it still fits in one message."""
+    rendered = render(f"_{note}_")
+    if not rendered:
+        return part
+    extra = rendered[0]
+    gap = "\n\n"
+    shift = utf16_len(part.text) + len(gap)
+    if shift + utf16_len(extra.text) > TELEGRAM_LIMIT:
+        return None
+    moved = tuple(
+        MessageEntity(**{**entity.model_dump(exclude_none=True), "offset": entity.offset + shift})
+        for entity in extra.entities
+    )
+    return Part(part.text + gap + extra.text, part.entities + moved)
+
+
+class TelegramSink:
+    def __init__(
+        self,
+        bot: Bot,
+        chat_id: int,
+        *,
+        min_interval: float,
+        streaming_markup: InlineKeyboardMarkup | None = None,
+        final_markup: FinalMarkup | None = None,
+        existing: Sequence[int] = (),
+        reply_to: int | None = None,
+        note: Callable[[str], str | None] | None = None,
+        on_new_part: Callable[[list[int]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.bot = bot
+        self.chat_id = chat_id
+        self.streaming_markup = streaming_markup
+        self.final_markup = final_markup
+        self.message_ids: list[int] = list(existing)
+        self.reply_to = reply_to
+        self.note = note
+        self.on_new_part = on_new_part
+        self._limits = SinkLimits(max_length=TELEGRAM_LIMIT, min_interval=min_interval)
+
+    @property
+    def limits(self) -> SinkLimits:
+        return self._limits
+
+    @property
+    def chat_key(self) -> tuple[str, int]:
+        return ("telegram", self.chat_id)
+
+    # -- what the driver asks ----------------------------------------------------
+
+    def split(self, text: str) -> list[Part]:
+        return render(text)
+
+    async def start(self) -> None:
+        try:
+            await self.bot.send_chat_action(self.chat_id, "typing")
+        except TelegramRetryAfter as exc:
+            raise RetryLater(exc.retry_after) from None
+
+    async def send(self, index: int, part: Part) -> None:
+        if index < len(self.message_ids):  # reusing a message of the old revision
+            await self._edit(index, part, self.streaming_markup)
+        else:
+            await self._send(part, self.streaming_markup)
+
+    async def edit(self, index: int, part: Part) -> None:
+        await self._edit(index, part, self.streaming_markup)
+
+    async def delete(self, index: int) -> None:
+        if index >= len(self.message_ids):
+            return
+        message_id = self.message_ids[index]
+        try:
+            await self.bot.delete_message(self.chat_id, message_id)
+        except TelegramRetryAfter as exc:
+            raise RetryLater(exc.retry_after) from None
+        except TelegramBadRequest as exc:
+            if not _gone(exc):
+                raise
+        self.message_ids.pop(index)
+
+    async def finish(self, parts: Sequence[Part], status: StreamStatus) -> None:
+        """The last part with its buttons and the note on how the answer ended;
+        messages of an old revision that are no longer needed are deleted."""
+        note = self.note(status.value) if self.note else None
+        last = parts[-1] if parts else None
+        shown = list(parts[:-1])
+        if last is not None and note:
+            merged = with_note(last, note)
+            shown += [last, render(f"_{note}_")[0]] if merged is None else [merged]
+        elif last is not None:
+            shown.append(last)
+        else:
+            shown = render(f"_{note}_") if note else [Part("…")]
+        markup = await self.final_markup() if self.final_markup else None
+        first_new = len(parts) - 1 if parts else 0
+        for index in range(first_new, len(shown)):
+            final = index == len(shown) - 1
+            if index < len(self.message_ids):
+                await self._edit(index, shown[index], markup if final else None)
+            else:
+                await self._send(shown[index], markup if final else None)
+        while len(self.message_ids) > len(shown):
+            await self.delete(len(self.message_ids) - 1)
+
+    # -- Telegram calls -----------------------------------------------------------
+
+    async def _send(self, part: Part, markup: InlineKeyboardMarkup | None) -> None:
+        reply = (
+            ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
+            if self.reply_to is not None and not self.message_ids
+            else None
+        )
+        try:
+            sent = await self.bot.send_message(
+                self.chat_id,
+                part.text,
+                entities=list(part.entities),
+                reply_markup=markup,
+                reply_parameters=reply,
+            )
+        except TelegramRetryAfter as exc:
+            raise RetryLater(exc.retry_after) from None
+        self.message_ids.append(sent.message_id)
+        if self.on_new_part is not None:
+            # Linked at once: a Stop pressed on this message must find its answer.
+            await self.on_new_part(list(self.message_ids))
+
+    async def _edit(self, index: int, part: Part, markup: InlineKeyboardMarkup | None) -> None:
+        message_id = self.message_ids[index]
+        try:
+            await self.bot.edit_message_text(
+                text=part.text,
+                chat_id=self.chat_id,
+                message_id=message_id,
+                entities=list(part.entities),
+                reply_markup=markup,
+            )
+        except TelegramRetryAfter as exc:
+            raise RetryLater(exc.retry_after) from None
+        except TelegramBadRequest as exc:
+            if _not_modified(exc):
+                return  # it already shows this: success
+            if not _gone(exc):
+                raise
+            # The person deleted it: show this part in a fresh message instead.
+            log.info("message %s in chat %s is gone; posting anew", message_id, self.chat_id)
+            tail = self.message_ids[index + 1 :]
+            del self.message_ids[index:]
+            await self._send(part, markup)
+            self.message_ids.extend(tail)
+
+
+async def show_text(sink: TelegramSink, text: str, *, patience: float = 60.0) -> None:
+    """Show a finished text at once (a revision paged to, a cut answer), waiting
+    out flood limits: this is a final state and must be delivered."""
+    parts = sink.split(text)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        try:
+            for index, part in enumerate(parts[:-1]):
+                await sink.send(index, part)
+            await sink.finish(parts, StreamStatus.COMPLETE)
+            return
+        except RetryLater as exc:
+            if loop.time() + exc.retry_after > deadline:
+                raise
+            await asyncio.sleep(exc.retry_after)

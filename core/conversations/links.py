@@ -1,0 +1,117 @@
+"""Platform messages <-> conversation rows (see MessageLink)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+
+from core.db.engine import Database
+from core.db.models import MessageLink
+from core.db.upsert import insert_ignore
+
+
+@dataclass(frozen=True)
+class Linked:
+    row_id: uuid.UUID
+    part: int
+
+
+class MessageLinks:
+    def __init__(self, db: Database, platform: str) -> None:
+        self.db = db
+        self.platform = platform
+
+    async def resolve(self, chat_id: int | str, message_id: int | str) -> Linked | None:
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(MessageLink.chat_message_id, MessageLink.part).where(
+                        MessageLink.platform == self.platform,
+                        MessageLink.chat_id == str(chat_id),
+                        MessageLink.platform_message_id == str(message_id),
+                    )
+                )
+            ).one_or_none()
+        return Linked(row[0], row[1]) if row else None
+
+    async def parts(self, chat_id: int | str, row_id: uuid.UUID) -> list[str]:
+        """The platform messages showing a row, in order."""
+        async with self.db.read() as session:
+            return list(
+                (
+                    await session.scalars(
+                        select(MessageLink.platform_message_id)
+                        .where(
+                            MessageLink.platform == self.platform,
+                            MessageLink.chat_id == str(chat_id),
+                            MessageLink.chat_message_id == row_id,
+                        )
+                        .order_by(MessageLink.part)
+                    )
+                ).all()
+            )
+
+    async def show(
+        self, chat_id: int | str, row_id: uuid.UUID, message_ids: Sequence[int | str]
+    ) -> None:
+        """These platform messages (in order) now show `row_id`: links of these
+        messages to any other row, and of the row to other messages, are replaced."""
+        chat = str(chat_id)
+        ids = [str(m) for m in message_ids]
+        async with self.db.write() as session:
+            await session.execute(
+                delete(MessageLink).where(
+                    MessageLink.platform == self.platform,
+                    MessageLink.chat_id == chat,
+                    (MessageLink.platform_message_id.in_(ids))
+                    | (MessageLink.chat_message_id == row_id),
+                )
+            )
+            await insert_ignore(
+                session,
+                MessageLink.__table__,  # type: ignore[arg-type]
+                [
+                    {
+                        "platform": self.platform,
+                        "chat_id": chat,
+                        "platform_message_id": message_id,
+                        "chat_message_id": row_id,
+                        "part": part,
+                    }
+                    for part, message_id in enumerate(ids)
+                ],
+                ["platform", "chat_id", "platform_message_id"],
+            )
+
+    async def move(self, chat_id: int | str, from_row: uuid.UUID, to_row: uuid.UUID) -> None:
+        async with self.db.write() as session:
+            await session.execute(
+                update(MessageLink)
+                .where(
+                    MessageLink.platform == self.platform,
+                    MessageLink.chat_id == str(chat_id),
+                    MessageLink.chat_message_id == from_row,
+                )
+                .values(chat_message_id=to_row)
+            )
+
+    async def displays(self, row_id: uuid.UUID) -> list[tuple[str, list[str]]]:
+        """Every chat showing a row, with its messages in order."""
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(MessageLink.chat_id, MessageLink.platform_message_id)
+                    .where(
+                        MessageLink.platform == self.platform,
+                        MessageLink.chat_message_id == row_id,
+                    )
+                    .order_by(MessageLink.chat_id, MessageLink.part)
+                )
+            ).all()
+        chats: dict[str, list[str]] = {}
+        for chat_id, message_id in rows:
+            chats.setdefault(chat_id, []).append(message_id)
+        return list(chats.items())

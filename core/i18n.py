@@ -1,0 +1,265 @@
+"""What the bot says, in English and Russian. Both platforms use these texts."""
+
+from __future__ import annotations
+
+from core.errors import OneAIError
+
+DEFAULT_LANGUAGE = "en"
+
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "start": (
+            "👋 Hi, {name}! I'm OneAI: chat with {models} AI models right here.\n\n"
+            "Your plan: {plan}.\n\n"
+            "Just write a message to start. Edit a message to get a new answer, "
+            "press 🔄 to regenerate, ◀ ▶ to flip through versions, reply to an older "
+            "answer to branch from it.\n\n/help lists every command."
+        ),
+        "help": (
+            "Commands:\n"
+            "/new — start a new conversation\n"
+            "/model — pick the AI model\n"
+            "/history — your conversations\n"
+            "/rename TITLE — rename this conversation\n"
+            "/export — this conversation as a Markdown file\n"
+            "/usage — your quotas\n"
+            "/settings — system prompt, default model, language\n"
+            "/image PROMPT — generate an image\n"
+            "/plan — plans and upgrades\n"
+            "/cancel — stop what is running or being set up\n\n"
+            "Edit a sent message to get a new answer; reply to an older answer to "
+            "continue from there."
+        ),
+        "cmd.start": "Welcome and your plan",
+        "cmd.help": "How to use the bot",
+        "cmd.new": "Start a new conversation",
+        "cmd.model": "Pick the AI model",
+        "cmd.history": "Your conversations",
+        "cmd.rename": "Rename this conversation",
+        "cmd.export": "Export this conversation",
+        "cmd.usage": "Your quotas",
+        "cmd.settings": "System prompt, model, language",
+        "cmd.image": "Generate an image",
+        "cmd.plan": "Plans and upgrades",
+        "cmd.cancel": "Stop what is running",
+        "new": "🆕 New conversation. Send your first message.",
+        "busy": "⏳ Still answering — press Stop first.",
+        "queued": "⏳ Queued: I'll answer this right after the current answer.",
+        "stopped": "⏹ Stopped.",
+        "cut": "⚠️ This answer was cut off by a restart. Press 🔄 to try again.",
+        "failed": "⚠️ {reason}",
+        "empty_answer": "The model returned an empty answer.",
+        "stop": "⏹ Stop",
+        "regenerate": "🔄 Regenerate",
+        "not_yours": "This button is not for you.",
+        "stale_button": "This button no longer works.",
+        "unknown_command": "I don't know that command. /help lists what I can do.",
+        "unsupported": "I can read text and photos only. Please send your question as text.",
+        "no_vision": (
+            "{model} can't look at images. Pick a model that can with /model, "
+            "or describe the picture in words."
+        ),
+        "model.header": "Current model: {model}\nPick one (🔒 needs a bigger plan):",
+        "model.set": "✅ Model: {model}",
+        "model.locked": "🔒 {model} needs the {plan} plan. /plan shows how to upgrade.",
+        "quota.small_messages": "Small messages",
+        "quota.large_messages": "Large messages",
+        "quota.image_generation": "Images",
+        "usage.header": "📊 Plan: {plan}",
+        "usage.line": "{label}: {bar} {used}/{limit} · {remaining} left · resets {when}",
+        "usage.rolling": "3 h after next use",
+        "history.empty": "No conversations yet. Just send a message.",
+        "history.header": "🗂 Your conversations (page {page}/{pages}):",
+        "history.resume": "▶ Resume",
+        "history.delete": "🗑 Delete",
+        "history.resumed": "▶ Continuing “{title}”.",
+        "history.deleted": "🗑 Deleted “{title}”.",
+        "rename.usage": "Usage: /rename New title",
+        "rename.done": "✏️ Renamed to “{title}”.",
+        "nothing": "There is no conversation yet.",
+        "settings.header": (
+            "⚙️ Settings\n\nSystem prompt: {prompt}\nDefault model: {model}\nLanguage: {language}"
+        ),
+        "settings.prompt": "✍️ System prompt",
+        "settings.prompt_clear": "🧹 Clear prompt",
+        "settings.model": "🤖 Default model",
+        "settings.language": "🌐 Language",
+        "settings.ask_prompt": "Send the system prompt to use in new messages (or /cancel).",
+        "settings.prompt_saved": "✅ System prompt saved.",
+        "settings.prompt_cleared": "✅ System prompt cleared.",
+        "settings.language_set": "✅ Language: English",
+        "settings.none": "none",
+        "cancel.done": "Cancelled.",
+        "cancel.nothing": "Nothing to cancel.",
+        "image.usage": "Usage: /image a watercolor fox in the snow",
+        "image.failed": "⚠️ The image could not be generated: {reason}",
+        "image.no_image": "The model did not return an image. Try another prompt.",
+        "plan.soon": "Plans and upgrades are coming soon.",
+        "blocked": "Your access to this service has been suspended.",
+        "slow_down": "You're sending messages too fast. Please wait a moment.",
+        "error.generic": "Something went wrong. Please try again.",
+    },
+    "ru": {
+        "start": (
+            "👋 Привет, {name}! Я OneAI: здесь можно говорить с {models} моделями ИИ.\n\n"
+            "Ваш тариф: {plan}.\n\n"
+            "Просто напишите сообщение. Отредактируйте сообщение, чтобы получить новый "
+            "ответ, нажмите 🔄, чтобы сгенерировать заново, ◀ ▶ — чтобы листать версии, "
+            "ответьте на старый ответ, чтобы продолжить с него.\n\n/help — все команды."
+        ),
+        "help": (
+            "Команды:\n"
+            "/new — новый разговор\n"
+            "/model — выбрать модель\n"
+            "/history — ваши разговоры\n"
+            "/rename НАЗВАНИЕ — переименовать разговор\n"
+            "/export — разговор файлом Markdown\n"
+            "/usage — ваши лимиты\n"
+            "/settings — системный промпт, модель, язык\n"
+            "/image ОПИСАНИЕ — создать изображение\n"
+            "/plan — тарифы\n"
+            "/cancel — остановить то, что выполняется\n\n"
+            "Отредактируйте отправленное сообщение, чтобы получить новый ответ; "
+            "ответьте на старый ответ, чтобы продолжить с него."
+        ),
+        "cmd.start": "Приветствие и тариф",
+        "cmd.help": "Как пользоваться ботом",
+        "cmd.new": "Новый разговор",
+        "cmd.model": "Выбрать модель",
+        "cmd.history": "Ваши разговоры",
+        "cmd.rename": "Переименовать разговор",
+        "cmd.export": "Экспорт разговора",
+        "cmd.usage": "Ваши лимиты",
+        "cmd.settings": "Промпт, модель, язык",
+        "cmd.image": "Создать изображение",
+        "cmd.plan": "Тарифы",
+        "cmd.cancel": "Остановить",
+        "new": "🆕 Новый разговор. Напишите первое сообщение.",
+        "busy": "⏳ Ещё отвечаю — сначала нажмите «Стоп».",
+        "queued": "⏳ В очереди: отвечу сразу после текущего ответа.",
+        "stopped": "⏹ Остановлено.",
+        "cut": "⚠️ Ответ прервался из-за перезапуска. Нажмите 🔄, чтобы повторить.",
+        "failed": "⚠️ {reason}",
+        "empty_answer": "Модель вернула пустой ответ.",
+        "stop": "⏹ Стоп",
+        "regenerate": "🔄 Заново",
+        "not_yours": "Эта кнопка не для вас.",
+        "stale_button": "Эта кнопка больше не работает.",
+        "unknown_command": "Я не знаю такой команды. /help — что я умею.",
+        "unsupported": "Я понимаю только текст и фото. Пожалуйста, напишите вопрос текстом.",
+        "no_vision": (
+            "{model} не умеет смотреть на изображения. Выберите подходящую модель в /model "
+            "или опишите картинку словами."
+        ),
+        "model.header": "Текущая модель: {model}\nВыберите (🔒 — нужен тариф выше):",
+        "model.set": "✅ Модель: {model}",
+        "model.locked": "🔒 {model} доступна на тарифе {plan}. /plan — как перейти.",
+        "quota.small_messages": "Обычные сообщения",
+        "quota.large_messages": "Большие сообщения",
+        "quota.image_generation": "Изображения",
+        "usage.header": "📊 Тариф: {plan}",
+        "usage.line": "{label}: {bar} {used}/{limit} · осталось {remaining} · сброс {when}",
+        "usage.rolling": "через 3 ч после следующего использования",
+        "history.empty": "Разговоров пока нет. Просто напишите сообщение.",
+        "history.header": "🗂 Ваши разговоры (стр. {page}/{pages}):",
+        "history.resume": "▶ Продолжить",
+        "history.delete": "🗑 Удалить",
+        "history.resumed": "▶ Продолжаем «{title}».",
+        "history.deleted": "🗑 Удалён «{title}».",
+        "rename.usage": "Использование: /rename Новое название",
+        "rename.done": "✏️ Переименовано в «{title}».",
+        "nothing": "Разговора пока нет.",
+        "settings.header": (
+            "⚙️ Настройки\n\nСистемный промпт: {prompt}\nМодель по умолчанию: {model}\n"
+            "Язык: {language}"
+        ),
+        "settings.prompt": "✍️ Системный промпт",
+        "settings.prompt_clear": "🧹 Очистить промпт",
+        "settings.model": "🤖 Модель по умолчанию",
+        "settings.language": "🌐 Язык",
+        "settings.ask_prompt": "Пришлите системный промпт для новых сообщений (или /cancel).",
+        "settings.prompt_saved": "✅ Системный промпт сохранён.",
+        "settings.prompt_cleared": "✅ Системный промпт очищен.",
+        "settings.language_set": "✅ Язык: русский",
+        "settings.none": "нет",
+        "cancel.done": "Отменено.",
+        "cancel.nothing": "Нечего отменять.",
+        "image.usage": "Использование: /image акварельная лиса в снегу",
+        "image.failed": "⚠️ Не удалось создать изображение: {reason}",
+        "image.no_image": "Модель не вернула изображение. Попробуйте другое описание.",
+        "plan.soon": "Тарифы и оплата скоро появятся.",
+        "blocked": "Ваш доступ к сервису приостановлен.",
+        "slow_down": "Вы отправляете сообщения слишком часто. Подождите немного.",
+        "error.generic": "Что-то пошло не так. Попробуйте ещё раз.",
+        "error.quota_exceeded": "Лимит «{label}» исчерпан ({limit}). Сброс: {when}.{upgrade}",
+        "quota.upgrade": " Тариф {plan} увеличивает лимит.",
+        "error.busy": "⏳ Ещё отвечаю — сначала нажмите «Стоп».",
+        "error.input_too_long": "Сообщение слишком длинное. Сократите его или разделите.",
+        "error.message_too_long": "Сообщение слишком длинное для этой модели. Сократите его.",
+        "error.conversation_full": "Разговор слишком длинный. Начните новый: /new.",
+        "error.too_many_generations": "Уже идут ответы. Дождитесь их или нажмите «Стоп».",
+        "error.rate_limited": "Модель сейчас перегружена. Попробуйте через минуту.",
+        "error.timeout": "Модель не ответила вовремя. Попробуйте ещё раз.",
+        "error.interrupted": "Ответ оборвался. Нажмите 🔄, чтобы повторить.",
+        "error.model_unavailable": "Модель сейчас недоступна. Выберите другую в /model.",
+        "error.out_of_credits": "У сервиса закончились кредиты. Мы уже разбираемся.",
+        "error.banned": "Ваш доступ к сервису приостановлен.",
+        "error.message_not_found": "Это сообщение больше не существует.",
+        "error.conversation_not_found": "Этот разговор больше не существует.",
+        "error.revision_not_found": "Такой версии нет.",
+        "error.model_locked": "Эта модель доступна на тарифе выше. /plan — как перейти.",
+        "error.unknown_model": "Такой модели нет. /model — список.",
+    },
+}
+
+LANGUAGES = {"en": "English", "ru": "Русский"}
+
+
+def pick_language(code: str | None) -> str:
+    """The supported language closest to a platform's locale code."""
+    if code:
+        short = code.split("-")[0].split("_")[0].lower()
+        if short in TEXTS:
+            return short
+    return DEFAULT_LANGUAGE
+
+
+def t(lang: str | None, key: str, /, **values: object) -> str:
+    table = TEXTS.get(lang or DEFAULT_LANGUAGE, TEXTS[DEFAULT_LANGUAGE])
+    template = table.get(key) or TEXTS[DEFAULT_LANGUAGE].get(key) or key
+    return template.format(**values) if values else template
+
+
+def error_text(language: str | None, error: OneAIError) -> str:
+    """An error in the user's language; English errors carry their own message."""
+    lang = language or DEFAULT_LANGUAGE
+    key = f"error.{error.code}"
+    if lang != DEFAULT_LANGUAGE and key in TEXTS.get(lang, {}):
+        values = dict(error.details)
+        if error.code == "quota_exceeded":
+            values.update(_quota_values(lang, values))
+        try:
+            return t(lang, key, **values)
+        except (KeyError, IndexError):
+            return TEXTS[lang][key]
+    return error.user_message
+
+
+def _quota_values(language: str, details: dict[str, object]) -> dict[str, object]:
+    from datetime import datetime
+
+    from core.tiers import TIERS, Tier
+
+    resets_at = details.get("resets_at")
+    upgrade = details.get("upgrade")
+    return {
+        "label": t(language, f"quota.{details.get('key')}"),
+        "when": (
+            resets_at.strftime("%Y-%m-%d %H:%M UTC") if isinstance(resets_at, datetime) else "—"
+        ),
+        "upgrade": (
+            t(language, "quota.upgrade", plan=TIERS[upgrade].name)
+            if isinstance(upgrade, Tier)
+            else ""
+        ),
+    }
