@@ -7,7 +7,7 @@ settles the row. Printed: messages/s of each and their ratio, SQL statements per
 message, and the time from the LLM client's first chunk to the pipeline's first delta.
 
     python -m bench.core_pipeline [--messages 400] [--concurrency 20]
-    BENCH_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test python -m bench.core_pipeline
+    BENCH_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/test python -m bench.core_pipeline
 
 Not a test: figures vary with the machine; compare the ratio, not the absolutes.
 """
@@ -21,16 +21,18 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event, text, update
 
 from core.accounts import PlatformProfile
 from core.config import DatabaseSettings, LimitSettings, LLMSettings, Settings
 from core.db.engine import Database
-from core.db.models import UsageQuota
 from core.db.migrate import upgrade_head_async
-from core.llm.client import LLMClient
+from core.db.models import UsageQuota
+from core.llm.client import LLMClient, StreamChunk
 from core.services import Services
 from core.tiers import Tier
 from tests.fakes.llm_server import FakeLLM, Reply
@@ -62,9 +64,7 @@ async def pipeline(
     services: Services, messages: int, concurrency: int
 ) -> tuple[float, float, list[float]]:
     users = [
-        (
-            await services.accounts.upsert(PlatformProfile("bench", uuid.uuid4().hex))
-        ).id
+        (await services.accounts.upsert(PlatformProfile("bench", uuid.uuid4().hex))).id
         for _ in range(concurrency)
     ]
     # The free plan's quota would end the run early: give the bench users room.
@@ -81,16 +81,14 @@ async def pipeline(
     overheads: list[float] = []
     original = services.llm.stream_chat
 
-    def timed_stream(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        async def wrapper():  # type: ignore[no-untyped-def]
-            first = True
-            async for chunk in original(*args, **kwargs):  # type: ignore[arg-type]
-                if first and chunk.text:
-                    first = False
-                    marks.append(time.perf_counter())
-                yield chunk
-
-        return wrapper()
+    async def timed_stream(*args: Any, **kwargs: Any) -> AsyncGenerator[StreamChunk, None]:
+        """The client's stream, noting when its first text chunk came out."""
+        first = True
+        async for chunk in original(*args, **kwargs):
+            if first and chunk.text:
+                first = False
+                marks.append(time.perf_counter())
+            yield chunk
 
     marks: list[float] = []
     services.llm.stream_chat = timed_stream  # type: ignore[method-assign]

@@ -126,6 +126,9 @@ class TelegramSettings(BaseSettings):
     # Streaming: at most one edit per chat per interval, and a budget for all chats.
     edit_interval: float = Field(default=1.0, gt=0)
     global_edits_per_second: float = Field(default=25.0, gt=0)
+    # edit: send a message and edit it; draft: sendMessageDraft in private chats,
+    # then the final message.
+    stream_mode: Literal["edit", "draft"] = "edit"
     # Webhook mode when set (the public HTTPS URL Telegram posts updates to).
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None

@@ -37,9 +37,7 @@ async def test_partial_unique_index_on_the_active_path(database_url: str) -> Non
     engine = null_pool_engine(database_url)
     try:
         async with engine.connect() as conn:
-            indexes = await conn.run_sync(
-                lambda sync: inspect(sync).get_indexes("chat_messages")
-            )
+            indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("chat_messages"))
     finally:
         await engine.dispose()
     active = next(i for i in indexes if i["name"] == "uq_chat_messages_active_seq")

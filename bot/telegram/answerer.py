@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup
 
 from bot.telegram import keyboards
 from bot.telegram.callbacks import AnswerAction
+from bot.telegram.draft_sink import DraftSink
 from bot.telegram.sink import TelegramSink, show_text
 from core.chat import Generation, InterruptedAnswer
 from core.conversations.errors import ConversationBusy, MessageNotFound
@@ -51,11 +53,13 @@ class Answerer:
         driver: StreamDriver,
         *,
         edit_interval: float = 1.0,
+        stream_mode: str = "edit",
     ) -> None:
         self.bot = bot
         self.services = services
         self.driver = driver
         self.edit_interval = edit_interval
+        self.stream_mode = stream_mode
         self.links = MessageLinks(services.db, "telegram")
         self._busy: set[int] = set()
         self._pending: dict[int, Pending] = {}
@@ -281,17 +285,30 @@ class Answerer:
             # the new row now, so Stop works while it streams.
             await self.links.show(chat_id, generation.message_id, existing)
         answer_id = generation.message_id
-        sink = TelegramSink(
-            self.bot,
-            chat_id,
-            min_interval=self.edit_interval,
-            streaming_markup=keyboards.streaming(lang, answer_id),
-            final_markup=lambda: self._answer_markup(user.id, lang, answer_id),
-            existing=existing or (),
-            reply_to=message.message_id if existing is None else None,
-            note=lambda _status: _note(lang, *self._outcome(generation), generation.text),
-            on_new_part=lambda ids: self.links.show(chat_id, answer_id, ids),
-        )
+        sink: TelegramSink
+        if self.stream_mode == "draft" and existing is None and message.chat.type == "private":
+            sink = DraftSink(
+                self.bot,
+                chat_id,
+                draft_id=secrets.randbelow(2**31 - 1) + 1,
+                min_interval=self.edit_interval,
+                final_markup=lambda: self._answer_markup(user.id, lang, answer_id),
+                reply_to=message.message_id,
+                note=lambda _status: _note(lang, *self._outcome(generation), generation.text),
+                on_new_part=lambda ids: self.links.show(chat_id, answer_id, ids),
+            )
+        else:
+            sink = TelegramSink(
+                self.bot,
+                chat_id,
+                min_interval=self.edit_interval,
+                streaming_markup=keyboards.streaming(lang, answer_id),
+                final_markup=lambda: self._answer_markup(user.id, lang, answer_id),
+                existing=existing or (),
+                reply_to=message.message_id if existing is None else None,
+                note=lambda _status: _note(lang, *self._outcome(generation), generation.text),
+                on_new_part=lambda ids: self.links.show(chat_id, answer_id, ids),
+            )
         try:
             await self.driver.run(sink, generation.stream())
         except TelegramForbiddenError as exc:

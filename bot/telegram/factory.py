@@ -62,7 +62,13 @@ def build_dispatcher(
 ) -> tuple[Dispatcher, Answerer]:
     settings = settings or services.settings.telegram
     driver = StreamDriver(global_limiter=RateLimiter(settings.global_edits_per_second))
-    answerer = Answerer(bot, services, driver, edit_interval=settings.edit_interval)
+    answerer = Answerer(
+        bot,
+        services,
+        driver,
+        edit_interval=settings.edit_interval,
+        stream_mode=settings.stream_mode,
+    )
     dispatcher = Dispatcher(
         storage=storage or MemoryStorage(), services=services, answerer=answerer
     )

@@ -1,0 +1,25 @@
+"""One streaming driver for every platform.
+
+The LLM yields text deltas; a platform shows the growing answer by posting a
+message and editing it. `StreamDriver` owns all the timing (typing status,
+per-chat spacing, the global budget, `retry_after`, rolling over past the length
+limit, always delivering the final state); a platform `Sink` only speaks its API
+and renders its markup. Nothing here imports a platform library.
+"""
+
+from core.streaming.driver import DriverResult, StreamDriver
+from core.streaming.sink import RetryLater, Sink, SinkLimits, StreamStatus, split_plain
+from core.streaming.throttle import ChatGate, ChatThrottle, RateLimiter
+
+__all__ = [
+    "ChatGate",
+    "ChatThrottle",
+    "DriverResult",
+    "RateLimiter",
+    "RetryLater",
+    "Sink",
+    "SinkLimits",
+    "StreamDriver",
+    "StreamStatus",
+    "split_plain",
+]

@@ -1,0 +1,267 @@
+"""The driver: reads the deltas, keeps the platform showing the newest text under
+its limits, and always delivers the final state.
+
+Rules, and where they are kept:
+
+1. `sink.start()` (typing) is called at once and again every `typing_interval`
+   until the first token; refreshes only use spare global budget (`keep_typing`).
+2. The first token is posted as soon as it arrives, never held back to collect
+   more text. Like every call it takes the chat's turn and a global token: the
+   platform limits calls per chat whichever stream makes them, so it can wait
+   for the turns other streams of the same chat queued first (`push`).
+3. Every call takes the chat's turn (`ChatThrottle`: one call at a time, starts at
+   least `min_interval` apart, shared by all streams of the chat) and a global
+   token (`RateLimiter`). The text is read after both waits, so each call shows
+   the newest text and nothing stale is ever queued. Deltas are read by their own
+   task (`read`), which never awaits the sink.
+4. `RetryLater` holds the chat for `retry_after`; the next call uses the newest
+   text. Other errors are logged and retried after a growing pause.
+5. `sink.split` gives the parts; they are synced lowest index first (edit a part
+   whose text changed, post the next one, delete parts the text no longer
+   needs), so an answer past the limit goes on in a new message, the earlier one
+   gets its final text, and nothing is cut.
+6. When the deltas end (run out, raise, or the task is cancelled) the final state
+   is delivered: earlier parts synced, extra parts deleted, then `finish`,
+   retried until it succeeds or `final_timeout` passes (then logged).
+7. `run` returns a `DriverResult`; an exception from the deltas becomes status
+   FAILED and `result.error`. Cancelling `run` delivers the final state (status
+   CANCELLED) under a shield, then re-raises CancelledError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from core.streaming.sink import RetryLater, Sink, StreamStatus
+from core.streaming.throttle import ChatThrottle, RateLimiter
+
+log = logging.getLogger(__name__)
+
+Part = TypeVar("Part")
+T = TypeVar("T")
+
+_MAX_ERROR_PAUSE = 10.0  # seconds; cap of the pause after a failed (non-429) call
+
+_Op = tuple[Literal["send", "edit", "delete", "finish"], int]
+
+
+@dataclass(frozen=True)
+class DriverResult(Generic[Part]):
+    """What one stream did. `delivered` is False only when the final state could
+    not be shown within `final_timeout`."""
+
+    text: str
+    parts: tuple[Part, ...]
+    status: StreamStatus
+    delivered: bool
+    sends: int
+    edits: int
+    deletes: int
+    retries: int  # calls refused with RetryLater
+    failures: int  # calls that raised anything else
+    error: BaseException | None = None  # what the delta iterator raised
+
+
+class StreamDriver:
+    """Shows streamed answers on one platform. Create one per bot and share it:
+    its limiter and chat throttle are what keep all the streams within limits."""
+
+    def __init__(self, *, global_limiter: RateLimiter, final_timeout: float = 60.0) -> None:
+        self.limiter = global_limiter
+        self.chats = ChatThrottle()
+        self.final_timeout = final_timeout
+        # Tasks that may outlive `run` (a cancelled reader, a shielded delivery)
+        # need a strong reference until they end.
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def run(
+        self, sink: Sink[Part], deltas: AsyncIterator[str], *, typing_interval: float = 4.0
+    ) -> DriverResult[Part]:
+        stream = _Stream(self, sink)
+        typing = self._spawn(stream.keep_typing(typing_interval))
+        reader = self._spawn(stream.read(deltas))
+        pusher = self._spawn(stream.push())
+        try:
+            await asyncio.wait([reader])
+        except asyncio.CancelledError:
+            reader.cancel()
+            await self._settle(stream, StreamStatus.CANCELLED, typing, pusher)
+            raise
+        if reader.cancelled():  # the iterator raised CancelledError by itself
+            await self._settle(stream, StreamStatus.CANCELLED, typing, pusher)
+        elif (error := reader.exception()) is not None:
+            stream.error = error
+            await self._settle(stream, StreamStatus.FAILED, typing, pusher)
+        else:
+            await self._settle(stream, StreamStatus.COMPLETE, typing, pusher)
+        return stream.result()
+
+    async def _settle(
+        self,
+        stream: _Stream[Any],
+        status: StreamStatus,
+        typing: asyncio.Task[None],
+        pusher: asyncio.Task[None],
+    ) -> None:
+        typing.cancel()
+        stream.end(status)
+        # Shielded: cancelling the caller again must not lose the final edit.
+        await asyncio.shield(self._spawn(self._deliver(stream, pusher)))
+
+    async def _deliver(self, stream: _Stream[Any], pusher: asyncio.Task[None]) -> None:
+        try:
+            async with asyncio.timeout(self.final_timeout):
+                await pusher
+        except TimeoutError:
+            log.error(
+                "gave up showing the final answer in chat %r after %g s",
+                stream.sink.chat_key,
+                self.final_timeout,
+            )
+
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+class _Stream(Generic[Part]):
+    """One answer: the text that arrived and what the platform shows of it."""
+
+    def __init__(self, driver: StreamDriver, sink: Sink[Part]) -> None:
+        self.driver = driver
+        self.sink = sink
+        self.text = ""
+        self.status: StreamStatus | None = None  # set once the deltas ended
+        self.error: BaseException | None = None
+        self.changed = asyncio.Event()  # there may be something new to show
+        self.has_text = asyncio.Event()  # first token (or the end): typing stops
+        self.parts: Sequence[Part] = ()  # the newest split
+        self.shown: list[Part] = []  # what each posted part shows
+        self.delivered = False
+        self.sends = self.edits = self.deletes = self.retries = self.failures = 0
+        self._streak = 0  # consecutive failed calls
+
+    def end(self, status: StreamStatus) -> None:
+        self.status = status
+        self.has_text.set()
+        self.changed.set()
+
+    def result(self) -> DriverResult[Part]:
+        assert self.status is not None
+        return DriverResult(
+            text=self.text,
+            parts=tuple(self.parts),
+            status=self.status,
+            delivered=self.delivered,
+            sends=self.sends,
+            edits=self.edits,
+            deletes=self.deletes,
+            retries=self.retries,
+            failures=self.failures,
+            error=self.error,
+        )
+
+    async def read(self, deltas: AsyncIterator[str]) -> None:
+        async for delta in deltas:
+            if delta:
+                self.text += delta
+                self.has_text.set()
+                self.changed.set()
+
+    async def keep_typing(self, interval: float) -> None:
+        first = True
+        while True:
+            # The first call always goes out; refreshes are cosmetic and must not
+            # take budget that edits are waiting for.
+            if first or self.driver.limiter.try_acquire():
+                try:
+                    await self.sink.start()
+                except Exception:
+                    log.debug("typing status failed in chat %r", self.sink.chat_key, exc_info=True)
+            first = False
+            try:
+                await asyncio.wait_for(self.has_text.wait(), interval)
+                return
+            except TimeoutError:
+                pass
+
+    async def push(self) -> None:
+        """Until the final state is shown: wait for news, take a turn, make one call."""
+        interval = self.sink.limits.min_interval
+        while not self.delivered:
+            await self.changed.wait()
+            async with self.driver.chats.turn(self.sink.chat_key) as gate:
+                await self.driver.limiter.acquire()
+                # Cleared only now: whatever arrived during the waits is shown below.
+                self.changed.clear()
+                final = self.status is not None
+                try:
+                    self.parts = self.sink.split(self.text)
+                    op = self._next_op(final)
+                    if op is None:
+                        continue
+                    gate.hold(interval)
+                    await self._apply(op)
+                except RetryLater as exc:
+                    self.retries += 1
+                    gate.hold(exc.retry_after)
+                    self.changed.set()
+                    continue
+                except Exception:
+                    self.failures += 1
+                    self._streak += 1
+                    log.warning(
+                        "streaming call failed in chat %r", self.sink.chat_key, exc_info=True
+                    )
+                    gate.hold(min(interval * 2**self._streak, _MAX_ERROR_PAUSE))
+                    self.changed.set()
+                    continue
+                self._streak = 0
+                if not self.delivered and self._next_op(final) is not None:
+                    self.changed.set()
+
+    def _next_op(self, final: bool) -> _Op | None:
+        """The next call that brings what is shown closer to `parts`, or None.
+
+        Lower parts first, and a part's new text before a part is deleted, so the
+        text is never missing from the chat (if briefly shown twice). At the end
+        the last part is left to `finish`, which adds the final controls in the
+        same call.
+        """
+        parts, shown = self.parts, self.shown
+        synced = len(parts) - 1 if final else len(parts)
+        for index in range(min(synced, len(shown))):
+            if parts[index] != shown[index]:
+                return ("edit", index)
+        if len(shown) < synced:
+            return ("send", len(shown))
+        if len(shown) > len(parts):
+            return ("delete", len(shown) - 1)
+        return ("finish", len(parts) - 1) if final else None
+
+    async def _apply(self, op: _Op) -> None:
+        kind, index = op
+        parts = self.parts
+        if kind == "edit":
+            await self.sink.edit(index, parts[index])
+            self.shown[index] = parts[index]
+            self.edits += 1
+        elif kind == "send":
+            await self.sink.send(index, parts[index])
+            self.shown.append(parts[index])
+            self.sends += 1
+        elif kind == "delete":
+            await self.sink.delete(index)
+            self.shown.pop()
+            self.deletes += 1
+        else:
+            assert self.status is not None
+            await self.sink.finish(list(parts), self.status)
+            self.shown = list(parts)
+            self.delivered = True

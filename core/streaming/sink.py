@@ -1,0 +1,111 @@
+"""What a platform provides to show a streamed answer: its limits and five calls."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, TypeVar
+
+Part = TypeVar("Part")
+
+
+@dataclass(frozen=True)
+class SinkLimits:
+    """Limits a platform declares.
+
+    `max_length` is the size `Sink.split` keeps every part within, in the
+    platform's own units (Telegram: 4096 UTF-16 units of the rendered text;
+    Discord: 2000 characters). `min_interval` is the least time, in seconds,
+    between two calls in the same chat.
+    """
+
+    max_length: int
+    min_interval: float = 1.0
+
+
+class RetryLater(Exception):
+    """A sink raises this when the platform refuses a call as too frequent (HTTP 429,
+    Telegram flood wait). Nothing changed; the chat is left alone for `retry_after` s."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"retry after {retry_after:g} s")
+        self.retry_after = max(0.0, retry_after)
+
+
+class StreamStatus(StrEnum):
+    """How the deltas ended, from the driver's point of view. A generation that
+    was stopped or failed inside ends its iterator normally (COMPLETE here); the
+    sink that wraps it reads the generation's own result for that."""
+
+    COMPLETE = "complete"  # the delta iterator ran out
+    FAILED = "failed"  # the delta iterator raised
+    CANCELLED = "cancelled"  # the task running the driver was cancelled
+
+
+class Sink(Protocol[Part]):
+    """One answer on one platform. `Part` is what a message shows: a string, or the
+    sink's rendered form (e.g. text + entities); the driver only compares parts
+    with `==` and hands them back."""
+
+    @property
+    def limits(self) -> SinkLimits: ...
+
+    @property
+    def chat_key(self) -> Hashable:
+        """The chat the calls go to; streams with equal keys share its spacing."""
+        ...
+
+    def split(self, text: str) -> Sequence[Part]:
+        """The whole text so far as message parts, each within `limits.max_length`
+        once shown, together showing all of it. Earlier parts should stay the
+        same as the text grows, or their messages are edited again."""
+        ...
+
+    async def start(self) -> None:
+        """Show that an answer is coming (typing status). Best effort."""
+        ...
+
+    async def send(self, index: int, part: Part) -> None:
+        """Post part `index` as a new message (parts are posted in order)."""
+        ...
+
+    async def edit(self, index: int, part: Part) -> None:
+        """Replace what posted part `index` shows ("not modified" is success)."""
+        ...
+
+    async def delete(self, index: int) -> None:
+        """Remove posted part `index`, the highest one, when the text needs fewer
+        parts than were posted (its rendering got shorter)."""
+        ...
+
+    async def finish(self, parts: list[Part], status: StreamStatus) -> None:
+        """Show the final state. Every part but the last is already shown as given and
+        no posted part lies past the end: render the last part with its final
+        controls (posting it if it was never sent), or with no parts, an
+        empty/failed notice. Called again after RetryLater or an error."""
+        ...
+
+
+def split_plain(text: str, max_len: int) -> list[str]:
+    """Cut plain text into parts of at most `max_len` characters that join back to
+    `text`. A cut goes after a newline, else after a space, in the second half of
+    the window, else at the limit. A part's cut depends only on the text inside
+    its window, so parts stay fixed once the text has grown past them."""
+    if max_len < 1:
+        raise ValueError("max_len must be positive")
+    parts: list[str] = []
+    start = 0
+    while len(text) - start > max_len:
+        end = start + max_len
+        floor = start + max_len // 2  # a cut before this would leave a stub part
+        cut = text.rfind("\n", floor, end) + 1
+        if cut <= start:
+            cut = text.rfind(" ", floor, end) + 1
+        if cut <= start:
+            cut = end
+        parts.append(text[start:cut])
+        start = cut
+    if start < len(text):
+        parts.append(text[start:])
+    return parts

@@ -1,0 +1,659 @@
+"""The streaming driver, against a recording fake sink.
+
+Most tests run on a virtual-clock event loop: sleeping is instant and the clock
+jumps to the next timer, so timings are exact and the suite is fast and never
+flaky. One smoke test runs on the real clock to show the defaults hold there too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import selectors
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.streaming import (
+    ChatThrottle,
+    DriverResult,
+    RateLimiter,
+    RetryLater,
+    SinkLimits,
+    StreamDriver,
+    StreamStatus,
+    split_plain,
+)
+
+T = TypeVar("T")
+EPS = 1e-6
+
+
+# --- a virtual clock ---------------------------------------------------------
+
+
+class _VirtualSelector(selectors.SelectSelector):
+    """Polls real descriptors without blocking; waiting for a timer moves the clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            raise RuntimeError("deadlock: every task waits and no timer is due")
+        self.now += timeout
+        return []
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    def __init__(self) -> None:
+        self._virtual = _VirtualSelector()
+        super().__init__(self._virtual)
+
+    def time(self) -> float:
+        return self._virtual.now
+
+
+def virtual(main: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        return runner.run(main)
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+# --- a recording sink ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    at: float
+    op: str  # start | send | edit | delete | finish
+    index: int
+    text: str
+    chat: Hashable
+    error: BaseException | None  # raised instead of doing the call
+
+
+Fault = Callable[[str, int], BaseException | None]
+
+
+class FakeSink:
+    """Records every call and keeps what the chat would show. Contract breaches are
+    collected in `problems` (raising would only make the driver retry)."""
+
+    def __init__(
+        self,
+        *,
+        chat: Hashable = 1,
+        max_length: int = 4096,
+        min_interval: float = 1.0,
+        delay: float = 0.0,
+        fault: Fault | None = None,
+        split: Callable[[str], list[str]] | None = None,
+    ) -> None:
+        self.limits = SinkLimits(max_length=max_length, min_interval=min_interval)
+        self.chat_key = chat
+        self.delay = delay
+        self.fault = fault
+        self.calls: list[Call] = []
+        self._split = split
+        self.messages: dict[int, str] = {}
+        self.final: tuple[list[str], StreamStatus] | None = None
+        self.problems: list[str] = []
+
+    def split(self, text: str) -> list[str]:
+        if self._split is not None:
+            return self._split(text)
+        return split_plain(text, self.limits.max_length)
+
+    async def _call(self, op: str, index: int = -1, text: str = "") -> None:
+        error = self.fault(op, index) if self.fault else None
+        self.calls.append(Call(now(), op, index, text, self.chat_key, error))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if error is not None:
+            raise error
+
+    def _check(self, ok: bool, problem: str) -> None:
+        if not ok:
+            self.problems.append(problem)
+
+    async def start(self) -> None:
+        await self._call("start")
+
+    async def send(self, index: int, part: str) -> None:
+        self._check(index == len(self.messages), f"send({index}) out of order")
+        self._check(len(part) <= self.limits.max_length, f"part {index} too long")
+        await self._call("send", index, part)
+        self.messages[index] = part
+
+    async def edit(self, index: int, part: str) -> None:
+        self._check(index in self.messages, f"edit({index}) of a part never sent")
+        self._check(self.messages.get(index) != part, f"edit({index}) changes nothing")
+        self._check(len(part) <= self.limits.max_length, f"part {index} too long")
+        await self._call("edit", index, part)
+        self.messages[index] = part
+
+    async def delete(self, index: int) -> None:
+        self._check(index == max(self.messages, default=-1), f"delete({index}) not the last")
+        await self._call("delete", index)
+        del self.messages[index]
+
+    async def finish(self, parts: Sequence[str], status: StreamStatus) -> None:
+        last = len(parts) - 1
+        self._check(
+            [self.messages.get(i) for i in range(last)] == list(parts[:-1]),
+            "finish before earlier parts were shown",
+        )
+        self._check(max(self.messages, default=-1) <= last, "finish with extra parts posted")
+        await self._call("finish", last, parts[-1] if parts else "")
+        if parts:
+            self.messages[last] = parts[-1]
+        self.final = (list(parts), status)
+
+    def visible(self) -> str:
+        return "".join(self.messages[i] for i in sorted(self.messages))
+
+    def done(self, op: str | None = None) -> list[Call]:
+        """Calls that went through (not refused), optionally of one kind."""
+        return [c for c in self.calls if c.error is None and (op is None or c.op == op)]
+
+
+def updates(calls: Iterable[Call]) -> list[Call]:
+    """Calls the chat throttle governs (typing is not one of them)."""
+    return [c for c in calls if c.op != "start"]
+
+
+def assert_spaced(calls: Iterable[Call], interval: float) -> None:
+    times = sorted(c.at for c in updates(calls))
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(gap >= interval - EPS for gap in gaps), min(gaps)
+
+
+def words(length: int) -> str:
+    """Deterministic prose-like text of exactly `length` characters."""
+    out: list[str] = []
+    size = 0
+    i = 0
+    while size < length:
+        piece = f"word{i}" + ("\n" if i % 12 == 11 else " ")
+        out.append(piece)
+        size += len(piece)
+        i += 1
+    return "".join(out)[:length]
+
+
+def chunks(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+async def paced(
+    deltas: Iterable[str],
+    every: float,
+    *,
+    first_after: float = 0.0,
+    times: list[float] | None = None,
+) -> AsyncIterator[str]:
+    """Yield `deltas` `every` seconds apart; `times` records when each was yielded
+    and, last, when the consumer asked past the end."""
+    await asyncio.sleep(first_after)
+    for i, delta in enumerate(deltas):
+        if i:
+            await asyncio.sleep(every)
+        if times is not None:
+            times.append(now())
+        yield delta
+    if times is not None:
+        times.append(now())
+
+
+def driver(rate: float = 1000.0, burst: float | None = None) -> StreamDriver:
+    return StreamDriver(global_limiter=RateLimiter(rate, burst))
+
+
+# --- split_plain ------------------------------------------------------------------
+
+
+def test_split_plain_prefers_newlines_then_spaces_then_cuts() -> None:
+    assert split_plain("", 10) == []
+    assert split_plain("short", 10) == ["short"]
+    assert split_plain("aaaaaa\nbbbbbbbb", 10) == ["aaaaaa\n", "bbbbbbbb"]
+    assert split_plain("aaaaaa bbbbbbbb", 10) == ["aaaaaa ", "bbbbbbbb"]
+    assert split_plain("a" * 25, 10) == ["a" * 10, "a" * 10, "a" * 5]
+    # A newline early in the window would leave a stub part: cut at a later space.
+    assert split_plain("a\nbbbbb cccccc", 10) == ["a\nbbbbb ", "cccccc"]
+
+
+@given(st.text(alphabet="ab \n", max_size=300), st.integers(1, 40), st.data())
+def test_split_plain_keeps_all_text_and_earlier_parts_stable(
+    text: str, max_len: int, data: st.DataObject
+) -> None:
+    parts = split_plain(text, max_len)
+    assert "".join(parts) == text
+    assert all(0 < len(p) <= max_len for p in parts)
+    # Parts before the last never change as the text grows.
+    prefix = text[: data.draw(st.integers(0, len(text)))]
+    early = split_plain(prefix, max_len)[:-1]
+    assert parts[: len(early)] == early
+
+
+# --- limits ---------------------------------------------------------------------
+
+
+def test_rate_limiter_allows_a_burst_then_the_rate() -> None:
+    async def main() -> None:
+        limiter = RateLimiter(rate=5, burst=2)
+        times = []
+        for _ in range(6):
+            await limiter.acquire()
+            times.append(now())
+        assert times == pytest.approx([0, 0, 0.2, 0.4, 0.6, 0.8])
+        assert not limiter.try_acquire()
+        await asyncio.sleep(0.2)
+        assert limiter.try_acquire()
+
+    virtual(main())
+
+
+def test_chat_throttle_forgets_idle_chats() -> None:
+    async def main() -> None:
+        throttle = ChatThrottle()
+        for key in range(1000):
+            async with throttle.turn(("old", key)) as gate:
+                gate.hold(1.0)
+        await asyncio.sleep(2)
+        for key in range(2000):
+            async with throttle.turn(("new", key)) as gate:
+                gate.hold(1.0)
+        assert len(throttle) == 2000
+
+    virtual(main())
+
+
+# --- the driver: timing ---------------------------------------------------------
+
+
+def test_typing_is_refreshed_until_the_first_token_then_stops() -> None:
+    async def main() -> None:
+        sink = FakeSink(min_interval=1.0)
+        deltas = paced(["x"] * 11, every=1.0, first_after=10.0)
+        await driver().run(sink, deltas, typing_interval=4.0)
+        starts = [c.at for c in sink.calls if c.op == "start"]
+        assert starts == pytest.approx([0, 4, 8])
+        assert sink.calls[0].op == "start"
+        assert sink.done("send")[0].at == pytest.approx(10.0)
+
+    virtual(main())
+
+
+def test_typing_refresh_only_uses_spare_global_budget() -> None:
+    async def main() -> None:
+        limiter = RateLimiter(rate=0.1, burst=1)
+        await limiter.acquire()  # the budget is spent by someone else
+        sink = FakeSink()
+        await StreamDriver(global_limiter=limiter).run(
+            sink, paced(["hi"], 0, first_after=10.0), typing_interval=4.0
+        )
+        assert [c.at for c in sink.calls if c.op == "start"] == [0.0]
+        assert sink.done("send")[0].at == pytest.approx(10.0)
+
+    virtual(main())
+
+
+def test_first_token_is_posted_at_once_even_with_a_long_interval() -> None:
+    async def main() -> None:
+        sink = FakeSink(min_interval=30.0)
+        deltas = paced(["Hel", "lo", "!"], every=0.5, first_after=2.5)
+        result = await driver().run(sink, deltas)
+        first = sink.done("send")[0]
+        assert first.at == pytest.approx(2.5, abs=EPS)
+        assert (first.index, first.text) == (0, "Hel")
+        # The rest waits for the chat's interval, then arrives in one final call.
+        assert [c.op for c in updates(sink.calls)] == ["send", "finish"]
+        assert sink.done("finish")[0].at == pytest.approx(32.5)
+        assert sink.visible() == result.text == "Hello!"
+
+    virtual(main())
+
+
+def test_edits_are_spaced_per_chat_and_show_the_newest_text() -> None:
+    async def main() -> None:
+        deltas = [f"t{i} " for i in range(500)]
+        times: list[float] = []
+        sink = FakeSink(min_interval=1.0)
+        result = await driver().run(sink, paced(deltas, 0.01, times=times))
+        assert_spaced(sink.calls, 1.0)
+        assert [c.op for c in updates(sink.calls)] == ["send"] + ["edit"] * 4 + ["finish"]
+        full = "".join(deltas)
+        for call in updates(sink.calls):
+            arrived = "".join(d for d, t in zip(deltas, times, strict=False) if t < call.at - EPS)
+            assert full.startswith(call.text) or call.op == "finish"
+            assert len(call.text) >= len(arrived)  # nothing older than what had arrived
+        assert sink.visible() == result.text == full
+        assert sink.final == ([full], StreamStatus.COMPLETE)
+        assert not sink.problems
+
+    virtual(main())
+
+
+def test_a_burst_within_one_interval_is_merged_into_one_edit() -> None:
+    async def bursty() -> AsyncIterator[str]:
+        yield "start "
+        await asyncio.sleep(0.5)
+        for i in range(100):
+            yield f"b{i} "
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(5)
+        yield "end"
+
+    async def main() -> None:
+        sink = FakeSink(min_interval=1.0)
+        result = await driver().run(sink, bursty())
+        during = [c for c in updates(sink.calls) if c.at < 5]
+        assert [c.op for c in during] == ["send", "edit"]
+        assert during[1].text == "start " + "".join(f"b{i} " for i in range(100))
+        assert sink.visible() == result.text
+
+    virtual(main())
+
+
+def test_a_slow_sink_does_not_slow_reading_the_deltas() -> None:
+    async def main() -> None:
+        times: list[float] = []
+        deltas = [f"d{i} " for i in range(100)]
+        sink = FakeSink(min_interval=0.05, delay=0.2)
+        result = await driver().run(sink, paced(deltas, 0.01, times=times))
+        assert times[-1] == pytest.approx(0.99, abs=EPS)  # as if the sink took no time
+        # Meanwhile the sink was busy all along: back-to-back 0.2 s calls.
+        starts = [c.at for c in updates(sink.calls)]
+        assert len(starts) >= 5 and starts[-1] >= times[-1]
+        assert sink.visible() == result.text == "".join(deltas)
+
+    virtual(main())
+
+
+def test_two_streams_in_one_chat_share_its_interval() -> None:
+    async def main() -> None:
+        a = FakeSink(chat="c", min_interval=1.0)
+        b = FakeSink(chat="c", min_interval=1.0)
+        d = driver()
+        ra, rb = await asyncio.gather(
+            d.run(a, paced([f"a{i} " for i in range(120)], 0.05)),
+            d.run(b, paced([f"b{i} " for i in range(120)], 0.05, first_after=0.3)),
+        )
+        assert_spaced(a.calls + b.calls, 1.0)
+        # The chat's turns alternate between the streams.
+        chat = [c.text[0] for c in sorted(updates(a.calls + b.calls), key=lambda c: c.at)]
+        assert chat == ["a", "a", "b", "a", "b", "a", "b", "a", "b"]
+        assert (a.visible(), b.visible()) == (ra.text, rb.text)
+        # b's first token arrived at 0.3 and waited only for the turn that a had
+        # queued first (a's edit at 1.0, then the chat's interval).
+        assert b.done("send")[0].at == pytest.approx(2.0)
+
+    virtual(main())
+
+
+def test_the_global_limiter_caps_calls_across_50_chats() -> None:
+    async def main() -> None:
+        rate, burst = 25.0, 5.0
+        d = driver(rate, burst)
+        sinks = [FakeSink(chat=i, min_interval=1.0) for i in range(50)]
+        texts = [[f"c{i}w{j} " for j in range(80)] for i in range(50)]
+        results = await asyncio.gather(
+            *(d.run(s, paced(t, 0.05)) for s, t in zip(sinks, texts, strict=True))
+        )
+        times = sorted(c.at for s in sinks for c in updates(s.calls))
+        windows = [sum(1 for t in times if start <= t < start + 1.0) for start in times]
+        assert max(windows) <= burst + rate
+        assert max(windows) >= rate - 1  # the cap, not the chats' own pace, was binding
+        for sink, text, result in zip(sinks, texts, results, strict=True):
+            assert result.delivered and sink.visible() == "".join(text)
+            assert_spaced(sink.calls, 1.0)
+
+    virtual(main())
+
+
+# --- the driver: retries and errors ---------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_storm_of_retry_later_still_ends_with_the_exact_text(seed: int) -> None:
+    rng = random.Random(seed)
+
+    def fault(op: str, index: int) -> BaseException | None:
+        if op != "start" and rng.random() < 0.5:
+            return RetryLater(rng.uniform(0.1, 1.5))
+        return None
+
+    async def main() -> None:
+        deltas = [f"s{i} " for i in range(400)]
+        sink = FakeSink(min_interval=0.5, max_length=300, fault=fault)
+        result = await driver().run(sink, paced(deltas, 0.02))
+        full = "".join(deltas)
+        assert result.delivered and result.retries >= 5
+        assert sink.visible() == result.text == full
+        assert sink.final == (split_plain(full, 300), StreamStatus.COMPLETE)
+        calls = updates(sink.calls)
+        for call, following in itertools.pairwise(calls):
+            if isinstance(call.error, RetryLater):
+                assert following.at >= call.at + call.error.retry_after - EPS
+        assert_spaced(calls, 0.5)
+        assert not sink.problems
+
+    virtual(main())
+
+
+def test_other_sink_errors_are_logged_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+    failed: list[bool] = []
+
+    def fault(op: str, index: int) -> BaseException | None:
+        if op == "edit" and not failed:
+            failed.append(True)
+            return RuntimeError("network")
+        return None
+
+    async def main() -> DriverResult[str]:
+        sink = FakeSink(min_interval=1.0, fault=fault)
+        result = await driver().run(sink, paced([f"e{i} " for i in range(300)], 0.01))
+        assert sink.visible() == result.text
+        return result
+
+    with caplog.at_level(logging.WARNING, logger="core.streaming"):
+        result = virtual(main())
+    assert result.failures == 1 and result.delivered
+    assert "streaming call failed" in caplog.text
+
+
+def test_final_delivery_gives_up_after_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    def fault(op: str, index: int) -> BaseException | None:
+        return RetryLater(7.0) if op == "finish" else None
+
+    async def main() -> tuple[DriverResult[str], float]:
+        result = await driver().run(FakeSink(fault=fault), paced(["hi"], 0))
+        return result, now()
+
+    with caplog.at_level(logging.ERROR, logger="core.streaming"):
+        result, ended_at = virtual(main())
+    assert not result.delivered
+    assert ended_at == pytest.approx(60.0)
+    assert "gave up showing the final answer" in caplog.text
+
+
+# --- the driver: parts ----------------------------------------------------------
+
+
+def test_a_long_answer_rolls_over_into_new_messages_without_losing_text() -> None:
+    async def main() -> None:
+        full = words(10_000)
+        sink = FakeSink(max_length=4096, min_interval=0.5)
+        result = await driver().run(sink, paced(chunks(full, 25), 0.01))
+        final_parts = split_plain(full, 4096)
+        assert len(final_parts) == 3
+        assert sink.final == (final_parts, StreamStatus.COMPLETE)
+        assert sink.visible() == result.text == full
+        assert [len(p) <= 4096 for p in result.parts] == [True] * 3
+        done = updates(sink.done())
+        for index in (1, 2):
+            # The part appears with a send, or with finish when it is the last.
+            rollover = next(i for i, c in enumerate(done) if c.index == index)
+            before = [c for c in done[:rollover] if c.index == index - 1]
+            after = [c for c in done[rollover:] if c.index == index - 1]
+            # The earlier part got its final text before the next part appeared...
+            assert before[-1].text == final_parts[index - 1]
+            # ...and was left alone from then on.
+            assert after == []
+        assert not sink.problems
+
+    virtual(main())
+
+
+def _shrinking_split(text: str) -> list[str]:
+    # Like an unclosed code block that renders longer than the closed one.
+    if "!" in text or len(text) <= 3:
+        return [text]
+    return [text[:3], text[3:]]
+
+
+@pytest.mark.parametrize("tail", [[], ["ghi"]], ids=["at-the-end", "while-streaming"])
+def test_a_part_no_longer_needed_is_deleted_after_its_text_moved(tail: list[str]) -> None:
+    async def main() -> None:
+        sink = FakeSink(min_interval=1.0, split=_shrinking_split)
+        result = await driver().run(sink, paced(["abc", "def", "!", *tail], 1.5))
+        ops = [(c.op, c.index, c.text) for c in updates(sink.done())]
+        assert ops[:3] == [("send", 0, "abc"), ("send", 1, "def"), ("edit", 0, "abcdef!")]
+        assert ("delete", 1, "") in ops and ops[-1][:2] == ("finish", 0)
+        deleted_at = sink.done("delete")[0].at
+        assert (deleted_at < 1.5 * (2 + len(tail))) == bool(tail)  # before the deltas end?
+        assert sink.messages == {0: result.text} and result.deletes == 1
+        assert not sink.problems
+
+    virtual(main())
+
+
+def test_an_empty_answer_still_finishes() -> None:
+    async def main() -> None:
+        sink = FakeSink()
+        result = await driver().run(sink, paced(["", ""], 0.1))
+        assert [c.op for c in sink.calls] == ["start", "finish"]
+        assert sink.final == ([], StreamStatus.COMPLETE)
+        assert result.parts == () and result.text == ""
+
+    virtual(main())
+
+
+# --- the driver: how the deltas end ---------------------------------------------
+
+
+def test_a_failing_iterator_still_finishes_with_the_text_so_far() -> None:
+    async def broken() -> AsyncIterator[str]:
+        yield "a"
+        await asyncio.sleep(0.5)
+        yield "b"
+        await asyncio.sleep(0.5)
+        raise ValueError("the model broke")
+
+    async def main() -> None:
+        sink = FakeSink()
+        result = await driver().run(sink, broken())
+        assert result.status == StreamStatus.FAILED
+        assert isinstance(result.error, ValueError)
+        assert sink.final == (["ab"], StreamStatus.FAILED)
+        assert sink.visible() == "ab"
+
+    virtual(main())
+
+
+def test_an_iterator_failing_before_any_token_finishes_empty() -> None:
+    async def broken() -> AsyncIterator[str]:
+        await asyncio.sleep(1)
+        raise ValueError("no route")
+        yield ""  # makes this an async generator
+
+    async def main() -> None:
+        sink = FakeSink()
+        result = await driver().run(sink, broken())
+        assert sink.final == ([], StreamStatus.FAILED) and result.status == StreamStatus.FAILED
+
+    virtual(main())
+
+
+def test_cancelling_delivers_the_final_state_then_reraises() -> None:
+    closed: list[float] = []
+
+    async def endless() -> AsyncIterator[str]:
+        try:
+            i = 0
+            while True:
+                yield f"t{i} "
+                i += 1
+                await asyncio.sleep(0.1)
+        finally:
+            closed.append(now())
+
+    refusals = iter([RetryLater(2.0)])
+
+    def fault(op: str, index: int) -> BaseException | None:
+        return next(refusals, None) if op == "finish" else None
+
+    async def main() -> None:
+        sink = FakeSink(fault=fault)
+        task = asyncio.create_task(driver().run(sink, endless()))
+        await asyncio.sleep(1.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        text = "".join(f"t{i} " for i in range(11))
+        assert sink.final == ([text], StreamStatus.CANCELLED)
+        assert sink.visible() == text
+        assert closed == [pytest.approx(1.05)]
+        # The final call waited for the chat's interval (the last edit was at 1.0);
+        # refused, it was retried after retry_after, all before run re-raised.
+        assert [c.at for c in sink.calls if c.op == "finish"] == pytest.approx([2.0, 4.0])
+
+    virtual(main())
+
+
+def test_cancelling_twice_does_not_lose_the_final_state() -> None:
+    def fault(op: str, index: int) -> BaseException | None:
+        return RetryLater(5.0) if op == "finish" and now() < 1 else None
+
+    async def main() -> None:
+        sink = FakeSink(fault=fault)
+        task = asyncio.create_task(driver().run(sink, paced(["x"] * 100, 0.1)))
+        await asyncio.sleep(0.55)
+        task.cancel()
+        await asyncio.sleep(0.1)
+        task.cancel()  # the caller gives up waiting for the final edit
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert sink.final is None
+        await asyncio.sleep(10)
+        assert sink.final == (["xxxxxx"], StreamStatus.CANCELLED)
+
+    virtual(main())
+
+
+# --- on the real clock ----------------------------------------------------------
+
+
+async def test_smoke_on_the_real_clock() -> None:
+    times: list[float] = []
+    deltas = [f"r{i} " for i in range(60)]
+    sink = FakeSink(min_interval=0.05)
+    result = await driver().run(sink, paced(deltas, 0.005, times=times))
+    assert sink.visible() == result.text == "".join(deltas)
+    assert sink.done("send")[0].at - times[0] < 0.05
+    assert_spaced(sink.calls, 0.05 - 0.002)
+    assert len(updates(sink.calls)) >= 3
