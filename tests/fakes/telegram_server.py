@@ -29,8 +29,9 @@ Where it behaves like Telegram:
 - Each chat numbers its messages from 1, shared by the bot and the user.
   Sending to a chat the bot has never seen -> 400 "chat not found" (inject an
   update or call `user()` first).
-- Text checks: empty -> "message text is empty"; over 4096 UTF-16 code units
-  after entity parsing -> "message is too long"; captions over 1024 ->
+- Text is trimmed of leading/trailing whitespace (entities shifted/clipped),
+  as Telegram does. Checks: empty -> "message text is empty"; over 4096 UTF-16
+  code units after entity parsing -> "message is too long"; captions over 1024 ->
   "message caption is too long". Entities are validated in UTF-16 units
   (in bounds, length > 0, known type, not splitting a surrogate pair -- the
   last is stricter than Telegram, which silently adjusts). Explicit entities
@@ -38,21 +39,30 @@ Where it behaves like Telegram:
 - parse_mode MarkdownV2, HTML and legacy Markdown are parsed into plain text
   + entities. They are approximations of Telegram's parsers: MarkdownV2
   requires `_*[]()~`>#+-=|{}.!` to be escaped outside markup (a `\\` escapes
-  any ASCII character, also inside code/pre and link URLs); nesting is not
-  checked beyond what the closing rules imply; "Can't find end of X entity"
-  is reported for unclosed markup. HTML knows Telegram's tags and the
+  any ASCII character, also inside code/pre and link URLs); the newline
+  before a closing ``` stays in the text but not in the pre entity (the model
+  telegramify-markdown round-trips with); nesting is not checked beyond what
+  the closing rules imply; "Can't find end of X entity" is reported for
+  unclosed markup. HTML knows Telegram's tags and the
   `&lt; &gt; &amp; &quot; &#N; &#xN;` entities only.
 - Editing: "message to edit not found", "message can't be edited" (not the
   bot's), "there is no text in the message to edit", and the full "message is
   not modified" error. As in Telegram, an edit without `reply_markup` removes
   the inline keyboard.
 - Inline keyboards: callback_data must be 1-64 bytes (BUTTON_DATA_INVALID).
-- `block(chat_id)` -> 403 "Forbidden: bot was blocked by the user".
+- `block(chat_id)` -> 403 "Forbidden: bot was blocked by the user" (and a
+  my_chat_member update).
+- sendMessageDraft (private chats, non-zero draft_id, empty text allowed):
+  `draft(chat_id)` is the preview shown; a sent message replaces it.
+- Webhooks: setWebhook needs an https URL (as Telegram); tests push updates
+  with `deliver_webhook(url, ...)`, and a method returned in the webhook
+  reply is executed like Telegram does.
 - Flood control (methods in `rate_limited_methods`: sends and edits, not
   chat actions, deletions or drafts): at most one success per chat every
-  `per_chat_interval` seconds and `global_per_second` successes in any 1 s
-  window; `flood_storm(method, k)` answers the next k calls with 429. Every
-  429 is in `floods`.
+  `per_chat_interval` seconds (default 1.0) and `global_per_second` (default
+  30) successes in any 1 s window, None switching either off;
+  `flood_storm(method, k)` answers the next k calls with 429. Every 429 is in
+  `floods`.
   `retry_after` on the wire is always an int >= 1, like Telegram: aiogram's
   ResponseParameters.retry_after is an `int`, so a fractional value fails
   validation (ClientDecodeError), and 0 is falsy so aiogram would not raise
@@ -694,15 +704,30 @@ _PARSERS: dict[str, Callable[[str], tuple[str, list[JSON]]]] = {
 }
 
 
+def _trim(text: str, entities: list[JSON]) -> tuple[str, list[JSON]]:
+    """Drop leading/trailing whitespace as Telegram does, shifting and clipping entities."""
+    left = text.lstrip()
+    cut = utf16_len(text) - utf16_len(left)
+    trimmed = left.rstrip()
+    size = utf16_len(trimmed)
+    kept = []
+    for entity in entities:
+        start = max(entity["offset"] - cut, 0)
+        end = min(entity["offset"] + entity["length"] - cut, size)
+        if end > start:
+            kept.append({**entity, "offset": start, "length": end - start})
+    return trimmed, _sorted_entities(kept)
+
+
 def format_text(text: str, parse_mode: Any, entities: Any) -> tuple[str, list[JSON]]:
     """What Telegram stores for text + parse_mode/entities: (plain text, entities)."""
     if entities or not parse_mode:  # explicit entities win over parse_mode
-        return text, check_entities(text, entities)
+        return _trim(text, check_entities(text, entities))
     parser = _PARSERS.get(str(parse_mode).lower())
     if parser is None:
         raise _bad("unsupported parse_mode")
     try:
-        return parser(text)
+        return _trim(*parser(text))
     except _ParseError as error:
         raise _bad(f"can't parse entities: {error}") from None
 
@@ -1854,7 +1879,7 @@ class FakeTelegram:
             )
         offset = params.optional_integer("offset")
         limit = min(max(params.optional_integer("limit") or 100, 1), 100)
-        timeout = max(0.0, float(params.get("timeout", 0)))
+        timeout = max(0, params.optional_integer("timeout") or 0)
         if params.get("allowed_updates") is not None:
             self._set_allowed_updates(params.get("allowed_updates"))
         if offset is not None:
