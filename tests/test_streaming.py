@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from core.streaming import (
     ChatThrottle,
+    ChatUnavailable,
     DriverResult,
     RateLimiter,
     RetryLater,
@@ -474,6 +475,25 @@ def test_other_sink_errors_are_logged_and_retried(caplog: pytest.LogCaptureFixtu
         result = virtual(main())
     assert result.failures == 1 and result.delivered
     assert "streaming call failed" in caplog.text
+
+
+def test_an_unavailable_chat_ends_the_stream_at_once() -> None:
+    """A person who blocked the bot: no more calls, and the deltas stop being read."""
+    read: list[float] = []
+
+    def fault(op: str, index: int) -> BaseException | None:
+        return ChatUnavailable() if op == "edit" else None
+
+    async def main() -> tuple[DriverResult[str], FakeSink]:
+        sink = FakeSink(min_interval=1.0, fault=fault)
+        deltas = paced([f"x{i} " for i in range(100)], 0.1, times=read)
+        return await driver().run(sink, deltas), sink
+
+    result, sink = virtual(main())
+    assert result.abandoned
+    assert result.status is StreamStatus.CANCELLED
+    assert [c.op for c in sink.calls if c.op != "start"] == ["send", "edit"]
+    assert len(read) < 20  # stopped reading soon after the refusal, not at the end
 
 
 def test_final_delivery_gives_up_after_the_timeout(caplog: pytest.LogCaptureFixture) -> None:

@@ -309,12 +309,11 @@ class Answerer:
                 note=lambda _status: _note(lang, *self._outcome(generation), generation.text),
                 on_new_part=lambda ids: self.links.show(chat_id, answer_id, ids),
             )
-        try:
-            await self.driver.run(sink, generation.stream())
-        except TelegramForbiddenError as exc:
-            log.info("user %s blocked the bot: %s", user.id, exc)
-            await self.services.accounts.mark_blocked("telegram", str(user.id))
-            generation.stop()
+        result = await self.driver.run(sink, generation.stream())
+        if result.abandoned:
+            log.info("user %s blocked the bot; the answer was dropped", user.id)
+            if message.from_user is not None:
+                await self.services.accounts.mark_blocked("telegram", str(message.from_user.id))
             return
         await self.links.show(chat_id, answer_id, sink.message_ids)
 
@@ -333,10 +332,27 @@ class Answerer:
         return keyboards.answer(lang, row_id, index + 1, len(revisions.items))
 
     async def _say(self, message: Message, text: str) -> None:
-        try:
-            await message.answer(text)
-        except (TelegramRetryAfter, TelegramBadRequest) as exc:
-            log.warning("could not answer %s: %s", message.chat.id, exc)
+        """A short reply, taking the chat's turn like the streams do and waiting out
+        a flood limit: a refusal or a queue notice must not be lost to a 429."""
+        chat_id = message.chat.id
+        for _ in range(5):
+            async with self.driver.chats.turn(("telegram", chat_id)) as gate:
+                try:
+                    await self.bot.send_message(chat_id, text)
+                except TelegramRetryAfter as exc:
+                    gate.hold(exc.retry_after)
+                    continue
+                except TelegramForbiddenError:
+                    if message.from_user is not None:
+                        await self.services.accounts.mark_blocked(
+                            "telegram", str(message.from_user.id)
+                        )
+                    return
+                except TelegramBadRequest as exc:
+                    log.warning("could not answer %s: %s", chat_id, exc)
+                    return
+                gate.hold(self.edit_interval)
+                return
 
     # -- after a restart --------------------------------------------------------------
 

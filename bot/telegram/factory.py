@@ -77,7 +77,11 @@ def build_dispatcher(
     dispatcher.update.outer_middleware(ThrottleMiddleware())
     # Order matters: specific routers first, the catch-all fallback last.
     dispatcher.include_routers(
-        commands.router, menus.router, buttons.router, chat.router, fallback.router
+        commands.create_router(),
+        menus.create_router(),
+        buttons.create_router(),
+        chat.create_router(),
+        fallback.create_router(),
     )
     return dispatcher, answerer
 

@@ -14,11 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
 from aiogram.types import InlineKeyboardMarkup, MessageEntity, ReplyParameters
 
 from bot.telegram.render import TELEGRAM_LIMIT, Part, render, utf16_len
-from core.streaming import RetryLater, SinkLimits, StreamStatus
+from core.streaming import ChatUnavailable, RetryLater, SinkLimits, StreamStatus
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class TelegramSink:
         self.note = note
         self.on_new_part = on_new_part
         self._limits = SinkLimits(max_length=TELEGRAM_LIMIT, min_interval=min_interval)
+        self._part_count = 0
 
     @property
     def limits(self) -> SinkLimits:
@@ -87,22 +88,30 @@ class TelegramSink:
     # -- what the driver asks ----------------------------------------------------
 
     def split(self, text: str) -> list[Part]:
-        return render(text)
+        parts = render(text)
+        self._part_count = len(parts)
+        return parts
+
+    def _live_markup(self, index: int) -> InlineKeyboardMarkup | None:
+        """Stop belongs under the part being written, not under finished ones."""
+        return self.streaming_markup if index >= self._part_count - 1 else None
 
     async def start(self) -> None:
         try:
             await self.bot.send_chat_action(self.chat_id, "typing")
         except TelegramRetryAfter as exc:
             raise RetryLater(exc.retry_after) from None
+        except TelegramForbiddenError:
+            raise ChatUnavailable() from None
 
     async def send(self, index: int, part: Part) -> None:
         if index < len(self.message_ids):  # reusing a message of the old revision
-            await self._edit(index, part, self.streaming_markup)
+            await self._edit(index, part, self._live_markup(index))
         else:
-            await self._send(part, self.streaming_markup)
+            await self._send(part, self._live_markup(index))
 
     async def edit(self, index: int, part: Part) -> None:
-        await self._edit(index, part, self.streaming_markup)
+        await self._edit(index, part, self._live_markup(index))
 
     async def delete(self, index: int) -> None:
         if index >= len(self.message_ids):
@@ -112,6 +121,8 @@ class TelegramSink:
             await self.bot.delete_message(self.chat_id, message_id)
         except TelegramRetryAfter as exc:
             raise RetryLater(exc.retry_after) from None
+        except TelegramForbiddenError:
+            raise ChatUnavailable() from None
         except TelegramBadRequest as exc:
             if not _gone(exc):
                 raise
@@ -159,6 +170,12 @@ class TelegramSink:
             )
         except TelegramRetryAfter as exc:
             raise RetryLater(exc.retry_after) from None
+        except TelegramForbiddenError:
+            raise ChatUnavailable() from None
+        except TelegramBadRequest as exc:
+            if "chat not found" in exc.message:
+                raise ChatUnavailable() from None
+            raise
         self.message_ids.append(sent.message_id)
         if self.on_new_part is not None:
             # Linked at once: a Stop pressed on this message must find its answer.
@@ -176,6 +193,8 @@ class TelegramSink:
             )
         except TelegramRetryAfter as exc:
             raise RetryLater(exc.retry_after) from None
+        except TelegramForbiddenError:
+            raise ChatUnavailable() from None
         except TelegramBadRequest as exc:
             if _not_modified(exc):
                 return  # it already shows this: success

@@ -8,12 +8,20 @@ and renders its markup. Nothing here imports a platform library.
 """
 
 from core.streaming.driver import DriverResult, StreamDriver
-from core.streaming.sink import RetryLater, Sink, SinkLimits, StreamStatus, split_plain
+from core.streaming.sink import (
+    ChatUnavailable,
+    RetryLater,
+    Sink,
+    SinkLimits,
+    StreamStatus,
+    split_plain,
+)
 from core.streaming.throttle import ChatGate, ChatThrottle, RateLimiter
 
 __all__ = [
     "ChatGate",
     "ChatThrottle",
+    "ChatUnavailable",
     "DriverResult",
     "RateLimiter",
     "RetryLater",

@@ -26,17 +26,20 @@ Rules, and where they are kept:
 7. `run` returns a `DriverResult`; an exception from the deltas becomes status
    FAILED and `result.error`. Cancelling `run` delivers the final state (status
    CANCELLED) under a shield, then re-raises CancelledError.
+8. `ChatUnavailable` from the sink (the person blocked the bot) ends everything at
+   once: no more calls, the deltas stop being read, `result.abandoned` is True.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from core.streaming.sink import RetryLater, Sink, StreamStatus
+from core.streaming.sink import ChatUnavailable, RetryLater, Sink, StreamStatus
 from core.streaming.throttle import ChatThrottle, RateLimiter
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,7 @@ class DriverResult(Generic[Part]):
     retries: int  # calls refused with RetryLater
     failures: int  # calls that raised anything else
     error: BaseException | None = None  # what the delta iterator raised
+    abandoned: bool = False  # the chat became unavailable (ChatUnavailable)
 
 
 class StreamDriver:
@@ -86,11 +90,18 @@ class StreamDriver:
         reader = self._spawn(stream.read(deltas))
         pusher = self._spawn(stream.push())
         try:
-            await asyncio.wait([reader])
+            await asyncio.wait([reader, pusher], return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             reader.cancel()
             await self._settle(stream, StreamStatus.CANCELLED, typing, pusher)
             raise
+        if not reader.done():  # the pusher gave up first: the chat is unavailable
+            typing.cancel()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            stream.end(StreamStatus.CANCELLED)
+            return stream.result()
         if reader.cancelled():  # the iterator raised CancelledError by itself
             await self._settle(stream, StreamStatus.CANCELLED, typing, pusher)
         elif (error := reader.exception()) is not None:
@@ -139,6 +150,7 @@ class _Stream(Generic[Part]):
         self.text = ""
         self.status: StreamStatus | None = None  # set once the deltas ended
         self.error: BaseException | None = None
+        self.abandoned = False
         self.changed = asyncio.Event()  # there may be something new to show
         self.has_text = asyncio.Event()  # first token (or the end): typing stops
         self.parts: Sequence[Part] = ()  # the newest split
@@ -165,6 +177,7 @@ class _Stream(Generic[Part]):
             retries=self.retries,
             failures=self.failures,
             error=self.error,
+            abandoned=self.abandoned,
         )
 
     async def read(self, deltas: AsyncIterator[str]) -> None:
@@ -208,6 +221,11 @@ class _Stream(Generic[Part]):
                         continue
                     gate.hold(interval)
                     await self._apply(op)
+                except ChatUnavailable:
+                    log.info("chat %r is unavailable; the answer is dropped", self.sink.chat_key)
+                    self.abandoned = True
+                    self.delivered = True
+                    return
                 except RetryLater as exc:
                     self.retries += 1
                     gate.hold(exc.retry_after)

@@ -33,6 +33,12 @@ class RetryLater(Exception):
         self.retry_after = max(0.0, retry_after)
 
 
+class ChatUnavailable(Exception):
+    """A sink raises this when the chat can no longer be written to (the person
+    blocked the bot, the chat is gone). The driver stops showing the answer at
+    once and stops reading it."""
+
+
 class StreamStatus(StrEnum):
     """How the deltas ended, from the driver's point of view. A generation that
     was stopped or failed inside ends its iterator normally (COMPLETE here); the

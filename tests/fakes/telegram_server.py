@@ -1366,18 +1366,29 @@ class FakeTelegram:
         self._push("edited_message", chat, message)
 
     def press(
-        self, user_id: int, message_id: int, callback_data: str, *, chat_id: int | None = None
+        self,
+        user_id: int,
+        message_id: int,
+        callback_data: str,
+        *,
+        chat_id: int | None = None,
+        forge: bool = False,
     ) -> str:
         """The user presses an inline button of a bot message; returns the query id.
 
-        Raises ValueError when no such button is currently on the message,
-        since a real user could not press it.
+        Raises ValueError when no such button is currently on the message, since
+        a real user could not press it, unless `forge`: a modified client can send
+        any callback data for any message it sees.
         """
-        user, chat = self._sender(user_id, "private" if chat_id is None else "group", chat_id)
+        if forge and chat_id in self.chats:
+            # A forged press may name any chat, even one the presser is not in.
+            user, chat = self.user(user_id), self.chats[chat_id]
+        else:
+            user, chat = self._sender(user_id, "private" if chat_id is None else "group", chat_id)
         message = chat.messages.get(message_id)
         if message is None or message.deleted or not message.from_bot:
             raise ValueError(f"bot message {message_id} not found in chat {chat.id}")
-        if not any(b.get("callback_data") == callback_data for b in message.buttons):
+        if not forge and not any(b.get("callback_data") == callback_data for b in message.buttons):
             raise ValueError(f"message {message_id} has no button with data {callback_data!r}")
         query_id = str(next(self._query_ids))
         update = self.inject(

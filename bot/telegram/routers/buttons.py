@@ -9,10 +9,7 @@ from bot.telegram.answerer import Answerer
 from bot.telegram.callbacks import AnswerAction, AnswerOp
 from core.db.models import User
 
-router = Router(name="answer-buttons")
 
-
-@router.callback_query(AnswerAction.filter())
 async def answer_button(
     query: CallbackQuery, callback_data: AnswerAction, user: User, lang: str, answerer: Answerer
 ) -> None:
@@ -22,3 +19,9 @@ async def answer_button(
         await answerer.regenerate(query, user, lang, callback_data)
     else:
         await answerer.page(query, user, lang, callback_data)
+
+
+def create_router() -> Router:
+    router = Router(name="answer-buttons")
+    router.callback_query.register(answer_button, AnswerAction.filter())
+    return router

@@ -10,8 +10,6 @@ from bot.telegram.answerer import Answerer
 from core.db.models import User
 from core.i18n import t
 
-router = Router(name="chat")
-
 
 def _addressed_in_group(message: Message, bot_username: str | None, bot_id: int) -> bool:
     """In groups the bot answers only when mentioned or replied to."""
@@ -22,7 +20,6 @@ def _addressed_in_group(message: Message, bot_username: str | None, bot_id: int)
     return bool(bot_username) and f"@{bot_username}".lower() in text.lower()
 
 
-@router.message(Command("image"))
 async def image(
     message: Message, command: CommandObject, user: User, lang: str, answerer: Answerer
 ) -> None:
@@ -33,7 +30,6 @@ async def image(
     await answerer.image(message, user, lang, prompt)
 
 
-@router.message(F.text & ~F.text.startswith("/"))
 async def text(message: Message, bot: Bot, user: User, lang: str, answerer: Answerer) -> None:
     if message.chat.type != "private":
         me = await bot.me()
@@ -42,7 +38,6 @@ async def text(message: Message, bot: Bot, user: User, lang: str, answerer: Answ
     await answerer.handle_text(message, user, lang)
 
 
-@router.message(F.photo)
 async def photo(message: Message, bot: Bot, user: User, lang: str, answerer: Answerer) -> None:
     if message.chat.type != "private":
         me = await bot.me()
@@ -51,6 +46,14 @@ async def photo(message: Message, bot: Bot, user: User, lang: str, answerer: Ans
     await answerer.handle_photo(message, user, lang)
 
 
-@router.edited_message(F.text)
 async def edited(message: Message, user: User, lang: str, answerer: Answerer) -> None:
     await answerer.handle_edit(message, user, lang)
+
+
+def create_router() -> Router:
+    router = Router(name="chat")
+    router.message.register(image, Command("image"))
+    router.message.register(text, F.text & ~F.text.startswith("/"))
+    router.message.register(photo, F.photo)
+    router.edited_message.register(edited, F.text)
+    return router

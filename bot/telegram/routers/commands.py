@@ -17,9 +17,6 @@ from core.quotas import QuotaStatus
 from core.services import Services
 from core.tiers import TIERS, Tier
 
-router = Router(name="commands")
-router.message.filter(F.chat.type == "private")
-
 BAR_WIDTH = 10
 
 
@@ -42,7 +39,6 @@ def model_name(services: Services, model_id: str) -> str:
     return model.name if model else model_id
 
 
-@router.message(CommandStart())
 async def start(message: Message, user: User, lang: str, services: Services) -> None:
     await message.answer(
         t(
@@ -55,18 +51,15 @@ async def start(message: Message, user: User, lang: str, services: Services) -> 
     )
 
 
-@router.message(Command("help"))
 async def help_(message: Message, lang: str) -> None:
     await message.answer(t(lang, "help"))
 
 
-@router.message(Command("new"))
 async def new(message: Message, user: User, lang: str, services: Services) -> None:
     await services.accounts.set_current_conversation(user.id, None)
     await message.answer(t(lang, "new"))
 
 
-@router.message(Command("model"))
 async def model(message: Message, user: User, lang: str, services: Services) -> None:
     current = await current_model(services, user)
     await message.answer(
@@ -90,12 +83,10 @@ async def send_history(
         await message.answer(text, reply_markup=markup)
 
 
-@router.message(Command("history"))
 async def history(message: Message, user: User, lang: str, services: Services) -> None:
     await send_history(message, user, lang, services)
 
 
-@router.message(Command("rename"))
 async def rename(
     message: Message, command: CommandObject, user: User, lang: str, services: Services
 ) -> None:
@@ -111,7 +102,6 @@ async def rename(
     await message.answer(t(lang, "rename.done", title=title))
 
 
-@router.message(Command("export"))
 async def export(message: Message, user: User, lang: str, services: Services) -> None:
     conversation = await services.conversations.current(user.id)
     if conversation is None:
@@ -125,7 +115,6 @@ async def export(message: Message, user: User, lang: str, services: Services) ->
     )
 
 
-@router.message(Command("usage"))
 async def usage(message: Message, user: User, lang: str, services: Services) -> None:
     tier = Tier(user.tier)
     lines = [t(lang, "usage.header", plan=TIERS[tier].name)]
@@ -162,14 +151,12 @@ async def settings_text(user: User, lang: str, services: Services) -> str:
     )
 
 
-@router.message(Command("settings"))
 async def settings(message: Message, user: User, lang: str, services: Services) -> None:
     await message.answer(
         await settings_text(user, lang, services), reply_markup=keyboards.settings(lang)
     )
 
 
-@router.message(Command("cancel"))
 async def cancel(
     message: Message, state: FSMContext, user: User, lang: str, services: Services
 ) -> None:
@@ -184,10 +171,26 @@ async def cancel(
     await message.answer(t(lang, "cancel.done" if stopped or had_state else "cancel.nothing"))
 
 
-@router.message(SettingsStates.prompt, F.text, ~F.text.startswith("/"))
 async def save_prompt(
     message: Message, state: FSMContext, user: User, lang: str, services: Services
 ) -> None:
     await services.accounts.set_system_prompt(user.id, (message.text or "")[:4000])
     await state.clear()
     await message.answer(t(lang, "settings.prompt_saved"))
+
+
+def create_router() -> Router:
+    router = Router(name="commands")
+    router.message.filter(F.chat.type == "private")
+    router.message.register(start, CommandStart())
+    router.message.register(help_, Command("help"))
+    router.message.register(new, Command("new"))
+    router.message.register(model, Command("model"))
+    router.message.register(history, Command("history"))
+    router.message.register(rename, Command("rename"))
+    router.message.register(export, Command("export"))
+    router.message.register(usage, Command("usage"))
+    router.message.register(settings, Command("settings"))
+    router.message.register(cancel, Command("cancel"))
+    router.message.register(save_prompt, SettingsStates.prompt, F.text, ~F.text.startswith("/"))
+    return router

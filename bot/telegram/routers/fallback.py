@@ -7,21 +7,24 @@ from aiogram.types import CallbackQuery, Message
 
 from core.i18n import t
 
-router = Router(name="fallback")
 
-
-@router.message(F.chat.type == "private", F.text.startswith("/"))
 async def unknown_command(message: Message, lang: str) -> None:
     await message.answer(t(lang, "unknown_command"))
 
 
-@router.message(F.chat.type == "private")
 async def unsupported(message: Message, lang: str) -> None:
     """Voice, stickers, files, locations, ... in a private chat."""
     await message.answer(t(lang, "unsupported"))
 
 
-@router.callback_query()
 async def unknown_button(query: CallbackQuery, lang: str) -> None:
     """Forged or outdated callback data."""
     await query.answer(t(lang, "stale_button"), show_alert=True)
+
+
+def create_router() -> Router:
+    router = Router(name="fallback")
+    router.message.register(unknown_command, F.chat.type == "private", F.text.startswith("/"))
+    router.message.register(unsupported, F.chat.type == "private")
+    router.callback_query.register(unknown_button)
+    return router

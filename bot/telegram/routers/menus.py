@@ -23,14 +23,11 @@ from core.i18n import LANGUAGES, error_text, t
 from core.services import Services
 from core.tiers import TIERS, Tier
 
-router = Router(name="menus")
-
 
 def _message(query: CallbackQuery) -> Message | None:
     return query.message if isinstance(query.message, Message) else None
 
 
-@router.callback_query(ModelPick.filter())
 async def pick_model(
     query: CallbackQuery, callback_data: ModelPick, user: User, lang: str, services: Services
 ) -> None:
@@ -64,7 +61,6 @@ async def pick_model(
         )
 
 
-@router.callback_query(HistoryAction.filter())
 async def history_action(
     query: CallbackQuery, callback_data: HistoryAction, user: User, lang: str, services: Services
 ) -> None:
@@ -97,7 +93,6 @@ async def history_action(
         await query.answer(error_text(lang, exc), show_alert=True)
 
 
-@router.callback_query(SettingsAction.filter())
 async def settings_action(
     query: CallbackQuery,
     callback_data: SettingsAction,
@@ -140,3 +135,11 @@ async def settings_action(
         await message.edit_text(
             await settings_text(user, lang, services), reply_markup=keyboards.settings(lang)
         )
+
+
+def create_router() -> Router:
+    router = Router(name="menus")
+    router.callback_query.register(pick_model, ModelPick.filter())
+    router.callback_query.register(history_action, HistoryAction.filter())
+    router.callback_query.register(settings_action, SettingsAction.filter())
+    return router
