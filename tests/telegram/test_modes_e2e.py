@@ -7,7 +7,7 @@ import socket
 
 from aiohttp import web
 
-from bot.runner import INTERRUPTED_KEY
+from bot.http import INTERRUPTED_KEY
 from bot.telegram import runner
 from core.config import Settings
 from core.services import Services
