@@ -231,3 +231,31 @@ async def test_blocked_user_is_marked(app: Harness) -> None:
             break
         await asyncio.sleep(0.05)
     assert await blocked()
+
+
+async def test_a_multi_part_answer_is_regenerated_and_paged_as_a_whole(app: Harness) -> None:
+    long_text = "".join(f"w{i:04d} " for i in range(1667))
+    app.llm.script(
+        Reply(chunks=[long_text[i : i + 500] for i in range(0, len(long_text), 500)]),
+        Reply(text="Short now."),
+    )
+    app.tg.send_text(USER, "long please")
+    await app.answered()
+    parts = app.bot_messages()
+    assert len(parts) == 3
+    app.tg.press(USER, parts[-1].message_id, app.button(parts[-1], "a:r:"))
+    await until(lambda: len(app.bot_messages()) == 1)
+    await app.answered()
+    (short,) = app.bot_messages()
+    assert short.text == "Short now."
+    assert short.message_id == parts[0].message_id  # the first part was reused
+    # ◀ brings the long version back, in as many messages as it needs.
+    app.tg.press(USER, short.message_id, app.button(short, "a:p:"))
+    await until(lambda: len(app.bot_messages()) == 3)
+    await until(lambda: bool(app.bot_messages()[-1].buttons))
+    shown = app.bot_messages()
+    assert "".join(m.text or "" for m in shown).split() == long_text.split()
+    assert [b["text"] for b in shown[-1].buttons][:3] == ["◀", "1/2", "▶"]
+    # Buttons of the page shown still work: ▶ goes to 2/2 again.
+    app.tg.press(USER, shown[-1].message_id, app.button(shown[-1], "a:p:"))
+    await until(lambda: len(app.bot_messages()) == 1)
