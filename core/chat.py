@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 
 from core.clock import utcnow
 from core.config import LimitSettings
+from core.conversations.links import PlatformMessage
 from core.conversations.turns import Turn, TurnPlanner
 from core.db.engine import Database
 from core.db.models import ChatMessage, MessageStatus
@@ -224,8 +225,16 @@ class ChatService:
     async def regenerate(self, user_id: int, message_id: uuid.UUID) -> Generation:
         return Generation(self, await self.planner.regenerate(user_id, message_id))
 
-    async def edit(self, user_id: int, message_id: uuid.UUID, text: str) -> Generation:
-        return Generation(self, await self.planner.edit(user_id, message_id, text))
+    async def edit(
+        self,
+        user_id: int,
+        message_id: uuid.UUID,
+        text: str,
+        *,
+        prompt_link: PlatformMessage | None = None,
+    ) -> Generation:
+        turn = await self.planner.edit(user_id, message_id, text, prompt_link=prompt_link)
+        return Generation(self, turn)
 
     def running(self, message_id: uuid.UUID) -> Generation | None:
         return self._running.get(message_id)

@@ -24,7 +24,7 @@ from bot.telegram.draft_sink import DraftSink
 from bot.telegram.sink import TelegramSink, show_text
 from core.chat import Generation, InterruptedAnswer
 from core.conversations.errors import ConversationBusy, MessageNotFound
-from core.conversations.links import MessageLinks
+from core.conversations.links import MessageLinks, PlatformMessage
 from core.db.models import User
 from core.errors import OneAIError
 from core.i18n import error_text, t
@@ -77,7 +77,11 @@ class Answerer:
 
         async def start() -> Generation:
             return await self.services.chat.send(
-                user.id, text, reply_to=reply_row, platform="telegram"
+                user.id,
+                text,
+                reply_to=reply_row,
+                platform="telegram",
+                prompt_link=_ref(message),
             )
 
         await self._generate(message, user, lang, start, queue_if_busy=True)
@@ -111,7 +115,7 @@ class Answerer:
 
         async def start() -> Generation:
             return await self.services.chat.send(
-                user.id, caption, images=[image], platform="telegram"
+                user.id, caption, images=[image], platform="telegram", prompt_link=_ref(message)
             )
 
         await self._generate(message, user, lang, start, queue_if_busy=False)
@@ -123,7 +127,9 @@ class Answerer:
         text = message.text or ""
 
         async def start() -> Generation:
-            return await self.services.chat.edit(user.id, linked.row_id, text)
+            return await self.services.chat.edit(
+                user.id, linked.row_id, text, prompt_link=_ref(message)
+            )
 
         await self._generate(message, user, lang, start, queue_if_busy=False)
 
@@ -256,7 +262,9 @@ class Answerer:
         text = pending.message.text or ""
 
         async def start() -> Generation:
-            return await self.services.chat.send(pending.user.id, text, platform="telegram")
+            return await self.services.chat.send(
+                pending.user.id, text, platform="telegram", prompt_link=_ref(pending.message)
+            )
 
         await self._run(pending.message, pending.user, pending.lang, start, None)
 
@@ -277,14 +285,24 @@ class Answerer:
             await self._say(message, error_text(lang, exc))
             return
         chat_id = message.chat.id
-        if existing is None:
-            # The person's own message now shows the prompt row (an edit moves it).
-            await self.links.show(chat_id, generation.turn.prompt.id, [message.message_id])
-        else:
-            # Regenerating into the parts that showed the old revision: link them to
-            # the new row now, so Stop works while it streams.
+        # The person's own message was linked to the prompt row in the same
+        # transaction that wrote it. Regenerating streams into the parts that showed
+        # the old revision: link them to the new row now, so Stop works meanwhile.
+        if existing is not None:
             await self.links.show(chat_id, generation.message_id, existing)
         answer_id = generation.message_id
+        linked: list[int] = list(existing or ())
+
+        async def link_parts(ids: list[int]) -> None:
+            await self.links.show(chat_id, answer_id, ids)
+            linked[:] = ids
+
+        # A new answer is the newest of its group: its buttons need no query.
+        newest = generation.turn.answer.revision_number + 1
+
+        async def final_markup() -> InlineKeyboardMarkup | None:
+            return keyboards.answer(lang, answer_id, newest, newest)
+
         sink: TelegramSink
         if self.stream_mode == "draft" and existing is None and message.chat.type == "private":
             sink = DraftSink(
@@ -292,10 +310,10 @@ class Answerer:
                 chat_id,
                 draft_id=secrets.randbelow(2**31 - 1) + 1,
                 min_interval=self.edit_interval,
-                final_markup=lambda: self._answer_markup(user.id, lang, answer_id),
+                final_markup=final_markup,
                 reply_to=message.message_id,
                 note=lambda _status: _note(lang, *self._outcome(generation), generation.text),
-                on_new_part=lambda ids: self.links.show(chat_id, answer_id, ids),
+                on_new_part=link_parts,
             )
         else:
             sink = TelegramSink(
@@ -303,11 +321,11 @@ class Answerer:
                 chat_id,
                 min_interval=self.edit_interval,
                 streaming_markup=keyboards.streaming(lang, answer_id),
-                final_markup=lambda: self._answer_markup(user.id, lang, answer_id),
+                final_markup=final_markup,
                 existing=existing or (),
                 reply_to=message.message_id if existing is None else None,
                 note=lambda _status: _note(lang, *self._outcome(generation), generation.text),
-                on_new_part=lambda ids: self.links.show(chat_id, answer_id, ids),
+                on_new_part=link_parts,
             )
         result = await self.driver.run(sink, generation.stream())
         if result.abandoned:
@@ -315,7 +333,8 @@ class Answerer:
             if message.from_user is not None:
                 await self.services.accounts.mark_blocked("telegram", str(message.from_user.id))
             return
-        await self.links.show(chat_id, answer_id, sink.message_ids)
+        if sink.message_ids != linked:  # parts were reused, replaced or deleted
+            await self.links.show(chat_id, answer_id, sink.message_ids)
 
     @staticmethod
     def _outcome(generation: Generation) -> tuple[str, OneAIError | None]:
@@ -382,6 +401,10 @@ class Answerer:
             await show_text(sink, answer.content)
         except (TelegramForbiddenError, TelegramBadRequest) as exc:
             log.info("could not mark answer %s as cut: %s", answer.message_id, exc)
+
+
+def _ref(message: Message) -> PlatformMessage:
+    return PlatformMessage("telegram", str(message.chat.id), str(message.message_id))
 
 
 def _note(lang: str, status: str, error: OneAIError | None, text: str) -> str | None:

@@ -7,10 +7,40 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.engine import Database
 from core.db.models import MessageLink
 from core.db.upsert import insert_ignore
+
+
+@dataclass(frozen=True)
+class PlatformMessage:
+    """A message on a platform: which row it shows is kept in MessageLink."""
+
+    platform: str
+    chat_id: str
+    message_id: str
+
+
+async def link_in(session: AsyncSession, ref: PlatformMessage, row_id: uuid.UUID) -> None:
+    """Point a platform message at a row, inside the caller's transaction."""
+    await session.execute(
+        delete(MessageLink).where(
+            MessageLink.platform == ref.platform,
+            MessageLink.chat_id == ref.chat_id,
+            MessageLink.platform_message_id == ref.message_id,
+        )
+    )
+    session.add(
+        MessageLink(
+            platform=ref.platform,
+            chat_id=ref.chat_id,
+            platform_message_id=ref.message_id,
+            chat_message_id=row_id,
+            part=0,
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from core.conversations.errors import (
     TooManyRevisions,
     UserBanned,
 )
+from core.conversations.links import PlatformMessage, link_in
 from core.db.engine import Database
 from core.db.models import ChatMessage, Conversation, MessageStatus, User
 from core.llm.catalog import ModelCatalog, ModelInfo
@@ -116,6 +117,7 @@ class TurnPlanner:
         reply_to: uuid.UUID | None = None,
         images: Sequence[str] = (),
         platform: str | None = None,
+        prompt_link: PlatformMessage | None = None,
     ) -> Turn:
         """A new user message and its answer, at the end of the active path, or after
         `reply_to` (an earlier answer) as a new branch."""
@@ -162,6 +164,8 @@ class TurnPlanner:
             )
             answer = self._answer_row(conversation, user_id, seq + 1, prompt, model, reservation)
             await self._insert(session, conversation, [prompt, answer])
+            if prompt_link is not None:
+                await link_in(session, prompt_link, prompt.id)
             if created or user.current_conversation_id != conversation.id:
                 await session.execute(
                     update(User)
@@ -226,7 +230,14 @@ class TurnPlanner:
             replaced=old,
         )
 
-    async def edit(self, user_id: int, message_id: uuid.UUID, text: str) -> Turn:
+    async def edit(
+        self,
+        user_id: int,
+        message_id: uuid.UUID,
+        text: str,
+        *,
+        prompt_link: PlatformMessage | None = None,
+    ) -> Turn:
         """A new revision of a user message and a fresh answer: a new branch from
         that message; the old branch, with all that followed, is kept."""
         text = self._check_text(text)
@@ -297,6 +308,8 @@ class TurnPlanner:
             )
             answer.meta = {"cause": "user_edit"}
             await self._insert(session, conversation, [prompt, answer])
+            if prompt_link is not None:  # the edited platform message now shows the edit
+                await link_in(session, prompt_link, prompt.id)
         return Turn(
             TurnKind.EDIT,
             user_id,
