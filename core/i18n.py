@@ -94,7 +94,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "image.usage": "Usage: /image a watercolor fox in the snow",
         "image.failed": "⚠️ The image could not be generated: {reason}",
         "image.no_image": "The model did not return an image. Try another prompt.",
-        "plan.soon": "Plans and upgrades are coming soon.",
+        "plan.soon": "Paying for an upgrade in the chat is not available on this bot yet.",
+        "plan.header": "💳 Your plan: {plan}",
+        "plan.tier": (
+            "{mark}{plan}: {small} small and {large} large messages a month, "
+            "{images} images every 3 hours"
+        ),
         "blocked": "Your access to this service has been suspended.",
         "slow_down": "You're sending messages too fast. Please wait a moment.",
         "error.generic": "Something went wrong. Please try again.",
@@ -187,7 +192,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "image.usage": "Использование: /image акварельная лиса в снегу",
         "image.failed": "⚠️ Не удалось создать изображение: {reason}",
         "image.no_image": "Модель не вернула изображение. Попробуйте другое описание.",
-        "plan.soon": "Тарифы и оплата скоро появятся.",
+        "plan.soon": "Оплата тарифа в чате пока недоступна в этом боте.",
+        "plan.header": "💳 Ваш тариф: {plan}",
+        "plan.tier": (
+            "{mark}{plan}: {small} обычных и {large} больших сообщений в месяц, "
+            "{images} изображений каждые 3 часа"
+        ),
         "blocked": "Ваш доступ к сервису приостановлен.",
         "slow_down": "Вы отправляете сообщения слишком часто. Подождите немного.",
         "error.generic": "Что-то пошло не так. Попробуйте ещё раз.",

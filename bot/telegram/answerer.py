@@ -13,6 +13,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
@@ -21,6 +22,7 @@ from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup
 from bot.telegram import keyboards
 from bot.telegram.callbacks import AnswerAction
 from bot.telegram.draft_sink import DraftSink
+from bot.telegram.replies import patiently, reply
 from bot.telegram.sink import TelegramSink, show_text
 from core.chat import Generation, InterruptedAnswer
 from core.conversations.errors import ConversationBusy, MessageNotFound
@@ -99,7 +101,7 @@ class Answerer:
         )
         model = self.services.catalog.get(model_id or "") or self.services.catalog.default
         if not model.vision:
-            await message.answer(t(lang, "no_vision", model=model.name))
+            await reply(message, t(lang, "no_vision", model=model.name))
             return
         assert message.photo
         photo = next(
@@ -108,7 +110,7 @@ class Answerer:
         )
         data = await self.bot.download(photo.file_id)
         if data is None:
-            await message.answer(t(lang, "error.generic"))
+            await reply(message, t(lang, "error.generic"))
             return
         image = "data:image/jpeg;base64," + base64.b64encode(data.read()).decode()
         caption = message.caption or ""
@@ -138,13 +140,12 @@ class Answerer:
         try:
             images = await self.services.images.generate(user.id, Tier(user.tier), prompt)
         except OneAIError as exc:
-            await message.answer(t(lang, "image.failed", reason=error_text(lang, exc)))
+            await reply(message, t(lang, "image.failed", reason=error_text(lang, exc)))
             return
         for index, picture in enumerate(images):
-            await message.answer_photo(
-                BufferedInputFile(picture, filename=f"image-{index + 1}.png"),
-                caption=prompt[:1024] if index == 0 else None,
-            )
+            photo = BufferedInputFile(picture, filename=f"image-{index + 1}.png")
+            caption = prompt[:1024] if index == 0 else None
+            await patiently(partial(message.answer_photo, photo, caption=caption))
 
     # -- buttons ------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from aiogram.types import BotCommand, BotCommandScopeDefault
 
 from bot.telegram.answerer import Answerer
 from bot.telegram.middlewares import BanMiddleware, IdentityMiddleware, ThrottleMiddleware
-from bot.telegram.routers import buttons, chat, commands, fallback, menus
+from bot.telegram.routers import buttons, chat, commands, fallback, menus, plans
 from core.config import TelegramSettings
 from core.i18n import TEXTS, t
 from core.services import Services
@@ -78,6 +78,7 @@ def build_dispatcher(
     # Order matters: specific routers first, the catch-all fallback last.
     dispatcher.include_routers(
         commands.create_router(),
+        plans.create_router(),
         menus.create_router(),
         buttons.create_router(),
         chat.create_router(),

@@ -7,6 +7,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from bot.telegram.answerer import Answerer
+from bot.telegram.replies import reply
 from core.db.models import User
 from core.i18n import t
 
@@ -25,7 +26,7 @@ async def image(
 ) -> None:
     prompt = (command.args or "").strip()
     if not prompt:
-        await message.answer(t(lang, "image.usage"))
+        await reply(message, t(lang, "image.usage"))
         return
     await answerer.image(message, user, lang, prompt)
 

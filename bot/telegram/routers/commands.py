@@ -9,6 +9,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import BufferedInputFile, Message
 
 from bot.telegram import keyboards
+from bot.telegram.replies import patiently, redraw, reply
 from bot.telegram.states import SettingsStates
 from core.conversations.export import export_markdown
 from core.db.models import User
@@ -40,31 +41,33 @@ def model_name(services: Services, model_id: str) -> str:
 
 
 async def start(message: Message, user: User, lang: str, services: Services) -> None:
-    await message.answer(
+    await reply(
+        message,
         t(
             lang,
             "start",
             name=message.from_user.first_name if message.from_user else "",
             models=len(services.catalog),
             plan=TIERS[Tier(user.tier)].name,
-        )
+        ),
     )
 
 
 async def help_(message: Message, lang: str) -> None:
-    await message.answer(t(lang, "help"))
+    await reply(message, t(lang, "help"))
 
 
 async def new(message: Message, user: User, lang: str, services: Services) -> None:
     await services.accounts.set_current_conversation(user.id, None)
-    await message.answer(t(lang, "new"))
+    await reply(message, t(lang, "new"))
 
 
 async def model(message: Message, user: User, lang: str, services: Services) -> None:
     current = await current_model(services, user)
-    await message.answer(
+    await reply(
+        message,
         t(lang, "model.header", model=model_name(services, current)),
-        reply_markup=keyboards.models(lang, services.catalog, current, Tier(user.tier)),
+        keyboards.models(lang, services.catalog, current, Tier(user.tier)),
     )
 
 
@@ -78,9 +81,9 @@ async def send_history(
         text = t(lang, "history.header", page=listing.page, pages=listing.pages)
         markup = keyboards.history(lang, listing, user.current_conversation_id)
     if edit:
-        await message.edit_text(text, reply_markup=markup)
+        await redraw(message, text, markup)
     else:
-        await message.answer(text, reply_markup=markup)
+        await reply(message, text, markup)
 
 
 async def history(message: Message, user: User, lang: str, services: Services) -> None:
@@ -92,27 +95,25 @@ async def rename(
 ) -> None:
     title = (command.args or "").strip()
     if not title:
-        await message.answer(t(lang, "rename.usage"))
+        await reply(message, t(lang, "rename.usage"))
         return
     conversation = await services.conversations.current(user.id)
     if conversation is None:
-        await message.answer(t(lang, "nothing"))
+        await reply(message, t(lang, "nothing"))
         return
     title = await services.conversations.rename(user.id, conversation.id, title)
-    await message.answer(t(lang, "rename.done", title=title))
+    await reply(message, t(lang, "rename.done", title=title))
 
 
 async def export(message: Message, user: User, lang: str, services: Services) -> None:
     conversation = await services.conversations.current(user.id)
     if conversation is None:
-        await message.answer(t(lang, "nothing"))
+        await reply(message, t(lang, "nothing"))
         return
     markdown = await export_markdown(services.db, user.id, conversation.id)
     name = "".join(c if c.isalnum() else "-" for c in conversation.title)[:40].strip("-")
-    await message.answer_document(
-        BufferedInputFile(markdown.encode(), filename=f"{name or 'conversation'}.md"),
-        caption=conversation.title[:1024],
-    )
+    document = BufferedInputFile(markdown.encode(), filename=f"{name or 'conversation'}.md")
+    await patiently(lambda: message.answer_document(document, caption=conversation.title[:1024]))
 
 
 async def usage(message: Message, user: User, lang: str, services: Services) -> None:
@@ -136,7 +137,7 @@ async def usage(message: Message, user: User, lang: str, services: Services) -> 
                 when=when,
             )
         )
-    await message.answer("\n".join(lines))
+    await reply(message, "\n".join(lines))
 
 
 async def settings_text(user: User, lang: str, services: Services) -> str:
@@ -152,9 +153,7 @@ async def settings_text(user: User, lang: str, services: Services) -> str:
 
 
 async def settings(message: Message, user: User, lang: str, services: Services) -> None:
-    await message.answer(
-        await settings_text(user, lang, services), reply_markup=keyboards.settings(lang)
-    )
+    await reply(message, await settings_text(user, lang, services), keyboards.settings(lang))
 
 
 async def cancel(
@@ -168,7 +167,7 @@ async def cancel(
             stopped = await services.chat.request_stop(user.id, path[-1].id)
     had_state = await state.get_state() is not None
     await state.clear()
-    await message.answer(t(lang, "cancel.done" if stopped or had_state else "cancel.nothing"))
+    await reply(message, t(lang, "cancel.done" if stopped or had_state else "cancel.nothing"))
 
 
 async def save_prompt(
@@ -176,7 +175,7 @@ async def save_prompt(
 ) -> None:
     await services.accounts.set_system_prompt(user.id, (message.text or "")[:4000])
     await state.clear()
-    await message.answer(t(lang, "settings.prompt_saved"))
+    await reply(message, t(lang, "settings.prompt_saved"))
 
 
 def create_router() -> Router:

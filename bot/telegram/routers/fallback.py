@@ -5,16 +5,17 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
+from bot.telegram.replies import reply
 from core.i18n import t
 
 
 async def unknown_command(message: Message, lang: str) -> None:
-    await message.answer(t(lang, "unknown_command"))
+    await reply(message, t(lang, "unknown_command"))
 
 
 async def unsupported(message: Message, lang: str) -> None:
     """Voice, stickers, files, locations, ... in a private chat."""
-    await message.answer(t(lang, "unsupported"))
+    await reply(message, t(lang, "unsupported"))
 
 
 async def unknown_button(query: CallbackQuery, lang: str) -> None:

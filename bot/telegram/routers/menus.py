@@ -14,7 +14,13 @@ from bot.telegram.callbacks import (
     SettingsAction,
     SettingsOp,
 )
-from bot.telegram.routers.commands import current_model, send_history, settings_text
+from bot.telegram.replies import redraw, reply
+from bot.telegram.routers.commands import (
+    current_model,
+    model_name,
+    send_history,
+    settings_text,
+)
 from bot.telegram.states import SettingsStates
 from core.conversations.errors import ConversationNotFound
 from core.db.models import User
@@ -53,11 +59,10 @@ async def pick_model(
     message = _message(query)
     if message is not None:
         current = await current_model(services, user) if callback_data.scope == "c" else model.id
-        await message.edit_text(
+        await redraw(
+            message,
             t(lang, "model.header", model=model.name),
-            reply_markup=keyboards.models(
-                lang, services.catalog, current, tier, callback_data.scope
-            ),
+            keyboards.models(lang, services.catalog, current, tier, callback_data.scope),
         )
 
 
@@ -74,7 +79,7 @@ async def history_action(
             await services.accounts.set_current_conversation(user.id, conversation.id)
             user.current_conversation_id = conversation.id
             await query.answer(t(lang, "history.resumed", title=conversation.title))
-            await message.answer(t(lang, "history.resumed", title=conversation.title))
+            await reply(message, t(lang, "history.resumed", title=conversation.title))
         elif callback_data.op is HistoryOp.DELETE:
             conversation = await services.conversations.get(user.id, callback_data.conversation_id)
             await services.conversations.delete(user.id, conversation.id)
@@ -106,7 +111,7 @@ async def settings_action(
         await state.set_state(SettingsStates.prompt)
         await query.answer()
         if message is not None:
-            await message.answer(t(lang, "settings.ask_prompt"))
+            await reply(message, t(lang, "settings.ask_prompt"))
         return
     if callback_data.op is SettingsOp.CLEAR_PROMPT:
         await services.accounts.set_system_prompt(user.id, None)
@@ -115,12 +120,13 @@ async def settings_action(
     elif callback_data.op is SettingsOp.MODEL:
         await query.answer()
         if message is not None:
-            current = user.default_model or services.catalog.default.id
-            await message.answer(
-                t(lang, "model.header", model=current),
-                reply_markup=keyboards.models(
-                    lang, services.catalog, current, Tier(user.tier), scope="d"
-                ),
+            current = services.catalog.default.id
+            if user.default_model and user.default_model in services.catalog:
+                current = user.default_model
+            await reply(
+                message,
+                t(lang, "model.header", model=model_name(services, current)),
+                keyboards.models(lang, services.catalog, current, Tier(user.tier), scope="d"),
             )
         return
     elif callback_data.op is SettingsOp.LANGUAGE:
@@ -132,9 +138,7 @@ async def settings_action(
         user.language = lang
         await query.answer(t(lang, "settings.language_set"))
     if message is not None:
-        await message.edit_text(
-            await settings_text(user, lang, services), reply_markup=keyboards.settings(lang)
-        )
+        await redraw(message, await settings_text(user, lang, services), keyboards.settings(lang))
 
 
 def create_router() -> Router:
