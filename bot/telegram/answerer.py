@@ -68,14 +68,16 @@ class Answerer:
 
     # -- incoming messages ------------------------------------------------------
 
-    async def handle_text(self, message: Message, user: User, lang: str) -> None:
+    async def handle_text(
+        self, message: Message, user: User, lang: str, *, text: str | None = None
+    ) -> None:
         reply_row: uuid.UUID | None = None
         replied = message.reply_to_message
         if replied is not None and replied.from_user is not None and replied.from_user.is_bot:
             linked = await self.links.resolve(message.chat.id, replied.message_id)
             if linked is not None:
                 reply_row = linked.row_id
-        text = message.text or ""
+        text = (message.text or "") if text is None else text
 
         async def start() -> Generation:
             return await self.services.chat.send(

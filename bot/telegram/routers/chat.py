@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
@@ -32,11 +34,15 @@ async def image(
 
 
 async def text(message: Message, bot: Bot, user: User, lang: str, answerer: Answerer) -> None:
+    text = message.text or ""
     if message.chat.type != "private":
         me = await bot.me()
         if not _addressed_in_group(message, me.username, me.id):
             return
-    await answerer.handle_text(message, user, lang)
+        if me.username:  # the mention addresses the bot; it is not part of the question
+            text = re.sub(rf"@{re.escape(me.username)}\b", "", text, flags=re.IGNORECASE)
+            text = " ".join(text.split())
+    await answerer.handle_text(message, user, lang, text=text)
 
 
 async def photo(message: Message, bot: Bot, user: User, lang: str, answerer: Answerer) -> None:
