@@ -8,6 +8,19 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    DeleteMessage,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    GetUpdates,
+    SendChatAction,
+    SendDocument,
+    SendMessage,
+    SendMessageDraft,
+    SendPhoto,
+)
+from aiogram.methods.base import Response
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
 from bot.telegram.answerer import Answerer
@@ -17,6 +30,25 @@ from core.config import TelegramSettings
 from core.i18n import TEXTS, t
 from core.services import Services
 from core.streaming import RateLimiter, StreamDriver
+
+# aiogram builds `Response[<result type>]` for every API call, and pydantic caches
+# these generic models only weakly: the garbage collector drops them and each call
+# pays to rebuild one (milliseconds). Holding the ones the bot uses keeps them built.
+_RESPONSE_MODELS = [
+    Response[method.__returning__]  # type: ignore[name-defined]
+    for method in (
+        SendMessage,
+        EditMessageText,
+        DeleteMessage,
+        SendChatAction,
+        AnswerCallbackQuery,
+        SendMessageDraft,
+        SendDocument,
+        SendPhoto,
+        GetUpdates,
+        EditMessageReplyMarkup,
+    )
+]
 
 COMMANDS = (
     "start",
@@ -61,7 +93,9 @@ def build_dispatcher(
     settings: TelegramSettings | None = None,
 ) -> tuple[Dispatcher, Answerer]:
     settings = settings or services.settings.telegram
-    driver = StreamDriver(global_limiter=RateLimiter(settings.global_edits_per_second))
+    # No burst: calls are spread evenly, so no second ever carries more than the
+    # budget (a full bucket plus its refill would double it for a moment).
+    driver = StreamDriver(global_limiter=RateLimiter(settings.global_edits_per_second, burst=1))
     answerer = Answerer(
         bot,
         services,

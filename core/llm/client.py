@@ -104,7 +104,12 @@ class LLMClient:
             max(first_token_timeout, idle_timeout) + _HTTPX_BACKSTOP, connect=connect_timeout
         )
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(timeout=self._timeout)
+        # httpx allows 100 connections by default: the 101st concurrent answer
+        # would wait for a free one. Every streaming answer holds one connection.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+        self._http = (
+            http if http is not None else httpx.AsyncClient(timeout=self._timeout, limits=limits)
+        )
 
     @classmethod
     def from_settings(cls, settings: LLMSettings) -> LLMClient:
