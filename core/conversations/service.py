@@ -166,16 +166,7 @@ class ConversationService:
     async def delete(self, user_id: int, conversation_id: uuid.UUID) -> None:
         async with self.db.write() as session:
             conversation = await store.owned_conversation(session, user_id, conversation_id)
-            busy = await session.scalar(
-                select(ChatMessage.id)
-                .where(
-                    ChatMessage.conversation_id == conversation_id,
-                    ChatMessage.status == MessageStatus.STREAMING,
-                )
-                .limit(1)
-            )
-            if busy is not None:
-                raise ConversationBusy()
+            await self._check_idle(session, conversation_id)
             # Rows reference each other; drop the links, then the rows.
             await session.execute(
                 update(ChatMessage)

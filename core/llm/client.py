@@ -25,7 +25,7 @@ import email.utils
 import json
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -192,16 +192,11 @@ class LLMClient:
 
     async def list_models(self) -> list[dict[str, Any]]:
         """The provider's model list (the `data` array of GET /models)."""
-        failures = 0
-        while True:
-            try:
-                return await self._fetch_models()
-            except LLMError as exc:
-                delay = self._retry_delay(exc, failures)
-                if delay is None:
-                    raise
-            failures += 1
-            await asyncio.sleep(delay)
+        payload = await self._retrying(lambda: self._json("GET", "/models"))
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, list):
+            raise ProviderError(reason="bad_models_response")
+        return [item for item in data if isinstance(item, dict)]
 
     async def generate_images(self, model: str, prompt: str) -> list[str]:
         """Images (as data: or https URLs) from an image-output model, through
@@ -211,35 +206,7 @@ class LLMClient:
             "messages": [{"role": "user", "content": prompt}],
             "modalities": ["image", "text"],
         }
-        failures = 0
-        while True:
-            try:
-                return await self._post_images(body)
-            except LLMError as exc:
-                delay = self._retry_delay(exc, failures)
-                if delay is None:
-                    raise
-            failures += 1
-            await asyncio.sleep(delay)
-
-    async def _post_images(self, body: dict[str, Any]) -> list[str]:
-        # Image models take long before they answer at all: the whole answer is the
-        # "first token" here.
-        deadline = asyncio.get_running_loop().time() + self._first_token_timeout
-        request = self._http.build_request(
-            "POST",
-            f"{self._base_url}/chat/completions",
-            json=body,
-            headers=self._headers("application/json"),
-            timeout=self._timeout,
-        )
-        response = await self._send(request, deadline)
-        try:
-            if response.status_code != 200:
-                raise await _status_error(response, deadline)
-            payload = _json_or_none(await _read_body(response, deadline))
-        finally:
-            await response.aclose()
+        payload = await self._retrying(lambda: self._json("POST", "/chat/completions", body))
         if isinstance(payload, dict) and payload.get("error"):
             raise _stream_error(payload["error"])
         urls: list[str] = []
@@ -252,6 +219,38 @@ class LLMClient:
                 if isinstance(url, str) and url:
                     urls.append(url)
         return urls
+
+    async def _retrying(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """A whole-answer call, retried by the same rules as a stream's start."""
+        failures = 0
+        while True:
+            try:
+                return await call()
+            except LLMError as exc:
+                delay = self._retry_delay(exc, failures)
+                if delay is None:
+                    raise
+            failures += 1
+            await asyncio.sleep(delay)
+
+    async def _json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One non-streamed request; its JSON body. An image model can take long
+        before it answers at all, so the first-token deadline covers the whole answer."""
+        deadline = asyncio.get_running_loop().time() + self._first_token_timeout
+        request = self._http.build_request(
+            method,
+            f"{self._base_url}{path}",
+            json=body,
+            headers=self._headers("application/json"),
+            timeout=self._timeout,
+        )
+        response = await self._send(request, deadline)
+        try:
+            if response.status_code != 200:
+                raise await _status_error(response, deadline)
+            return _json_or_none(await _read_body(response, deadline))
+        finally:
+            await response.aclose()
 
     # -- one attempt ------------------------------------------------------------
 
@@ -276,26 +275,6 @@ class LLMClient:
                     yield chunk
         finally:
             await response.aclose()
-
-    async def _fetch_models(self) -> list[dict[str, Any]]:
-        deadline = asyncio.get_running_loop().time() + self._first_token_timeout
-        request = self._http.build_request(
-            "GET",
-            f"{self._base_url}/models",
-            headers=self._headers("application/json"),
-            timeout=self._timeout,
-        )
-        response = await self._send(request, deadline)
-        try:
-            if response.status_code != 200:
-                raise await _status_error(response, deadline)
-            payload = _json_or_none(await _read_body(response, deadline))
-        finally:
-            await response.aclose()
-        data = payload.get("data") if isinstance(payload, dict) else None
-        if not isinstance(data, list):
-            raise ProviderError(reason="bad_models_response")
-        return [item for item in data if isinstance(item, dict)]
 
     async def _send(self, request: httpx.Request, deadline: float) -> httpx.Response:
         """Send and wait for the response head, as a stream, within the first-token deadline."""
