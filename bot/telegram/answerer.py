@@ -42,9 +42,12 @@ PHOTO_MAX_SIDE = 1280
 
 @dataclass
 class Pending:
+    """The one message that waits for the answer in progress, ready to start."""
+
     message: Message
     user: User
     lang: str
+    start: Callable[[], Awaitable[Generation]]
 
 
 class Answerer:
@@ -247,7 +250,7 @@ class Answerer:
     ) -> None:
         if user.id in self._busy:
             if queue_if_busy and user.id not in self._pending:
-                self._pending[user.id] = Pending(message, user, lang)
+                self._pending[user.id] = Pending(message, user, lang, start)
                 await self._say(message, t(lang, "queued"))
             else:
                 await self._say(message, t(lang, "busy"))
@@ -256,20 +259,10 @@ class Answerer:
         try:
             await self._run(message, user, lang, start, existing)
             while (pending := self._pending.pop(user.id, None)) is not None:
-                await self.handle_text_now(pending)
+                await self._run(pending.message, pending.user, pending.lang, pending.start, None)
         finally:
             self._busy.discard(user.id)
             self._pending.pop(user.id, None)
-
-    async def handle_text_now(self, pending: Pending) -> None:
-        text = pending.message.text or ""
-
-        async def start() -> Generation:
-            return await self.services.chat.send(
-                pending.user.id, text, platform="telegram", prompt_link=_ref(pending.message)
-            )
-
-        await self._run(pending.message, pending.user, pending.lang, start, None)
 
     async def _run(
         self,
