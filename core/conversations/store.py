@@ -122,14 +122,3 @@ async def count_rows(session: AsyncSession, conversation_id: uuid.UUID) -> int:
         )
         or 0
     )
-
-
-async def count_streaming(session: AsyncSession, user_id: int) -> int:
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(ChatMessage)
-            .where(ChatMessage.user_id == user_id, ChatMessage.status == "streaming")
-        )
-        or 0
-    )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
@@ -123,7 +123,7 @@ class TurnPlanner:
         `reply_to` (an earlier answer) as a new branch."""
         text = self._check_text(text, allow_empty=bool(images))
         async with self.db.write() as session:
-            user = await self._lock_user(session, user_id)
+            user, current = await self._lock_user(session, user_id)
             created = False
             conversation: Conversation | None = None
             if reply_to is not None:
@@ -133,7 +133,9 @@ class TurnPlanner:
                 )
             elif not new_conversation:
                 target = conversation_id or user.current_conversation_id
-                if target is not None:
+                if current is not None and current.id == target:
+                    conversation = current  # loaded with the user, no query
+                elif target is not None:
                     conversation = await session.get(Conversation, target)
                     if conversation is None or conversation.user_id != user_id:
                         if conversation_id is not None:
@@ -153,7 +155,6 @@ class TurnPlanner:
             self._check_idle(path)
             if reply_to is not None:
                 path = await self._cut_after(session, conversation, path, reply_to)
-            await self._check_concurrency(session, user_id)
             reservation = await self.quotas.reserve(
                 session, user_id, Tier(user.tier), model.quota_key
             )
@@ -188,7 +189,7 @@ class TurnPlanner:
     async def regenerate(self, user_id: int, message_id: uuid.UUID) -> Turn:
         """A new revision of an answer, from the same prompt; the old one is kept."""
         async with self.db.write() as session:
-            user = await self._lock_user(session, user_id)
+            user, _ = await self._lock_user(session, user_id)
             old = await store.owned_message(session, user_id, message_id)
             if old.role != "assistant" or old.parent_message_id is None:
                 raise NotARevisionTarget()
@@ -201,7 +202,6 @@ class TurnPlanner:
             path = await self._cut_after(session, conversation, path, old.parent_message_id)
             prompt = path[-1]
             revision = await self._next_revision(session, old.original_message_id)
-            await self._check_concurrency(session, user_id)
             reservation = await self.quotas.reserve(
                 session, user_id, Tier(user.tier), model.quota_key
             )
@@ -242,7 +242,7 @@ class TurnPlanner:
         that message; the old branch, with all that followed, is kept."""
         text = self._check_text(text)
         async with self.db.write() as session:
-            user = await self._lock_user(session, user_id)
+            user, _ = await self._lock_user(session, user_id)
             old = await store.owned_message(session, user_id, message_id)
             if old.role != "user":
                 raise NotARevisionTarget()
@@ -277,7 +277,6 @@ class TurnPlanner:
             answer_revision = (
                 await self._next_revision(session, follow_group) if follow_group else 0
             )
-            await self._check_concurrency(session, user_id)
             reservation = await self.quotas.reserve(
                 session, user_id, Tier(user.tier), model.quota_key
             )
@@ -358,10 +357,6 @@ class TurnPlanner:
         if path and path[-1].status == MessageStatus.STREAMING:
             raise ConversationBusy()
 
-    async def _check_concurrency(self, session: AsyncSession, user_id: int) -> None:
-        if await store.count_streaming(session, user_id) >= self.limits.max_concurrent_generations:
-            raise TooManyGenerations()
-
     async def _next_revision(self, session: AsyncSession, original_id: uuid.UUID) -> int:
         revision = await store.next_revision(session, original_id)
         if revision >= self.limits.max_revisions_per_message:
@@ -370,15 +365,44 @@ class TurnPlanner:
 
     # -- loading ----------------------------------------------------------------------
 
-    async def _lock_user(self, session: AsyncSession, user_id: int) -> User:
+    async def _lock_user(
+        self, session: AsyncSession, user_id: int
+    ) -> tuple[User, Conversation | None]:
         """Lock the user's row: their concurrent requests queue here on PostgreSQL
-        (SQLite's write transaction already serializes them)."""
-        user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
-        if user is None:
+        (SQLite's write transaction already serializes them). The same query counts
+        their answers streaming now, for the concurrency bound."""
+        streaming = (
+            select(func.count())
+            .select_from(ChatMessage)
+            .where(ChatMessage.user_id == User.id, ChatMessage.status == MessageStatus.STREAMING)
+            .scalar_subquery()
+        )
+        # The current conversation comes along, so the session's identity map serves
+        # the later lookup of it without another query.
+        row = (
+            await session.execute(
+                select(User, streaming, Conversation)
+                .outerjoin(
+                    Conversation,
+                    and_(
+                        Conversation.id == User.current_conversation_id,
+                        Conversation.user_id == User.id,
+                    ),
+                )
+                .where(User.id == user_id)
+                .with_for_update(of=User)
+            )
+        ).one_or_none()
+        if row is None:
             raise ConversationNotFound()
+        user: User = row[0]
+        running: int = row[1]
+        current: Conversation | None = row[2]
         if user.is_banned:
             raise UserBanned()
-        return user
+        if running >= self.limits.max_concurrent_generations:
+            raise TooManyGenerations()
+        return user, current
 
     async def _cut_after(
         self,
