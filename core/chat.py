@@ -88,10 +88,6 @@ class Generation:
     def message_id(self) -> uuid.UUID:
         return self.turn.answer.id
 
-    @property
-    def stopped(self) -> bool:
-        return self._stop_requested
-
     def stop(self) -> None:
         """Stop generating; text received so far is kept."""
         self._stop_requested = True
@@ -218,8 +214,28 @@ class ChatService:
         self._running: dict[uuid.UUID, Generation] = {}
         self.stop_bus: RedisStopBus | None = None
 
-    async def send(self, user_id: int, text: str, **options: object) -> Generation:
-        turn = await self.planner.send(user_id, text, **options)  # type: ignore[arg-type]
+    async def send(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        conversation_id: uuid.UUID | None = None,
+        new_conversation: bool = False,
+        reply_to: uuid.UUID | None = None,
+        images: Sequence[str] = (),
+        platform: str | None = None,
+        prompt_link: PlatformMessage | None = None,
+    ) -> Generation:
+        turn = await self.planner.send(
+            user_id,
+            text,
+            conversation_id=conversation_id,
+            new_conversation=new_conversation,
+            reply_to=reply_to,
+            images=images,
+            platform=platform,
+            prompt_link=prompt_link,
+        )
         return Generation(self, turn)
 
     async def regenerate(self, user_id: int, message_id: uuid.UUID) -> Generation:
@@ -235,9 +251,6 @@ class ChatService:
     ) -> Generation:
         turn = await self.planner.edit(user_id, message_id, text, prompt_link=prompt_link)
         return Generation(self, turn)
-
-    def running(self, message_id: uuid.UUID) -> Generation | None:
-        return self._running.get(message_id)
 
     def stop(self, user_id: int, message_id: uuid.UUID) -> bool:
         """Stop a generation of this user's running in this process."""

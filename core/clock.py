@@ -1,4 +1,5 @@
-"""The one place that tells the time, so tests can move it."""
+"""The one place that tells the time. Services take a `now` callable defaulting to
+`utcnow`, so tests pass their own clock."""
 
 from __future__ import annotations
 
@@ -15,26 +16,13 @@ class Clock:
 
     def __init__(self) -> None:
         self._last = datetime.min.replace(tzinfo=UTC)
-        self._offset = timedelta(0)
-
-    def _wall(self) -> datetime:
-        return datetime.now(UTC) + self._offset
 
     def now(self) -> datetime:
-        current = self._wall()
+        current = datetime.now(UTC)
         if current <= self._last:
             current = self._last + timedelta(microseconds=1)
         self._last = current
         return current
-
-    def advance(self, delta: timedelta) -> None:
-        """Move the clock forward (tests of resets and expiry)."""
-        self._offset += delta
-
-    def set(self, moment: datetime) -> None:
-        """Jump to a moment (tests); later readings continue from there."""
-        self._offset = moment - datetime.now(UTC)
-        self._last = datetime.min.replace(tzinfo=UTC)
 
 
 clock = Clock()

@@ -12,6 +12,7 @@ from core.config import Settings
 from core.conversations.service import ConversationService
 from core.conversations.turns import TurnPlanner
 from core.db.engine import Database
+from core.db.models import User
 from core.errors import OneAIError
 from core.images import ImageService
 from core.llm.catalog import ModelCatalog
@@ -78,6 +79,14 @@ class Services:
             images=ImageService(db, quotas, catalog, llm),
             worker_id=worker_id,
         )
+
+    async def current_model_id(self, user: User) -> str:
+        """The model the person's next message goes to: their current conversation's,
+        else their default."""
+        conversation = await self.conversations.current(user.id)
+        if conversation is not None:
+            return conversation.model_id
+        return self.catalog.preferred(user.default_model).id
 
     async def refresh_catalog(self) -> bool:
         """Update model prices and limits from the provider; offline keeps the list."""

@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 
 from tests.fakes.llm_server import FakeLLM, Reply
+from tests.support.process import clean_env
 
 
 async def _oneai(
     *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str = ""
 ) -> tuple[int, str, str]:
-    full_env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TELEGRAM_", "DISCORD_", "LLM_", "DATABASE_", "REDIS_"))
-    }
-    full_env.update(env or {})
+    full_env = clean_env(**(env or {}))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -37,12 +32,8 @@ async def _oneai(
     return process.returncode, out.decode(), err.decode()
 
 
-def _project_root() -> str:
-    return str(Path(__file__).resolve().parent.parent)
-
-
 async def test_run_without_tokens_says_what_to_set(tmp_path: Path) -> None:
-    code, out, err = await _oneai("run", cwd=tmp_path, env={"PYTHONPATH": _project_root()})
+    code, out, err = await _oneai("run", cwd=tmp_path, env={})
     assert code == 2
     assert "TELEGRAM_BOT_TOKEN" in err and "DISCORD_BOT_TOKEN" in err
     assert "Traceback" not in err + out
@@ -52,7 +43,7 @@ async def test_bad_configuration_is_one_clear_line(tmp_path: Path) -> None:
     code, _, err = await _oneai(
         "run",
         cwd=tmp_path,
-        env={"PYTHONPATH": _project_root(), "DATABASE_URL": "mysql://nope", "HTTP_PORT": "x"},
+        env={"DATABASE_URL": "mysql://nope", "HTTP_PORT": "x"},
     )
     assert code == 2
     assert "DATABASE_URL" in err
@@ -62,13 +53,13 @@ async def test_bad_configuration_is_one_clear_line(tmp_path: Path) -> None:
 
 async def test_env_file_and_admin_id_lists(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("TELEGRAM_ADMIN_IDS=1,2, x\n")
-    code, _, err = await _oneai("models", cwd=tmp_path, env={"PYTHONPATH": _project_root()})
+    code, _, err = await _oneai("models", cwd=tmp_path, env={})
     assert code == 2
     assert "TELEGRAM_ADMIN_IDS" in err and "Traceback" not in err
 
 
 async def test_models_lists_the_catalog(tmp_path: Path) -> None:
-    code, out, _ = await _oneai("models", cwd=tmp_path, env={"PYTHONPATH": _project_root()})
+    code, out, _ = await _oneai("models", cwd=tmp_path, env={})
     assert code == 0
     assert "openai/gpt-4o-mini" in out
     assert "small_messages" in out and "large_messages" in out and "image_generation" in out
@@ -108,7 +99,6 @@ async def test_playground_supports_every_command(tmp_path: Path) -> None:
             "chat",
             cwd=tmp_path,
             env={
-                "PYTHONPATH": _project_root(),
                 "LLM_BASE_URL": llm.base_url,
                 "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
                 "MODEL_CATALOG_REFRESH_HOURS": "0",
@@ -145,7 +135,6 @@ async def test_playground_exits_zero_at_end_of_input(tmp_path: Path) -> None:
             "chat",
             cwd=tmp_path,
             env={
-                "PYTHONPATH": _project_root(),
                 "LLM_BASE_URL": llm.base_url,
                 "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
             },

@@ -288,9 +288,7 @@ class ConsoleChat:
             conversation = await self.services.conversations.get(self._uid, self.conversation_id)
             return conversation.model_id
         user = await self.services.accounts.get(self._uid)
-        if user is not None and user.default_model and user.default_model in self.services.catalog:
-            return user.default_model
-        return self.services.catalog.default.id
+        return self.services.catalog.preferred(user.default_model if user else None).id
 
     async def _set_model(self, model_id: str) -> None:
         user = await self.services.accounts.get(self._uid)

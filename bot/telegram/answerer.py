@@ -94,17 +94,8 @@ class Answerer:
         await self._generate(message, user, lang, start, queue_if_busy=True)
 
     async def handle_photo(self, message: Message, user: User, lang: str) -> None:
-        conversation = await self.services.conversations.current(user.id)
-        model_id = (
-            conversation.model_id
-            if conversation
-            else (
-                user.default_model
-                if user.default_model in self.services.catalog
-                else self.services.catalog.default.id
-            )
-        )
-        model = self.services.catalog.get(model_id or "") or self.services.catalog.default
+        model_id = await self.services.current_model_id(user)
+        model = self.services.catalog.get(model_id) or self.services.catalog.default
         if not model.vision:
             await reply(message, t(lang, "no_vision", model=model.name))
             return

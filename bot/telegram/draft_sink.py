@@ -17,7 +17,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramRetryAfter
 
 from bot.telegram.render import Part
-from bot.telegram.sink import TelegramSink
+from bot.telegram.sink import FinalMarkup, TelegramSink
 from core.streaming import RetryLater, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class DraftSink(TelegramSink):
         *,
         draft_id: int,
         min_interval: float,
-        final_markup: Callable[[], Awaitable[object]] | None = None,
+        final_markup: FinalMarkup | None = None,
         note: Callable[[str], str | None] | None = None,
         on_new_part: Callable[[list[int]], Awaitable[None]] | None = None,
         reply_to: int | None = None,
@@ -43,7 +43,7 @@ class DraftSink(TelegramSink):
             bot,
             chat_id,
             min_interval=min_interval,
-            final_markup=final_markup,  # type: ignore[arg-type]
+            final_markup=final_markup,
             note=note,
             on_new_part=on_new_part,
             reply_to=reply_to,

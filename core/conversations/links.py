@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.engine import Database
@@ -114,18 +114,6 @@ class MessageLinks:
                     for part, message_id in enumerate(ids)
                 ],
                 ["platform", "chat_id", "platform_message_id"],
-            )
-
-    async def move(self, chat_id: int | str, from_row: uuid.UUID, to_row: uuid.UUID) -> None:
-        async with self.db.write() as session:
-            await session.execute(
-                update(MessageLink)
-                .where(
-                    MessageLink.platform == self.platform,
-                    MessageLink.chat_id == str(chat_id),
-                    MessageLink.chat_message_id == from_row,
-                )
-                .values(chat_message_id=to_row)
             )
 
     async def displays(self, row_id: uuid.UUID) -> list[tuple[str, list[str]]]:

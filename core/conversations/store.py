@@ -31,17 +31,14 @@ async def owned_conversation(
     return conversation
 
 
-def active_path_query(conversation_id: uuid.UUID):  # type: ignore[no-untyped-def]
+async def load_active_path(session: AsyncSession, conversation_id: uuid.UUID) -> list[ChatMessage]:
     """The whole current conversation in one indexed query."""
-    return (
+    query = (
         select(ChatMessage)
         .where(ChatMessage.conversation_id == conversation_id, ChatMessage.is_latest.is_(True))
         .order_by(ChatMessage.sequence_number)
     )
-
-
-async def load_active_path(session: AsyncSession, conversation_id: uuid.UUID) -> list[ChatMessage]:
-    return list((await session.scalars(active_path_query(conversation_id))).all())
+    return list((await session.scalars(query)).all())
 
 
 async def load_tree(session: AsyncSession, conversation_id: uuid.UUID) -> Tree:
@@ -111,14 +108,3 @@ async def next_revision(session: AsyncSession, original_id: uuid.UUID) -> int:
         )
     )
     return 0 if current is None else current + 1
-
-
-async def count_rows(session: AsyncSession, conversation_id: uuid.UUID) -> int:
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(ChatMessage)
-            .where(ChatMessage.conversation_id == conversation_id)
-        )
-        or 0
-    )

@@ -428,13 +428,12 @@ class TurnPlanner:
     # -- writing ------------------------------------------------------------------------
 
     def _new_conversation(self, user: User, text: str, platform: str | None) -> Conversation:
-        model_id = user.default_model if user.default_model in self.catalog else None
         now = self._now()
         return Conversation(
             id=uuid.uuid4(),
             user_id=user.id,
             title=make_title(text),
-            model_id=model_id or self.catalog.default.id,
+            model_id=self.catalog.preferred(user.default_model).id,
             platform=platform,
             message_count=0,
             created_at=now,

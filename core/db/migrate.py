@@ -60,9 +60,9 @@ async def prepare_database(url: str) -> None:
     if url.startswith("sqlite"):
         await upgrade_head_async(url)
         return
-    current = await current_revision(url)
-    if current != head_revision():
+    current, head = await current_revision(url), head_revision()
+    if current != head:
         raise DatabaseNotMigrated(
             f"the database is at revision {current or 'none'}, the code needs "
-            f"{head_revision()}: run `oneai migrate` first"
+            f"{head}: run `oneai migrate` first"
         )

@@ -135,6 +135,11 @@ class ModelCatalog:
     def get(self, model_id: str) -> ModelInfo | None:
         return self._state.by_id.get(model_id)
 
+    def preferred(self, model_id: str | None) -> ModelInfo:
+        """The model a person picked as their default, or the catalog's default when
+        they picked none or it is no longer listed."""
+        return (self.get(model_id) if model_id else None) or self.default
+
     def require(self, model_id: str) -> ModelInfo:
         model = self.get(model_id)
         if model is None:

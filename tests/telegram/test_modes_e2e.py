@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from aiohttp import web
 
@@ -13,6 +12,7 @@ from core.config import Settings
 from core.services import Services
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.fakes.telegram_server import FakeTelegram
+from tests.support.process import free_port
 from tests.telegram.conftest import (
     USER,
     Harness,
@@ -21,12 +21,6 @@ from tests.telegram.conftest import (
     telegram_settings,
     until,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_webhook_mode_checks_the_secret(
@@ -46,7 +40,7 @@ async def test_webhook_mode_checks_the_secret(
     serve = runner.setup(services, app)
     http = web.AppRunner(app)
     await http.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(http, "127.0.0.1", port).start()
     task = asyncio.create_task(serve())
     try:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -13,27 +11,14 @@ import aiohttp
 
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.fakes.telegram_server import FakeTelegram
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.process import clean_env, free_port
 
 
 async def test_oneai_run_answers_in_telegram_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     async with FakeTelegram(per_chat_interval=0.5) as tg, FakeLLM(default=Reply(text=None)) as llm:
         tg.user(42, first_name="Op")
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("TELEGRAM_", "DISCORD_", "LLM_", "DATABASE_", "REDIS_"))
-        }
-        env.update(
-            PYTHONPATH=str(ROOT),
+        env = clean_env(
             TELEGRAM_BOT_TOKEN=tg.token,
             TELEGRAM_API_URL=tg.url,
             LLM_BASE_URL=llm.base_url,

@@ -26,15 +26,6 @@ def usage_bar(status: QuotaStatus) -> str:
     return "▰" * filled + "▱" * (BAR_WIDTH - filled)
 
 
-async def current_model(services: Services, user: User) -> str:
-    conversation = await services.conversations.current(user.id)
-    if conversation is not None:
-        return conversation.model_id
-    if user.default_model and user.default_model in services.catalog:
-        return user.default_model
-    return services.catalog.default.id
-
-
 def model_name(services: Services, model_id: str) -> str:
     model = services.catalog.get(model_id)
     return model.name if model else model_id
@@ -63,7 +54,7 @@ async def new(message: Message, user: User, lang: str, services: Services) -> No
 
 
 async def model(message: Message, user: User, lang: str, services: Services) -> None:
-    current = await current_model(services, user)
+    current = await services.current_model_id(user)
     await reply(
         message,
         t(lang, "model.header", model=model_name(services, current)),
@@ -141,13 +132,12 @@ async def usage(message: Message, user: User, lang: str, services: Services) -> 
 
 
 async def settings_text(user: User, lang: str, services: Services) -> str:
-    default = user.default_model if user.default_model in services.catalog else None
     prompt = user.system_prompt or t(lang, "settings.none")
     return t(
         lang,
         "settings.header",
         prompt=prompt[:300],
-        model=model_name(services, default or services.catalog.default.id),
+        model=services.catalog.preferred(user.default_model).name,
         language=LANGUAGES.get(lang, lang),
     )
 

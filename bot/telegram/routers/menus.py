@@ -16,7 +16,6 @@ from bot.telegram.callbacks import (
 )
 from bot.telegram.replies import redraw, reply
 from bot.telegram.routers.commands import (
-    current_model,
     model_name,
     send_history,
     settings_text,
@@ -58,7 +57,7 @@ async def pick_model(
     await query.answer(t(lang, "model.set", model=model.name))
     message = _message(query)
     if message is not None:
-        current = await current_model(services, user) if callback_data.scope == "c" else model.id
+        current = await services.current_model_id(user) if callback_data.scope == "c" else model.id
         await redraw(
             message,
             t(lang, "model.header", model=model.name),
@@ -120,9 +119,7 @@ async def settings_action(
     elif callback_data.op is SettingsOp.MODEL:
         await query.answer()
         if message is not None:
-            current = services.catalog.default.id
-            if user.default_model and user.default_model in services.catalog:
-                current = user.default_model
+            current = services.catalog.preferred(user.default_model).id
             await reply(
                 message,
                 t(lang, "model.header", model=model_name(services, current)),
