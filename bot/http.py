@@ -10,11 +10,13 @@ from sqlalchemy import text
 
 from core.chat import InterruptedAnswer
 from core.services import Services
+from payments.service import Payments
 
 SERVICES_KEY = web.AppKey("services", Services)
 STARTED_KEY = web.AppKey("started", float)
 # Answers a restart found cut off; each platform tells its people.
 INTERRUPTED_KEY = web.AppKey("interrupted", list[InterruptedAnswer])
+PAYMENTS_KEY = web.AppKey("payments", Payments)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -14,11 +14,13 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.http import INTERRUPTED_KEY, build_app
+from bot.http import INTERRUPTED_KEY, PAYMENTS_KEY, build_app
 from core.config import Settings
 from core.db.migrate import prepare_database
 from core.services import Services, check_redis
 from core.stop_signals import RedisStopBus
+from payments.scheduler import PlanScheduler
+from payments.service import Payments
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,11 @@ async def run_bot(settings: Settings) -> int:
     await check_redis(settings.redis.redis_url)
     await prepare_database(settings.db.database_url)
     services = Services.build(settings)
+    payments = Payments.build(services)
     app = build_app(services)
+    app[PAYMENTS_KEY] = payments
+    payments.mount(app)
+    scheduler = PlanScheduler(services, payments)
     runner = web.AppRunner(app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -85,6 +91,8 @@ async def run_bot(settings: Settings) -> int:
         with contextlib.suppress(Exception):
             await services.refresh_catalog()
         servers = [(name, setup(services, app)) for name, setup in platforms]
+        if settings.payments.scheduler_enabled:
+            scheduler.start()
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(serve(), name=name) for name, serve in servers
         ]
@@ -102,7 +110,9 @@ async def run_bot(settings: Settings) -> int:
             log.error("%s stopped: %s", task.get_name(), task.exception())
         return 1 if failed else 0
     finally:
+        scheduler.stop()
         await runner.cleanup()
+        await payments.close()
         if stop_bus is not None:
             await stop_bus.close()
         await services.close()

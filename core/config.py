@@ -176,6 +176,108 @@ class LimitSettings(BaseSettings):
     heartbeat_seconds: float = Field(default=15.0, gt=0)
 
 
+def _split_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+StrList = Annotated[list[str], NoDecode]
+
+# YooKassa sends notifications only from these (https://yookassa.ru/developers/using-api/webhooks).
+YOOKASSA_IPS = (
+    "185.71.76.0/27",
+    "185.71.77.0/27",
+    "77.75.153.0/25",
+    "77.75.156.11/32",
+    "77.75.156.35/32",
+    "77.75.154.128/25",
+    "2a02:5180::/32",
+)
+
+
+class PaymentSettings(BaseSettings):
+    """Plans, prices and what the scheduler does with them."""
+
+    model_config = _section("PAYMENTS_")
+
+    # JSON {"pro": {"xtr": 500, "rub": 99000, "inr": 84900}}: integer minor units.
+    plans_file: Path | None = None
+    # Telegram invoices through a payment provider (currency of the provider); Telegram
+    # asks for Stars for digital goods, so this is opt-in.
+    telegram_provider_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TELEGRAM_PAYMENT_PROVIDER_TOKEN")
+    )
+    telegram_provider_enabled: bool = False
+    telegram_provider_currency: str = "RUB"
+    # Show YooKassa / Razorpay links in Telegram too (they always serve Discord and the web).
+    links_in_telegram: bool = False
+    # Who answers /paysupport.
+    support_contact: str = "the bot's administrators"
+    # Renewals that arrive this late still find the plan in place.
+    expiry_grace_hours: float = Field(default=24.0, ge=0)
+    remind_days: float = Field(default=3.0, ge=0)
+    scheduler_enabled: bool = True
+
+
+class YooKassaSettings(BaseSettings):
+    model_config = _section("YOOKASSA_")
+
+    shop_id: str | None = None
+    secret_key: SecretStr | None = None
+    api_url: str = "https://api.yookassa.ru/v3"
+    return_url: str = "https://t.me"
+    # Fiscal receipts (54-FZ): sent with every payment when on.
+    receipts: bool = False
+    vat_code: int = Field(default=1, ge=1, le=12)
+    receipt_email: str | None = None
+    allowed_ips: StrList = Field(default_factory=lambda: list(YOOKASSA_IPS))
+    # X-Forwarded-For is believed only from these addresses (a reverse proxy).
+    trusted_proxies: StrList = Field(default_factory=list)
+    request_timeout: float = Field(default=15.0, gt=0)
+
+    _split = field_validator("allowed_ips", "trusted_proxies", mode="before")(_split_strings)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.shop_id) and self.secret_key is not None
+
+
+class RazorpaySettings(BaseSettings):
+    model_config = _section("RAZORPAY_")
+
+    key_id: str | None = None
+    key_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    # tier:plan_id pairs, comma separated: `pro:plan_Nx1...`
+    plan_ids: StrList = Field(default_factory=list)
+    api_url: str = "https://api.razorpay.com"
+    total_count: int = Field(default=120, ge=1)  # billing cycles a subscription runs
+    request_timeout: float = Field(default=15.0, gt=0)
+
+    _split = field_validator("plan_ids", mode="before")(_split_strings)
+
+    @field_validator("plan_ids")
+    @classmethod
+    def _pairs(cls, value: list[str]) -> list[str]:
+        for pair in value:
+            tier, sep, plan = pair.partition(":")
+            if not sep or not tier.strip() or not plan.strip():
+                raise ValueError(f"expected tier:plan_id pairs, got {pair!r}")
+        return value
+
+    @property
+    def plan_map(self) -> dict[str, str]:
+        return {
+            tier.strip(): plan.strip()
+            for tier, _, plan in (pair.partition(":") for pair in self.plan_ids)
+        }
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.key_id) and self.key_secret is not None
+
+
 class AppSettings(BaseSettings):
     model_config = _section()
 
@@ -224,6 +326,18 @@ class Settings:
     def limits(self) -> LimitSettings:
         return self._get("limits", LimitSettings)  # type: ignore[no-any-return]
 
+    @cached_property
+    def payments(self) -> PaymentSettings:
+        return self._get("payments", PaymentSettings)  # type: ignore[no-any-return]
+
+    @cached_property
+    def yookassa(self) -> YooKassaSettings:
+        return self._get("yookassa", YooKassaSettings)  # type: ignore[no-any-return]
+
+    @cached_property
+    def razorpay(self) -> RazorpaySettings:
+        return self._get("razorpay", RazorpaySettings)  # type: ignore[no-any-return]
+
 
 SECTIONS: dict[str, type[BaseSettings]] = {
     "app": AppSettings,
@@ -234,6 +348,9 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "discord": DiscordSettings,
     "http": HttpSettings,
     "limits": LimitSettings,
+    "payments": PaymentSettings,
+    "yookassa": YooKassaSettings,
+    "razorpay": RazorpaySettings,
 }
 
 

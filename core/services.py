@@ -18,7 +18,9 @@ from core.images import ImageService
 from core.llm.catalog import ModelCatalog
 from core.llm.client import LLMClient
 from core.llm.tokens import default_estimator
+from core.outbox import Outbox
 from core.quotas import QuotaService
+from core.subscriptions import SubscriptionService
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ class Services:
     planner: TurnPlanner
     chat: ChatService
     images: ImageService
+    outbox: Outbox
+    subscriptions: SubscriptionService
     worker_id: str
 
     @classmethod
@@ -63,6 +67,7 @@ class Services:
         )
         llm = llm or LLMClient.from_settings(settings.llm)
         quotas = QuotaService(db)
+        outbox = Outbox(db)
         estimator = default_estimator()
         planner = TurnPlanner(db, quotas, catalog, settings.limits, worker_id, estimator)
         chat = ChatService(db, planner, llm, quotas, settings.limits, worker_id)
@@ -77,6 +82,8 @@ class Services:
             planner=planner,
             chat=chat,
             images=ImageService(db, quotas, catalog, llm),
+            outbox=outbox,
+            subscriptions=SubscriptionService(db, quotas, outbox),
             worker_id=worker_id,
         )
 

@@ -59,3 +59,16 @@ class SettingsOp(StrEnum):
 class SettingsAction(CallbackData, prefix="st"):
     op: SettingsOp
     value: str = ""
+
+
+class PayMethod(StrEnum):
+    STARS = "s"  # one-off Stars invoice, 30 days
+    STARS_MONTHLY = "m"  # Stars subscription link, renews every 30 days
+    PROVIDER = "p"  # invoice through the operator's payment provider token
+    YOOKASSA = "y"
+    RAZORPAY = "r"
+
+
+class Buy(CallbackData, prefix="b"):
+    method: PayMethod
+    tier: str

@@ -10,12 +10,16 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.methods import (
     AnswerCallbackQuery,
+    AnswerPreCheckoutQuery,
+    CreateInvoiceLink,
     DeleteMessage,
     EditMessageReplyMarkup,
     EditMessageText,
+    EditUserStarSubscription,
     GetUpdates,
     SendChatAction,
     SendDocument,
+    SendInvoice,
     SendMessage,
     SendMessageDraft,
     SendPhoto,
@@ -25,11 +29,13 @@ from aiogram.types import BotCommand, BotCommandScopeDefault
 
 from bot.telegram.answerer import Answerer
 from bot.telegram.middlewares import BanMiddleware, IdentityMiddleware, ThrottleMiddleware
-from bot.telegram.routers import buttons, chat, commands, fallback, menus, plans
+from bot.telegram.notices import TelegramNotices
+from bot.telegram.routers import buttons, chat, commands, fallback, menus, payments, plans
 from core.config import TelegramSettings
 from core.i18n import TEXTS, t
 from core.services import Services
 from core.streaming import RateLimiter, StreamDriver
+from payments.service import Payments
 
 # aiogram builds `Response[<result type>]` for every API call, and pydantic caches
 # these generic models only weakly: the garbage collector drops them and each call
@@ -47,6 +53,10 @@ _RESPONSE_MODELS = [
         SendPhoto,
         GetUpdates,
         EditMessageReplyMarkup,
+        SendInvoice,
+        CreateInvoiceLink,
+        AnswerPreCheckoutQuery,
+        EditUserStarSubscription,
     )
 ]
 
@@ -62,6 +72,8 @@ COMMANDS = (
     "settings",
     "image",
     "plan",
+    "cancel_subscription",
+    "paysupport",
     "cancel",
 )
 
@@ -91,8 +103,11 @@ def build_dispatcher(
     *,
     storage: BaseStorage | None = None,
     settings: TelegramSettings | None = None,
+    payments_service: Payments | None = None,
+    notices_poll_seconds: float = 5.0,
 ) -> tuple[Dispatcher, Answerer]:
     settings = settings or services.settings.telegram
+    payments_service = payments_service or Payments.build(services)
     # No burst: calls are spread evenly, so no second ever carries more than the
     # budget (a full bucket plus its refill would double it for a moment).
     driver = StreamDriver(global_limiter=RateLimiter(settings.global_edits_per_second, burst=1))
@@ -104,13 +119,21 @@ def build_dispatcher(
         stream_mode=settings.stream_mode,
     )
     dispatcher = Dispatcher(
-        storage=storage or MemoryStorage(), services=services, answerer=answerer
+        storage=storage or MemoryStorage(),
+        services=services,
+        answerer=answerer,
+        payments=payments_service,
     )
+    # Plan changes reach people from the outbox while the bot runs.
+    notices = TelegramNotices(bot, services, notices_poll_seconds)
+    dispatcher.startup.register(notices.start)
+    dispatcher.shutdown.register(notices.stop)
     dispatcher.update.outer_middleware(IdentityMiddleware(services.accounts))
     dispatcher.update.outer_middleware(BanMiddleware())
     dispatcher.update.outer_middleware(ThrottleMiddleware())
     # Order matters: specific routers first, the catch-all fallback last.
     dispatcher.include_routers(
+        payments.create_router(),
         commands.create_router(),
         plans.create_router(),
         menus.create_router(),

@@ -11,7 +11,7 @@ from typing import Any
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
-from bot.http import INTERRUPTED_KEY
+from bot.http import INTERRUPTED_KEY, PAYMENTS_KEY
 from bot.telegram.factory import build_bot, build_dispatcher, build_storage, register_commands
 from core.services import Services
 
@@ -24,7 +24,9 @@ def setup(services: Services, app: web.Application) -> Callable[[], Coroutine[An
     settings = services.settings.telegram
     bot = build_bot(settings)
     storage = build_storage(services.settings.redis.redis_url)
-    dispatcher, answerer = build_dispatcher(services, bot, storage=storage)
+    dispatcher, answerer = build_dispatcher(
+        services, bot, storage=storage, payments_service=app.get(PAYMENTS_KEY)
+    )
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     if settings.webhook_url:
         SimpleRequestHandler(dispatcher, bot, secret_token=secret).register(
@@ -44,7 +46,13 @@ def setup(services: Services, app: web.Application) -> Callable[[], Coroutine[An
                     secret_token=secret,
                     allowed_updates=allowed,
                 )
-                await asyncio.Event().wait()  # updates arrive through the HTTP server
+                # Updates arrive through the HTTP server; startup hooks (the outbox
+                # sender) run here as polling would run them.
+                await dispatcher.emit_startup(bot=bot)
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    await dispatcher.emit_shutdown(bot=bot)
             else:
                 await bot.delete_webhook()
                 await dispatcher.start_polling(bot, handle_signals=False, allowed_updates=allowed)

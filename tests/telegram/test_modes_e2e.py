@@ -94,6 +94,8 @@ async def test_one_message_waits_while_an_answer_streams_and_others_are_refused(
     app.tg.send_text(USER, "first")
     await app.llm.wait_for_requests(1)
     app.tg.send_text(USER, "second")  # queued
+    # Updates are handled concurrently: "third" goes once "second" holds the queue.
+    await until(lambda: any((m.text or "").startswith("⏳ Queued") for m in app.bot_messages()))
     app.tg.send_text(USER, "third")  # refused: the queue holds one
     await app.answered(2)
     texts = [m.text or "" for m in app.bot_messages()]

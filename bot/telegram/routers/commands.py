@@ -107,10 +107,10 @@ async def export(message: Message, user: User, lang: str, services: Services) ->
     await patiently(lambda: message.answer_document(document, caption=conversation.title[:1024]))
 
 
-async def usage(message: Message, user: User, lang: str, services: Services) -> None:
-    tier = Tier(user.tier)
-    lines = [t(lang, "usage.header", plan=TIERS[tier].name)]
-    for status in await services.quotas.report(user.id, tier):
+async def usage_lines(user: User, lang: str, services: Services) -> list[str]:
+    """Each quota as a bar with what is left and when it resets."""
+    lines = []
+    for status in await services.quotas.report(user.id, Tier(user.tier)):
         when = (
             status.resets_at.strftime("%Y-%m-%d %H:%M UTC")
             if status.resets_at
@@ -128,7 +128,12 @@ async def usage(message: Message, user: User, lang: str, services: Services) -> 
                 when=when,
             )
         )
-    await reply(message, "\n".join(lines))
+    return lines
+
+
+async def usage(message: Message, user: User, lang: str, services: Services) -> None:
+    header = t(lang, "usage.header", plan=TIERS[Tier(user.tier)].name)
+    await reply(message, "\n".join([header, *await usage_lines(user, lang, services)]))
 
 
 async def settings_text(user: User, lang: str, services: Services) -> str:

@@ -111,6 +111,8 @@ class PaymentOrder(Timestamps, Base):
     idempotence_key: Mapped[str] = mapped_column(String(64), unique=True)
     provider_payment_id: Mapped[str | None] = mapped_column(String(191))
     status: Mapped[str] = mapped_column(String(32), default="created")
+    # The newest provider event applied to this order (events arrive out of order).
+    last_event_at: Mapped[datetime | None]
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
 
 
@@ -172,9 +174,13 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    # The platform the change came from (where the person is answered); None: any.
+    platform: Mapped[str | None] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A sender holds a row until then; another process takes it over only after.
+    claimed_until: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

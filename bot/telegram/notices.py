@@ -1,0 +1,67 @@
+"""Delivers outbox messages (plan changes, reminders) to people on Telegram."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramForbiddenError
+from sqlalchemy import select
+
+from bot.telegram.replies import patiently
+from core.db.models import Identity, User
+from core.i18n import pick_language
+from core.notices import render_notice
+from core.outbox import OutgoingMessage, Undeliverable
+from core.services import Services
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+
+
+class TelegramNotices:
+    def __init__(self, bot: Bot, services: Services, poll_seconds: float = 5.0) -> None:
+        self.bot = bot
+        self.services = services
+        self.poll_seconds = poll_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    async def deliver(self, message: OutgoingMessage) -> None:
+        async with self.services.db.read() as session:
+            row = (
+                await session.execute(
+                    select(Identity, User.language)
+                    .join(User, User.id == Identity.user_id)
+                    .where(Identity.user_id == message.user_id, Identity.platform == PLATFORM)
+                )
+            ).first()
+        if row is None:
+            raise Undeliverable("no Telegram account")
+        identity, language = row
+        if identity.is_blocked:
+            raise Undeliverable("blocked the bot")
+        chat_id = int(identity.platform_user_id)  # the private chat
+        text = render_notice(pick_language(language), message.kind, message.payload)
+        try:
+            await patiently(lambda: self.bot.send_message(chat_id, text))
+        except TelegramForbiddenError as exc:
+            if "blocked" in exc.message:
+                await self.services.accounts.mark_blocked(PLATFORM, identity.platform_user_id)
+            raise Undeliverable(exc.message) from None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(
+                self.services.outbox.run({PLATFORM, None}, self.deliver, self.poll_seconds),
+                name="telegram-notices",
+            )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,179 @@
+"""Messages to people that a state change causes (a plan activated, a refund, a
+reminder). They are written in the change's own transaction and delivered after
+commit, so a crash neither loses nor repeats them.
+
+A sender claims a batch (rows nobody holds, or whose claim ran out), delivers each,
+and marks it sent. Several processes can send: a claim is one conditional UPDATE,
+so two senders never hold the same row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import false, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.clock import utcnow
+from core.db.engine import Database
+from core.db.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+CLAIM_SECONDS = 60.0
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    id: int
+    user_id: int
+    platform: str | None
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+class Undeliverable(Exception):
+    """The person cannot be written to (blocked the bot, no account there): give up."""
+
+
+# Delivers one message; raises Undeliverable to give up, anything else to retry later.
+Deliver = Callable[[OutgoingMessage], Awaitable[None]]
+
+
+class Outbox:
+    def __init__(self, db: Database, now: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self._now = now
+        self._wake = asyncio.Event()
+
+    def add(
+        self,
+        session: AsyncSession,
+        user_id: int,
+        kind: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        platform: str | None = None,
+    ) -> None:
+        """Queue a message inside the caller's transaction."""
+        session.add(
+            OutboxMessage(user_id=user_id, kind=kind, payload=payload or {}, platform=platform)
+        )
+
+    def wake(self) -> None:
+        """Something was committed: senders look now instead of at their next poll."""
+        self._wake.set()
+
+    async def claim(self, platforms: set[str | None], limit: int = 50) -> list[OutgoingMessage]:
+        now = self._now()
+        free = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now)
+        async with self.db.write() as session:
+            ids = (
+                await session.scalars(
+                    select(OutboxMessage.id)
+                    .where(
+                        OutboxMessage.sent_at.is_(None),
+                        OutboxMessage.attempts < MAX_ATTEMPTS,
+                        _platform_in(platforms),
+                        free,
+                    )
+                    .order_by(OutboxMessage.id)
+                    .limit(limit)
+                )
+            ).all()
+            if not ids:
+                return []
+            # Conditional on still being free: a concurrent sender's claim wins the row.
+            rows = (
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids), OutboxMessage.sent_at.is_(None), free)
+                    .values(
+                        claimed_until=now + timedelta(seconds=CLAIM_SECONDS),
+                        attempts=OutboxMessage.attempts + 1,
+                    )
+                    .returning(
+                        OutboxMessage.id,
+                        OutboxMessage.user_id,
+                        OutboxMessage.platform,
+                        OutboxMessage.kind,
+                        OutboxMessage.payload,
+                        OutboxMessage.attempts,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            ).all()
+        return sorted((OutgoingMessage(*row) for row in rows), key=lambda m: m.id)
+
+    async def _mark_sent(self, message_id: int) -> None:
+        async with self.db.write() as session:
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id)
+                .values(sent_at=self._now(), last_error=None)
+            )
+
+    async def deliver_pending(self, platforms: set[str | None], deliver: Deliver) -> int:
+        """Claim and deliver what is due; returns how many were sent."""
+        sent = 0
+        while batch := await self.claim(platforms):
+            for message in batch:
+                try:
+                    await deliver(message)
+                except Undeliverable as exc:
+                    log.info("outbox %d: not deliverable: %s", message.id, exc)
+                    await self._give_up(message.id, str(exc))
+                    continue
+                except Exception as exc:
+                    log.warning("outbox %d: delivery failed, will retry: %s", message.id, exc)
+                    await self._retry_later(message, str(exc)[:500])
+                    continue
+                await self._mark_sent(message.id)
+                sent += 1
+        return sent
+
+    async def _give_up(self, message_id: int, error: str) -> None:
+        async with self.db.write() as session:
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id)
+                .values(attempts=MAX_ATTEMPTS, last_error=error[:500])
+            )
+
+    async def _retry_later(self, message: OutgoingMessage, error: str) -> None:
+        delay = min(5 * 2 ** (message.attempts - 1), 600)
+        async with self.db.write() as session:
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message.id)
+                .values(claimed_until=self._now() + timedelta(seconds=delay), last_error=error)
+            )
+
+    async def run(
+        self, platforms: set[str | None], deliver: Deliver, poll_seconds: float = 5.0
+    ) -> None:
+        """Deliver forever: at once when woken, else every `poll_seconds`."""
+        while True:
+            self._wake.clear()
+            try:
+                await self.deliver_pending(platforms, deliver)
+            except Exception:
+                log.exception("outbox delivery pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll_seconds)
+
+
+def _platform_in(platforms: set[str | None]) -> Any:
+    named = [p for p in platforms if p is not None]
+    clauses = [OutboxMessage.platform.in_(named)] if named else []
+    if None in platforms:
+        clauses.append(OutboxMessage.platform.is_(None))
+    return or_(*clauses) if clauses else false()

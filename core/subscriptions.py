@@ -1,0 +1,394 @@
+"""Plans: activation, renewal, upgrade, downgrade, cancellation, expiry and refund.
+
+`subscriptions` is the authority (one current row per user); `users.tier` is a copy.
+Every change runs inside the caller's write transaction (with the payment's ledger
+row, when there is one) and does all of it there: the subscription row, the user's
+tier, a `subscription_history` row, the quota limits, and the message to the person
+in the outbox. Nothing here talks to a provider or a platform.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.clock import utcnow
+from core.db.engine import Database
+from core.db.models import Subscription, SubscriptionHistory, User
+from core.outbox import Outbox
+from core.quotas import QuotaService
+from core.tiers import Tier
+
+log = logging.getLogger(__name__)
+
+PERIOD = timedelta(days=30)
+
+
+class Reason(StrEnum):
+    NEW = "new_subscription"
+    RENEWAL = "renewal"
+    UPGRADE = "upgrade"
+    DOWNGRADE = "downgrade"
+    CANCELLATION = "cancellation"
+    EXPIRY = "expiry"
+    REFUND = "refund"
+    GRANT = "grant"
+    PAST_DUE = "past_due"
+    UNPAID = "unpaid"
+    REACTIVATED = "reactivated"
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    CANCELLED = "cancelled"  # ends at period end; access until then
+    PAST_DUE = "past_due"
+    UNPAID = "unpaid"
+    EXPIRED = "expired"
+    REFUNDED = "refunded"
+    REPLACED = "replaced"  # an upgrade or downgrade took its place
+
+
+# Statuses under which the plan still gives access (until its period end).
+LIVE = (Status.ACTIVE, Status.CANCELLED, Status.PAST_DUE, Status.UNPAID)
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    user_id: int
+    subscription_id: int | None
+    old_tier: Tier
+    new_tier: Tier
+    reason: Reason
+    period_end: datetime | None
+
+
+@dataclass(frozen=True)
+class PlanView:
+    tier: Tier
+    status: str
+    period_end: datetime | None
+    cancel_at_period_end: bool
+    provider: str | None
+    provider_subscription_id: str | None
+    recurring: bool
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """What a payment or a grant gives: `tier` until `period_end` (or one PERIOD
+    from today, or from the current end when the same plan is extended)."""
+
+    tier: Tier
+    provider: str
+    provider_subscription_id: str | None = None
+    period_end: datetime | None = None
+    recurring: bool = False
+    platform: str | None = None
+    reason: Reason | None = None  # e.g. GRANT; otherwise worked out from the change
+
+
+class SubscriptionService:
+    def __init__(
+        self,
+        db: Database,
+        quotas: QuotaService,
+        outbox: Outbox,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.quotas = quotas
+        self.outbox = outbox
+        self._now = now
+
+    # -- reading --------------------------------------------------------------------
+
+    async def current(self, session: AsyncSession, user_id: int) -> Subscription | None:
+        return await session.scalar(
+            select(Subscription).where(Subscription.user_id == user_id, Subscription.is_current)
+        )
+
+    async def view(self, user_id: int) -> PlanView:
+        async with self.db.read() as session:
+            user = await session.get(User, user_id)
+            sub = await self.current(session, user_id)
+        tier = Tier(user.tier) if user is not None else Tier.FREE
+        if sub is None:
+            return PlanView(tier, "active", None, False, None, None, False)
+        return PlanView(
+            tier,
+            sub.status,
+            sub.current_period_end,
+            sub.cancel_at_period_end,
+            sub.payment_provider,
+            sub.provider_subscription_id,
+            bool(sub.meta.get("recurring")),
+        )
+
+    async def _lock_user(self, session: AsyncSession, user_id: int) -> User:
+        """Row lock on PostgreSQL, so two changes for one person queue up; SQLite
+        already has one writer."""
+        user = await session.scalar(
+            select(User)
+            .where(User.id == user_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if user is None:
+            raise LookupError(f"no user {user_id}")
+        return user
+
+    # -- changes ----------------------------------------------------------------------
+
+    async def activate(self, session: AsyncSession, user_id: int, purchase: Purchase) -> PlanChange:
+        """A payment or a grant: a new plan, an upgrade, a downgrade or a renewal."""
+        user = await self._lock_user(session, user_id)
+        now = self._now()
+        old_tier = Tier(user.tier)
+        current = await self.current(session, user_id)
+        tier = purchase.tier
+        if current is not None and current.tier == tier.value:
+            return await self._extend(session, user, current, purchase, now)
+        if current is not None:
+            current.is_current = False
+            current.status = Status.REPLACED
+            # The partial unique index cannot be deferred: clear before inserting.
+            await session.flush()
+        if purchase.reason is not None:
+            reason = purchase.reason
+        elif tier.rank < old_tier.rank:
+            reason = Reason.DOWNGRADE
+        elif old_tier is Tier.FREE:
+            reason = Reason.NEW
+        else:
+            reason = Reason.UPGRADE
+        sub = Subscription(
+            user_id=user_id,
+            tier=tier.value,
+            status=Status.ACTIVE,
+            is_current=True,
+            payment_provider=purchase.provider,
+            provider_subscription_id=purchase.provider_subscription_id,
+            current_period_start=now,
+            current_period_end=purchase.period_end or now + PERIOD,
+            meta={"recurring": purchase.recurring},
+        )
+        session.add(sub)
+        await session.flush()
+        user.tier = tier.value
+        user.tier_status = Status.ACTIVE
+        # A new plan or an upgrade starts with fresh quotas; a downgrade changes limits.
+        await self.quotas.assign_tier(session, user_id, tier, reset=tier.rank >= old_tier.rank)
+        kind = "plan.downgraded" if reason is Reason.DOWNGRADE else "plan.activated"
+        return self._record(session, user, sub, old_tier, reason, kind, purchase.platform)
+
+    async def _extend(
+        self,
+        session: AsyncSession,
+        user: User,
+        sub: Subscription,
+        purchase: Purchase,
+        now: datetime,
+    ) -> PlanChange:
+        """The same plan paid again: the period moves on, the counters stay."""
+        if purchase.period_end is not None:
+            end = purchase.period_end
+        else:
+            end = max(sub.current_period_end, now) + PERIOD
+        if end > sub.current_period_end:
+            sub.current_period_start = min(sub.current_period_end, now)
+            sub.current_period_end = end
+            sub.reminded_at = None
+        sub.status = Status.CANCELLED if sub.cancel_at_period_end else Status.ACTIVE
+        if purchase.provider_subscription_id is not None:
+            sub.payment_provider = purchase.provider
+            sub.provider_subscription_id = purchase.provider_subscription_id
+        if purchase.recurring:
+            sub.meta = {**sub.meta, "recurring": True}
+        user.tier_status = sub.status
+        await self.quotas.assign_tier(session, user.id, Tier(sub.tier), reset=False)
+        reason = purchase.reason or Reason.RENEWAL
+        return self._record(
+            session, user, sub, Tier(user.tier), reason, "plan.renewed", purchase.platform
+        )
+
+    async def end(
+        self,
+        session: AsyncSession,
+        user_id: int,
+        reason: Reason,
+        *,
+        subscription_id: int | None = None,
+        platform: str | None = None,
+    ) -> PlanChange | None:
+        """Back to free (expiry, refund). With `subscription_id`, only if that row is
+        still the current one: a refund of a plan already replaced changes nothing."""
+        user = await self._lock_user(session, user_id)
+        sub = await self.current(session, user_id)
+        if sub is None or (subscription_id is not None and sub.id != subscription_id):
+            return None
+        old_tier = Tier(user.tier)
+        sub.is_current = False
+        sub.status = Status.REFUNDED if reason is Reason.REFUND else Status.EXPIRED
+        user.tier = Tier.FREE.value
+        user.tier_status = Status.ACTIVE
+        await session.flush()
+        await self.quotas.assign_tier(session, user_id, Tier.FREE, reset=False)
+        kind = "plan.refunded" if reason is Reason.REFUND else "plan.expired"
+        return self._record(session, user, sub, old_tier, reason, kind, platform)
+
+    async def cancel(
+        self, session: AsyncSession, user_id: int, *, platform: str | None = None
+    ) -> PlanChange | None:
+        """Stop renewing; access stays until the period end. None: nothing to cancel."""
+        user = await self._lock_user(session, user_id)
+        sub = await self.current(session, user_id)
+        if sub is None or sub.cancel_at_period_end:
+            return None
+        sub.cancel_at_period_end = True
+        sub.canceled_at = self._now()
+        sub.status = Status.CANCELLED
+        user.tier_status = Status.CANCELLED
+        return self._record(
+            session, user, sub, Tier(user.tier), Reason.CANCELLATION, "plan.cancelled", platform
+        )
+
+    async def set_status(
+        self,
+        session: AsyncSession,
+        sub: Subscription,
+        status: Status,
+        reason: Reason,
+        *,
+        platform: str | None = None,
+    ) -> PlanChange | None:
+        """past_due / unpaid after a failed charge, active again after a retry."""
+        if sub.status == status:
+            return None
+        user = await self._lock_user(session, sub.user_id)
+        sub.status = status
+        user.tier_status = status
+        kind = {
+            Reason.PAST_DUE: "plan.past_due",
+            Reason.UNPAID: "plan.unpaid",
+        }.get(reason, "plan.renewed")
+        return self._record(session, user, sub, Tier(user.tier), reason, kind, platform)
+
+    def _record(
+        self,
+        session: AsyncSession,
+        user: User,
+        sub: Subscription,
+        old_tier: Tier,
+        reason: Reason,
+        kind: str,
+        platform: str | None,
+    ) -> PlanChange:
+        new_tier = Tier(user.tier)
+        session.add(
+            SubscriptionHistory(
+                user_id=user.id,
+                subscription_id=sub.id,
+                old_tier=old_tier.value,
+                new_tier=new_tier.value,
+                change_reason=reason.value,
+                changed_at=self._now(),
+                meta={"provider": sub.payment_provider, "status": sub.status},
+            )
+        )
+        self.outbox.add(
+            session,
+            user.id,
+            kind,
+            {
+                "tier": new_tier.value,
+                "old_tier": old_tier.value,
+                "period_end": sub.current_period_end.isoformat(),
+                "reason": reason.value,
+            },
+            platform=platform,
+        )
+        log.info(
+            "user %d: %s -> %s (%s), until %s",
+            user.id,
+            old_tier.value,
+            new_tier.value,
+            reason.value,
+            sub.current_period_end.isoformat(),
+        )
+        return PlanChange(user.id, sub.id, old_tier, new_tier, reason, sub.current_period_end)
+
+    # -- the scheduler's work ---------------------------------------------------------
+
+    async def expire_due(self, grace: timedelta) -> list[PlanChange]:
+        """End every plan whose period (plus `grace`, for renewals that arrive late)
+        is over. Each in its own transaction; a plan renewed meanwhile is skipped."""
+        cutoff = self._now() - grace
+        async with self.db.read() as session:
+            due = (
+                await session.execute(
+                    select(Subscription.id, Subscription.user_id).where(
+                        Subscription.is_current, Subscription.current_period_end <= cutoff
+                    )
+                )
+            ).all()
+        changes = []
+        for sub_id, user_id in due:
+            async with self.db.write() as session:
+                sub = await self.current(session, user_id)
+                if sub is None or sub.id != sub_id or sub.current_period_end > cutoff:
+                    continue
+                change = await self.end(session, user_id, Reason.EXPIRY, subscription_id=sub_id)
+            if change is not None:
+                changes.append(change)
+        if changes:
+            self.outbox.wake()
+        return changes
+
+    async def remind_due(self, before: timedelta) -> int:
+        """Tell each person once per period, `before` its end, that the plan ends
+        (or renews)."""
+        now = self._now()
+        reminded = 0
+        async with self.db.write() as session:
+            rows = (
+                await session.execute(
+                    update(Subscription)
+                    .where(
+                        Subscription.is_current,
+                        Subscription.current_period_end > now,
+                        Subscription.current_period_end <= now + before,
+                        or_(
+                            Subscription.reminded_at.is_(None),
+                            Subscription.reminded_at < Subscription.current_period_start,
+                        ),
+                    )
+                    .values(reminded_at=now)
+                    .returning(
+                        Subscription.user_id,
+                        Subscription.tier,
+                        Subscription.current_period_end,
+                        Subscription.cancel_at_period_end,
+                        Subscription.meta,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            ).all()
+            for user_id, tier, end, cancelled, meta in rows:
+                renews = bool((meta or {}).get("recurring")) and not cancelled
+                payload: dict[str, Any] = {
+                    "tier": tier,
+                    "period_end": end.isoformat(),
+                    "renews": renews,
+                }
+                self.outbox.add(session, user_id, "plan.reminder", payload)
+                reminded += 1
+        if reminded:
+            self.outbox.wake()
+        return reminded

@@ -1,0 +1,246 @@
+"""Orders the bot offers and the ledger of money that moved.
+
+Exactly once is the database's job: a ledger row is keyed by (provider, the
+provider's charge or event id), inserted with ON CONFLICT DO NOTHING, and the plan
+change it pays for happens in the same transaction only when that insert wrote a
+row. The same payment delivered again, or ten times at once, finds the key taken
+and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.engine import Database
+from core.db.models import Payment, PaymentOrder
+from core.outbox import Outbox
+from core.subscriptions import PlanChange, Purchase, Reason, SubscriptionService
+from core.tiers import Tier
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["payment", "renewal", "refund"]
+
+
+@dataclass(frozen=True)
+class Order:
+    id: uuid.UUID
+    user_id: int
+    provider: str
+    tier: Tier
+    amount_minor: int
+    currency: str
+    idempotence_key: str
+    status: str
+    provider_payment_id: str | None
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One movement of money as the provider reported it."""
+
+    provider: str
+    charge_id: str  # unique per provider: the charge, refund or event id
+    kind: Kind
+    user_id: int
+    amount_minor: int
+    currency: str
+    status: str = "succeeded"
+    tier: Tier | None = None
+    order_id: uuid.UUID | None = None
+    # What the payment buys (payment, renewal); None records the money only.
+    purchase: Purchase | None = None
+    # For a refund: the ledger key of the payment it returns.
+    refund_of: str | None = None
+    platform: str | None = None  # where the person is told
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settled:
+    duplicate: bool
+    change: PlanChange | None = None
+
+
+def _order(row: PaymentOrder) -> Order:
+    return Order(
+        row.id,
+        row.user_id,
+        row.provider,
+        Tier(row.tier),
+        row.amount_minor,
+        row.currency,
+        row.idempotence_key,
+        row.status,
+        row.provider_payment_id,
+        dict(row.meta or {}),
+    )
+
+
+class Ledger:
+    def __init__(self, db: Database, subscriptions: SubscriptionService, outbox: Outbox) -> None:
+        self.db = db
+        self.subscriptions = subscriptions
+        self.outbox = outbox
+
+    # -- orders -----------------------------------------------------------------------
+
+    async def create_order(
+        self,
+        user_id: int,
+        provider: str,
+        tier: Tier,
+        amount_minor: int,
+        currency: str,
+        meta: dict[str, Any] | None = None,
+    ) -> Order:
+        """A new order with its own idempotence key: every retry of the provider call
+        for this order sends the same key, so the provider charges once."""
+        order_id = uuid.uuid4()
+        row = PaymentOrder(
+            id=order_id,
+            user_id=user_id,
+            provider=provider,
+            tier=tier.value,
+            amount_minor=amount_minor,
+            currency=currency,
+            idempotence_key=order_id.hex,
+            status="created",
+            meta=meta or {},
+        )
+        async with self.db.write() as session:
+            session.add(row)
+        return _order(row)
+
+    async def order(self, order_id: uuid.UUID) -> Order | None:
+        async with self.db.read() as session:
+            row = await session.get(PaymentOrder, order_id)
+        return _order(row) if row is not None else None
+
+    async def order_by_payment(self, provider: str, payment_id: str) -> Order | None:
+        async with self.db.read() as session:
+            row = await session.scalar(
+                select(PaymentOrder).where(
+                    PaymentOrder.provider == provider,
+                    PaymentOrder.provider_payment_id == payment_id,
+                )
+            )
+        return _order(row) if row is not None else None
+
+    async def attach_payment(
+        self, order_id: uuid.UUID, payment_id: str, status: str = "pending"
+    ) -> None:
+        """Remember the provider's id for the order (YooKassa payment, Razorpay
+        subscription) so its webhooks find their way back."""
+        async with self.db.write() as session:
+            await session.execute(
+                update(PaymentOrder)
+                .where(PaymentOrder.id == order_id)
+                .values(provider_payment_id=payment_id, status=status)
+            )
+
+    async def mark_order(self, order_id: uuid.UUID, status: str) -> None:
+        async with self.db.write() as session:
+            await session.execute(
+                update(PaymentOrder).where(PaymentOrder.id == order_id).values(status=status)
+            )
+
+    # -- the ledger ---------------------------------------------------------------------
+
+    async def settle(self, entry: LedgerEntry) -> Settled:
+        """Write the ledger row and, if it is new, the plan change it causes, in one
+        transaction. A key already taken means this was applied before."""
+        async with self.db.write() as session:
+            settled = await self.settle_in(session, entry)
+        if settled.change is not None:
+            self.outbox.wake()
+        return settled
+
+    async def settle_in(self, session: AsyncSession, entry: LedgerEntry) -> Settled:
+        """`settle` inside the caller's transaction (the caller wakes the outbox)."""
+        payment_id = await self._insert(session, entry)
+        if payment_id is None:
+            log.info("%s %s %s: already recorded", entry.provider, entry.kind, entry.charge_id)
+            return Settled(duplicate=True)
+        change = await self._apply(session, entry)
+        if change is not None and change.subscription_id is not None:
+            await session.execute(
+                update(Payment)
+                .where(Payment.id == payment_id)
+                .values(subscription_id=change.subscription_id)
+            )
+        if entry.order_id is not None and entry.kind != "refund":
+            await session.execute(
+                update(PaymentOrder).where(PaymentOrder.id == entry.order_id).values(status="paid")
+            )
+        return Settled(duplicate=False, change=change)
+
+    async def _insert(self, session: AsyncSession, entry: LedgerEntry) -> int | None:
+        values = {
+            "user_id": entry.user_id,
+            "provider": entry.provider,
+            "provider_charge_id": entry.charge_id,
+            "kind": entry.kind,
+            "status": entry.status,
+            "tier": entry.tier.value if entry.tier is not None else None,
+            "amount_minor": entry.amount_minor,
+            "currency": entry.currency,
+            "order_id": entry.order_id,
+            "payload": entry.payload,
+        }
+        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = (
+            insert(Payment)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["provider", "provider_charge_id"])
+            .returning(Payment.id)
+        )
+        inserted: int | None = (await session.execute(stmt)).scalar_one_or_none()
+        return inserted
+
+    async def _apply(self, session: AsyncSession, entry: LedgerEntry) -> PlanChange | None:
+        if entry.kind == "refund":
+            paid_for = None
+            if entry.refund_of is not None:
+                paid_for = await session.scalar(
+                    select(Payment.subscription_id).where(
+                        Payment.provider == entry.provider,
+                        Payment.provider_charge_id == entry.refund_of,
+                    )
+                )
+            if paid_for is None:
+                log.warning(
+                    "%s refund %s: no payment %s on record; the plan stays",
+                    entry.provider,
+                    entry.charge_id,
+                    entry.refund_of,
+                )
+                return None
+            return await self.subscriptions.end(
+                session,
+                entry.user_id,
+                Reason.REFUND,
+                subscription_id=paid_for,
+                platform=entry.platform,
+            )
+        if entry.purchase is None:
+            return None
+        return await self.subscriptions.activate(session, entry.user_id, entry.purchase)
+
+    async def is_recorded(self, provider: str, charge_id: str) -> bool:
+        async with self.db.read() as session:
+            found = await session.scalar(
+                select(Payment.id).where(
+                    Payment.provider == provider, Payment.provider_charge_id == charge_id
+                )
+            )
+        return found is not None

@@ -1,0 +1,270 @@
+"""Razorpay subscriptions: one per purchase, paid on Razorpay's page (`short_url`),
+renewed by Razorpay, reported by signed webhooks.
+
+The webhook checks `X-Razorpay-Signature` (HMAC-SHA256 of the raw body, with the
+SDK's verifier) before it parses anything; dedupes on `x-razorpay-event-id`; and,
+because events arrive out of order, applies an event to a subscription only if it
+is not older than the last one applied (halted -> active after a retry is legal).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import razorpay
+from aiohttp import web
+from razorpay.errors import SignatureVerificationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.config import RazorpaySettings
+from core.db.engine import Database
+from core.db.models import PaymentOrder, Subscription
+from core.subscriptions import Purchase, Reason, Status, SubscriptionService
+from core.tiers import Tier
+from payments.ledger import Ledger, LedgerEntry
+from payments.plans import PlanCatalog
+from payments.sdk import SdkRunner
+from payments.webhook_events import first_sighting, mark_processed
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "razorpay"
+ACTIVATING = {"subscription.activated", "subscription.charged", "subscription.resumed"}
+ENDING = {"subscription.cancelled", "subscription.completed"}
+STATUS_EVENTS = {
+    "subscription.pending": (Status.PAST_DUE, Reason.PAST_DUE),
+    "subscription.halted": (Status.UNPAID, Reason.UNPAID),
+}
+
+
+class RazorpayError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Checkout:
+    url: str
+    provider_id: str
+
+
+def _entity(event: dict[str, Any], name: str) -> dict[str, Any]:
+    value = (event.get("payload") or {}).get(name) or {}
+    entity = value.get("entity") if isinstance(value, dict) else None
+    return entity if isinstance(entity, dict) else {}
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), UTC) if isinstance(value, int) and value else None
+
+
+class RazorpayProvider:
+    def __init__(
+        self,
+        settings: RazorpaySettings,
+        db: Database,
+        ledger: Ledger,
+        subscriptions: SubscriptionService,
+        plans: PlanCatalog,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.ledger = ledger
+        self.subscriptions = subscriptions
+        self.plans = plans
+        secret = settings.key_secret.get_secret_value() if settings.key_secret else ""
+        self.client = razorpay.Client(
+            auth=(settings.key_id or "", secret), base_url=settings.api_url.rstrip("/")
+        )
+        self.sdk = SdkRunner(PROVIDER, settings.request_timeout)
+
+    def sells(self, tier: Tier) -> bool:
+        plan = self.plans.get(tier)
+        return (
+            plan is not None
+            and plan.price("INR") is not None
+            and tier.value in self.settings.plan_map
+        )
+
+    async def checkout(self, user_id: int, tier: Tier, platform: str) -> Checkout:
+        """Create the Razorpay subscription; the person pays at its short_url."""
+        plan = self.plans.get(tier)
+        plan_id = self.settings.plan_map.get(tier.value)
+        amount = plan.price("INR") if plan is not None else None
+        if plan_id is None or amount is None:
+            raise RazorpayError(f"{tier.value} is not sold through Razorpay")
+        order = await self.ledger.create_order(
+            user_id, PROVIDER, tier, amount, "INR", meta={"platform": platform}
+        )
+        data = {
+            "plan_id": plan_id,
+            "total_count": self.settings.total_count,
+            "customer_notify": 1,
+            "notes": {"order_id": order.id.hex, "user_id": str(user_id)},
+        }
+        created = await self.sdk.call(
+            self.client.subscription.create, data, timeout=self.settings.request_timeout
+        )
+        sub_id = str(created.get("id") or "")
+        url = str(created.get("short_url") or "")
+        if not sub_id or not url:
+            raise RazorpayError("Razorpay answered without a subscription id or link")
+        await self.ledger.attach_payment(order.id, sub_id)
+        return Checkout(url, sub_id)
+
+    async def cancel(self, provider_subscription_id: str) -> None:
+        """Stop renewals; Razorpay ends it at the end of the paid cycle."""
+        await self.sdk.call(
+            self.client.subscription.cancel,
+            provider_subscription_id,
+            {"cancel_at_cycle_end": 1},
+            timeout=self.settings.request_timeout,
+        )
+
+    # -- webhook ------------------------------------------------------------------------
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        secret = self.settings.webhook_secret
+        if secret is None:
+            return web.json_response({"error": "webhook not configured"}, status=404)
+        raw = await request.read()
+        signature = request.headers.get("X-Razorpay-Signature")
+        if not signature:
+            log.warning("razorpay webhook from %s: no signature header", request.remote)
+            return web.json_response({"error": "missing signature"}, status=400)
+        try:
+            body = raw.decode("utf-8")
+            self.client.utility.verify_webhook_signature(body, signature, secret.get_secret_value())
+        except (UnicodeDecodeError, SignatureVerificationError):
+            log.warning("razorpay webhook from %s: bad signature", request.remote)
+            return web.json_response({"error": "bad signature"}, status=400)
+        try:
+            event = json.loads(body)
+        except json.JSONDecodeError:
+            log.warning("razorpay webhook: signed but not JSON")
+            return web.json_response({"error": "malformed JSON"}, status=400)
+        if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+            return web.json_response({"error": "not an event"}, status=400)
+        event_id = request.headers.get("x-razorpay-event-id") or (
+            "sha256:" + hashlib.sha256(raw).hexdigest()
+        )
+        status, reason = await self.handle_event(event_id, event)
+        return web.json_response({"status": reason}, status=status)
+
+    async def handle_event(self, event_id: str, event: dict[str, Any]) -> tuple[int, str]:
+        """Apply one verified event. Everything it changes, and the note that it was
+        seen, commit together: a crash leaves it unseen and Razorpay retries."""
+        name = str(event["event"])
+        sub = _entity(event, "subscription")
+        sub_id = str(sub.get("id") or "")
+        if not name.startswith("subscription.") or not sub_id:
+            async with self.db.write() as session:
+                await first_sighting(session, PROVIDER, event_id, name)
+            return 200, "ignored"
+        created_at = _time(event.get("created_at")) or datetime.now(UTC)
+        async with self.db.write() as session:
+            order = await self._order(session, sub_id, sub)
+            if order is None:
+                log.warning("razorpay %s for unknown subscription %s", name, sub_id)
+                return 400, "unknown subscription"
+            if self.plans.get(order.tier) is None:
+                log.warning("razorpay %s: plan %s is not on sale", name, order.tier)
+                return 400, "unknown plan"
+            if not await first_sighting(session, PROVIDER, event_id, name):
+                return 200, "duplicate"
+            if order.last_event_at is not None and created_at < order.last_event_at:
+                log.info("razorpay %s for %s is older than what was applied", name, sub_id)
+                await mark_processed(session, PROVIDER, event_id)
+                return 200, "stale"
+            order.last_event_at = created_at
+            changed = await self._apply(session, name, event, order, sub)
+            await mark_processed(session, PROVIDER, event_id)
+        if changed:
+            self.ledger.outbox.wake()
+        return 200, "applied" if changed else "recorded"
+
+    async def _order(
+        self, session: AsyncSession, sub_id: str, sub: dict[str, Any]
+    ) -> PaymentOrder | None:
+        query = select(PaymentOrder).where(
+            PaymentOrder.provider == PROVIDER, PaymentOrder.provider_payment_id == sub_id
+        )
+        return await session.scalar(
+            query.with_for_update().execution_options(populate_existing=True)
+        )
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        name: str,
+        event: dict[str, Any],
+        order: PaymentOrder,
+        sub: dict[str, Any],
+    ) -> bool:
+        sub_id = str(sub["id"])
+        ours = await session.scalar(
+            select(Subscription).where(
+                Subscription.payment_provider == PROVIDER,
+                Subscription.provider_subscription_id == sub_id,
+                Subscription.is_current,
+            )
+        )
+        platform = str(order.meta.get("platform") or "") or None
+        if name in ACTIVATING:
+            payment = _entity(event, "payment")
+            charge = str(payment.get("id") or f"event:{name}:{sub_id}:{sub.get('current_start')}")
+            settled = await self.ledger.settle_in(
+                session,
+                LedgerEntry(
+                    provider=PROVIDER,
+                    charge_id=charge,
+                    kind="renewal" if ours is not None else "payment",
+                    user_id=order.user_id,
+                    amount_minor=int(payment.get("amount") or 0),
+                    currency=str(payment.get("currency") or "INR"),
+                    tier=Tier(order.tier),
+                    order_id=order.id,
+                    purchase=Purchase(
+                        tier=Tier(order.tier),
+                        provider=PROVIDER,
+                        provider_subscription_id=sub_id,
+                        period_end=_time(sub.get("current_end")),
+                        recurring=True,
+                        platform=platform,
+                    ),
+                    platform=platform,
+                    payload={"event": name, "subscription_status": sub.get("status")},
+                ),
+            )
+            if settled.duplicate and ours is not None and ours.status != Status.ACTIVE:
+                # The charge was applied by its twin event; a halted plan that was
+                # retried successfully is active again.
+                return (
+                    await self.subscriptions.set_status(
+                        session, ours, Status.ACTIVE, Reason.REACTIVATED, platform=platform
+                    )
+                    is not None
+                )
+            return settled.change is not None
+        if ours is None:
+            return False
+        if name in STATUS_EVENTS:
+            status, reason = STATUS_EVENTS[name]
+            change = await self.subscriptions.set_status(
+                session, ours, status, reason, platform=platform
+            )
+            return change is not None
+        if name in ENDING:
+            return (
+                await self.subscriptions.cancel(session, order.user_id, platform=platform)
+                is not None
+            )
+        return False
+
+    def close(self) -> None:
+        self.sdk.close()

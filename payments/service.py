@@ -1,0 +1,68 @@
+"""Everything payments needs, built once from the settings: plans, the ledger,
+Telegram invoices and whichever direct providers are configured, plus their
+webhook routes on the shared HTTP server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from core.services import Services
+from payments.ledger import Ledger
+from payments.plans import PlanCatalog
+from payments.razorpay_provider import RazorpayProvider
+from payments.stars import TelegramInvoices
+from payments.yookassa_provider import YooKassaProvider
+
+YOOKASSA_PATH = "/webhooks/yookassa"
+RAZORPAY_PATH = "/webhooks/razorpay"
+
+
+@dataclass
+class Payments:
+    plans: PlanCatalog
+    ledger: Ledger
+    invoices: TelegramInvoices
+    yookassa: YooKassaProvider | None
+    razorpay: RazorpayProvider | None
+
+    @classmethod
+    def build(cls, services: Services, plans: PlanCatalog | None = None) -> Payments:
+        settings = services.settings
+        plans = plans or PlanCatalog.load(settings.payments.plans_file)
+        ledger = Ledger(services.db, services.subscriptions, services.outbox)
+        pay = settings.payments
+        provider_on = pay.telegram_provider_enabled and pay.telegram_provider_token is not None
+        invoices = TelegramInvoices(
+            plans,
+            ledger,
+            services.accounts,
+            services.subscriptions,
+            provider_currency=pay.telegram_provider_currency.upper() if provider_on else None,
+        )
+        yookassa = (
+            YooKassaProvider(settings.yookassa, services.db, ledger, plans)
+            if settings.yookassa.configured
+            else None
+        )
+        razorpay = (
+            RazorpayProvider(settings.razorpay, services.db, ledger, services.subscriptions, plans)
+            if settings.razorpay.configured
+            else None
+        )
+        return cls(plans, ledger, invoices, yookassa, razorpay)
+
+    def mount(self, app: web.Application) -> None:
+        """Webhook routes; must run before the server starts."""
+        if self.yookassa is not None:
+            app.router.add_post(YOOKASSA_PATH, self.yookassa.webhook)
+        if self.razorpay is not None:
+            app.router.add_post(RAZORPAY_PATH, self.razorpay.webhook)
+
+    async def close(self) -> None:
+        if self.yookassa is not None:
+            await self.yookassa.drain()
+            self.yookassa.close()
+        if self.razorpay is not None:
+            self.razorpay.close()

@@ -1,0 +1,310 @@
+"""A fake YooKassa API v3 (payments and refunds), over real HTTP.
+
+    async with FakeYooKassa(shop_id="1", secret_key="k") as yoo:
+        settings = YooKassaSettings(shop_id="1", secret_key=SecretStr("k"),
+                                    api_url=yoo.api_url, ...)
+        ...                                   # the bot creates a payment
+        yoo.succeed(payment_id)               # the person paid
+        body = yoo.notification("payment.succeeded", payment_id)
+
+Like the real API it needs an `Idempotence-Key` on POST /payments and answers a
+repeated key with the payment it created the first time (a different body under a
+used key is an error), and it checks HTTP basic auth `shop_id:secret_key`. Test
+helpers move a payment along (succeeded, canceled, any status) and make refunds;
+`notification()` builds what YooKassa would POST to the shop, optionally with a
+body that lies about the object's state.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+
+@dataclass
+class RecordedCall:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: dict[str, Any]
+    received_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def idempotence_key(self) -> str | None:
+        return self.headers.get("idempotence-key")
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + "000Z"
+
+
+def _error(status: int, code: str, description: str, parameter: str | None = None) -> web.Response:
+    body: dict[str, Any] = {
+        "type": "error",
+        "id": str(uuid.uuid4()),
+        "code": code,
+        "description": description,
+    }
+    if parameter is not None:
+        body["parameter"] = parameter
+    return web.json_response(body, status=status)
+
+
+class FakeYooKassa:
+    """The server. Use `async with FakeYooKassa() as yoo:` or `start()` / `stop()`."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        shop_id: str | None = None,
+        secret_key: str | None = None,
+        gateway_id: str = "100500",
+    ) -> None:
+        self.shop_id = shop_id
+        self.secret_key = secret_key
+        self.gateway_id = gateway_id
+        self.calls: list[RecordedCall] = []
+        self.payments: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        # Idempotence-Key -> (request body, payment id) of the first create.
+        self._by_key: dict[str, tuple[dict[str, Any], str]] = {}
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v3/payments", self._create_payment)
+        app.router.add_get("/v3/payments/{payment_id}", self._get_payment)
+        app.router.add_get("/v3/refunds/{refund_id}", self._get_refund)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- inspection -------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def api_url(self) -> str:
+        """What YooKassaSettings.api_url takes."""
+        return f"{self.url}/v3"
+
+    def calls_to(self, method: str, path: str) -> list[RecordedCall]:
+        return [c for c in self.calls if c.method == method and c.path == path]
+
+    @property
+    def create_requests(self) -> list[RecordedCall]:
+        """Every POST /payments, including repeats of an idempotence key."""
+        return self.calls_to("POST", "/v3/payments")
+
+    @property
+    def creates(self) -> int:
+        """Payments actually created (a repeated key creates nothing)."""
+        return len(self.payments)
+
+    def fetches(self, payment_id: str) -> int:
+        return len(self.calls_to("GET", f"/v3/payments/{payment_id}"))
+
+    # -- test helpers: what happens on YooKassa's side ----------------------------
+
+    def payment(self, payment_id: str) -> dict[str, Any]:
+        return self.payments[payment_id]
+
+    def succeed(self, payment_id: str, *, amount: str | None = None) -> dict[str, Any]:
+        """The person paid (and the payment was captured)."""
+        payment = self.payments[payment_id]
+        payment.update(
+            status="succeeded",
+            paid=True,
+            refundable=True,
+            captured_at=_now_iso(),
+            income_amount=dict(payment["amount"]),
+        )
+        payment.pop("confirmation", None)
+        if amount is not None:
+            payment["amount"] = {**payment["amount"], "value": amount}
+        payment["payment_method"] = {
+            "type": "bank_card",
+            "id": payment_id,
+            "saved": False,
+            "title": "Bank card *4444",
+            "card": {
+                "first6": "555555",
+                "last4": "4444",
+                "expiry_month": "12",
+                "expiry_year": "2030",
+                "card_type": "MasterCard",
+            },
+        }
+        return payment
+
+    def cancel(self, payment_id: str) -> dict[str, Any]:
+        payment = self.payments[payment_id]
+        payment.update(
+            status="canceled",
+            paid=False,
+            refundable=False,
+            cancellation_details={"party": "yoo_money", "reason": "expired_on_confirmation"},
+        )
+        payment.pop("confirmation", None)
+        return payment
+
+    def set_status(self, payment_id: str, status: str, *, paid: bool) -> dict[str, Any]:
+        payment = self.payments[payment_id]
+        payment.update(status=status, paid=paid)
+        return payment
+
+    def refund(
+        self, payment_id: str, *, amount: str | None = None, status: str = "succeeded"
+    ) -> str:
+        """A refund of (by default all of) the payment; returns the refund id."""
+        payment = self.payments[payment_id]
+        value = amount or payment["amount"]["value"]
+        refund_id = str(uuid.uuid4())
+        self.refunds[refund_id] = {
+            "id": refund_id,
+            "payment_id": payment_id,
+            "status": status,
+            "created_at": _now_iso(),
+            "amount": {"value": value, "currency": payment["amount"]["currency"]},
+            "description": "Refund",
+        }
+        if status == "succeeded":
+            payment["refunded_amount"] = {
+                "value": value,
+                "currency": payment["amount"]["currency"],
+            }
+        return refund_id
+
+    def notification(self, event: str, object_id: str, **overrides: Any) -> dict[str, Any]:
+        """The body YooKassa POSTs for `event`; `overrides` replace fields of the object
+        (a forged body can claim anything; the API's answer is what counts)."""
+        source = self.refunds if event.startswith("refund.") else self.payments
+        obj = copy.deepcopy(source.get(object_id, {"id": object_id}))
+        obj.update(overrides)
+        return {"type": "notification", "event": event, "object": obj}
+
+    # -- handlers ---------------------------------------------------------------
+
+    async def _record(self, request: web.Request) -> tuple[RecordedCall, bool]:
+        raw = await request.read()
+        body: Any = {}
+        valid = True
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                valid = False
+        call = RecordedCall(
+            method=request.method,
+            path=request.path,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body if isinstance(body, dict) else {},
+        )
+        self.calls.append(call)
+        return call, valid and isinstance(body, dict)
+
+    def _authorized(self, call: RecordedCall) -> bool:
+        if self.shop_id is None:
+            return True
+        token = base64.b64encode(f"{self.shop_id}:{self.secret_key or ''}".encode()).decode()
+        return call.headers.get("authorization") == f"Basic {token}"
+
+    async def _create_payment(self, request: web.Request) -> web.Response:
+        call, valid = await self._record(request)
+        if not self._authorized(call):
+            return _error(401, "invalid_credentials", "Authentication error")
+        key = call.idempotence_key
+        if not key:
+            return _error(400, "invalid_request", "Idempotence key is required", "Idempotence-Key")
+        if not valid:
+            return _error(400, "invalid_request", "Request body is not valid JSON")
+        seen = self._by_key.get(key)
+        if seen is not None:
+            first_body, payment_id = seen
+            if first_body != call.body:
+                return _error(
+                    400,
+                    "invalid_request",
+                    "Idempotence key duplicated with a different request",
+                    "Idempotence-Key",
+                )
+            return web.json_response(self.payments[payment_id])
+        amount = call.body.get("amount")
+        if not isinstance(amount, dict) or "value" not in amount or "currency" not in amount:
+            return _error(400, "invalid_request", "Amount is required", "amount")
+        payment_id = str(uuid.uuid4())
+        confirmation_in = call.body.get("confirmation") or {}
+        payment: dict[str, Any] = {
+            "id": payment_id,
+            "status": "pending",
+            "paid": False,
+            "amount": {"value": str(amount["value"]), "currency": str(amount["currency"])},
+            "confirmation": {
+                "type": "redirect",
+                "return_url": confirmation_in.get("return_url", ""),
+                "confirmation_url": f"{self.url}/checkout/{payment_id}",
+            },
+            "created_at": _now_iso(),
+            "description": call.body.get("description", ""),
+            "metadata": call.body.get("metadata") or {},
+            "recipient": {"account_id": self.shop_id or "1", "gateway_id": self.gateway_id},
+            "refundable": False,
+            "test": True,
+        }
+        self.payments[payment_id] = payment
+        self._by_key[key] = (call.body, payment_id)
+        return web.json_response(payment)
+
+    async def _get_payment(self, request: web.Request) -> web.Response:
+        call, _ = await self._record(request)
+        if not self._authorized(call):
+            return _error(401, "invalid_credentials", "Authentication error")
+        payment = self.payments.get(request.match_info["payment_id"])
+        if payment is None:
+            return _error(404, "not_found", "Payment not found")
+        return web.json_response(payment)
+
+    async def _get_refund(self, request: web.Request) -> web.Response:
+        call, _ = await self._record(request)
+        if not self._authorized(call):
+            return _error(401, "invalid_credentials", "Authentication error")
+        refund = self.refunds.get(request.match_info["refund_id"])
+        if refund is None:
+            return _error(404, "not_found", "Refund not found")
+        return web.json_response(refund)
