@@ -84,11 +84,31 @@ async def _cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     return await run_bot(settings)
 
 
+async def _cmd_grant(settings: Settings, args: argparse.Namespace) -> int:
+    from core.grants import GrantError, grant
+    from core.services import Services
+
+    await prepare_database(settings.db.database_url)
+    services = Services.build(settings)
+    try:
+        change = await grant(services, args.user, args.tier, args.days)
+    except GrantError as exc:
+        return _fail(str(exc))
+    finally:
+        await services.close()
+    print(
+        f"user {change.user_id}: {change.old_tier.value} -> {change.new_tier.value} "
+        f"until {change.period_end:%Y-%m-%d %H:%M} UTC ({change.reason.value})"
+    )
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": _cmd_run,
     "migrate": _cmd_migrate,
     "chat": _cmd_chat,
     "models": _cmd_models,
+    "grant": _cmd_grant,
 }
 
 
@@ -103,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--model", help="model id to use (see `oneai models`)")
     chat.add_argument("--user", help="local user name (default: your login)")
     sub.add_parser("models", help="list the model catalog")
+    grant = sub.add_parser(
+        "grant", help="give a person a plan for some days (Enterprise is granted, not sold)"
+    )
+    grant.add_argument("user", help="our user id, or telegram:ID / discord:ID")
+    grant.add_argument("tier", help="free, pro or enterprise")
+    grant.add_argument("days", type=int, help="days from today (or from the current end)")
     return parser
 
 

@@ -89,7 +89,10 @@ class Purchase:
     provider: str
     provider_subscription_id: str | None = None
     period_end: datetime | None = None
+    period: timedelta = PERIOD  # used when period_end is not given
     recurring: bool = False
+    # Extend the period but leave the status (a late charge after a newer event).
+    keep_status: bool = False
     platform: str | None = None
     reason: Reason | None = None  # e.g. GRANT; otherwise worked out from the change
 
@@ -146,8 +149,14 @@ class SubscriptionService:
 
     # -- changes ----------------------------------------------------------------------
 
-    async def activate(self, session: AsyncSession, user_id: int, purchase: Purchase) -> PlanChange:
-        """A payment or a grant: a new plan, an upgrade, a downgrade or a renewal."""
+    async def activate(
+        self, session: AsyncSession, user_id: int, purchase: Purchase
+    ) -> PlanChange | None:
+        """A payment or a grant: a new plan, an upgrade, a downgrade or a renewal.
+
+        A payment for a smaller plan never takes a live bigger one away (the only
+        such payment is a late renewal of a plan an upgrade replaced): it is
+        recorded and changes nothing (None). An operator's grant can downgrade."""
         user = await self._lock_user(session, user_id)
         now = self._now()
         old_tier = Tier(user.tier)
@@ -155,6 +164,19 @@ class SubscriptionService:
         tier = purchase.tier
         if current is not None and current.tier == tier.value:
             return await self._extend(session, user, current, purchase, now)
+        if (
+            current is not None
+            and purchase.reason is None
+            and tier.rank < Tier(current.tier).rank
+            and current.status in LIVE
+        ):
+            log.warning(
+                "user %d: a %s payment while %s is live changes nothing",
+                user_id,
+                tier.value,
+                current.tier,
+            )
+            return None
         if current is not None:
             current.is_current = False
             current.status = Status.REPLACED
@@ -176,7 +198,7 @@ class SubscriptionService:
             payment_provider=purchase.provider,
             provider_subscription_id=purchase.provider_subscription_id,
             current_period_start=now,
-            current_period_end=purchase.period_end or now + PERIOD,
+            current_period_end=purchase.period_end or now + purchase.period,
             meta={"recurring": purchase.recurring},
         )
         session.add(sub)
@@ -185,7 +207,7 @@ class SubscriptionService:
         user.tier_status = Status.ACTIVE
         # A new plan or an upgrade starts with fresh quotas; a downgrade changes limits.
         await self.quotas.assign_tier(session, user_id, tier, reset=tier.rank >= old_tier.rank)
-        kind = "plan.downgraded" if reason is Reason.DOWNGRADE else "plan.activated"
+        kind = "plan.downgraded" if tier.rank < old_tier.rank else "plan.activated"
         return self._record(session, user, sub, old_tier, reason, kind, purchase.platform)
 
     async def _extend(
@@ -200,12 +222,13 @@ class SubscriptionService:
         if purchase.period_end is not None:
             end = purchase.period_end
         else:
-            end = max(sub.current_period_end, now) + PERIOD
+            end = max(sub.current_period_end, now) + purchase.period
         if end > sub.current_period_end:
             sub.current_period_start = min(sub.current_period_end, now)
             sub.current_period_end = end
             sub.reminded_at = None
-        sub.status = Status.CANCELLED if sub.cancel_at_period_end else Status.ACTIVE
+        if not purchase.keep_status:
+            sub.status = Status.CANCELLED if sub.cancel_at_period_end else Status.ACTIVE
         if purchase.provider_subscription_id is not None:
             sub.payment_provider = purchase.provider
             sub.provider_subscription_id = purchase.provider_subscription_id

@@ -140,7 +140,8 @@ class RazorpayProvider:
         try:
             body = raw.decode("utf-8")
             self.client.utility.verify_webhook_signature(body, signature, secret.get_secret_value())
-        except (UnicodeDecodeError, SignatureVerificationError):
+        except (UnicodeDecodeError, TypeError, SignatureVerificationError):
+            # TypeError: the SDK compares str digests, which refuses non-ASCII input.
             log.warning("razorpay webhook from %s: bad signature", request.remote)
             return web.json_response({"error": "bad signature"}, status=400)
         try:
@@ -177,12 +178,14 @@ class RazorpayProvider:
                 return 400, "unknown plan"
             if not await first_sighting(session, PROVIDER, event_id, name):
                 return 200, "duplicate"
-            if order.last_event_at is not None and created_at < order.last_event_at:
+            stale = order.last_event_at is not None and created_at < order.last_event_at
+            if not stale:
+                order.last_event_at = created_at
+            elif name not in ACTIVATING:
                 log.info("razorpay %s for %s is older than what was applied", name, sub_id)
                 await mark_processed(session, PROVIDER, event_id)
                 return 200, "stale"
-            order.last_event_at = created_at
-            changed = await self._apply(session, name, event, order, sub)
+            changed = await self._apply(session, name, event, order, sub, stale=stale)
             await mark_processed(session, PROVIDER, event_id)
         if changed:
             self.ledger.outbox.wake()
@@ -205,7 +208,12 @@ class RazorpayProvider:
         event: dict[str, Any],
         order: PaymentOrder,
         sub: dict[str, Any],
+        *,
+        stale: bool,
     ) -> bool:
+        """`stale`: a newer event was applied already. A charge is money and is
+        recorded whenever it arrives (its period still counts); the status an old
+        event implies is not."""
         sub_id = str(sub["id"])
         ours = await session.scalar(
             select(Subscription).where(
@@ -217,40 +225,19 @@ class RazorpayProvider:
         platform = str(order.meta.get("platform") or "") or None
         if name in ACTIVATING:
             payment = _entity(event, "payment")
-            charge = str(payment.get("id") or f"event:{name}:{sub_id}:{sub.get('current_start')}")
-            settled = await self.ledger.settle_in(
-                session,
-                LedgerEntry(
-                    provider=PROVIDER,
-                    charge_id=charge,
-                    kind="renewal" if ours is not None else "payment",
-                    user_id=order.user_id,
-                    amount_minor=int(payment.get("amount") or 0),
-                    currency=str(payment.get("currency") or "INR"),
-                    tier=Tier(order.tier),
-                    order_id=order.id,
-                    purchase=Purchase(
-                        tier=Tier(order.tier),
-                        provider=PROVIDER,
-                        provider_subscription_id=sub_id,
-                        period_end=_time(sub.get("current_end")),
-                        recurring=True,
-                        platform=platform,
-                    ),
-                    platform=platform,
-                    payload={"event": name, "subscription_status": sub.get("status")},
-                ),
-            )
-            if settled.duplicate and ours is not None and ours.status != Status.ACTIVE:
-                # The charge was applied by its twin event; a halted plan that was
-                # retried successfully is active again.
-                return (
-                    await self.subscriptions.set_status(
-                        session, ours, Status.ACTIVE, Reason.REACTIVATED, platform=platform
-                    )
-                    is not None
+            # An event carries the payment of an attempt; only a captured one is money.
+            if payment.get("id") and payment.get("status", "captured") == "captured":
+                return await self._charge(session, name, order, sub, payment, ours, stale)
+            if stale:
+                return False
+            if ours is not None:
+                # Active again without a new charge (a halted plan that recovered).
+                change = await self.subscriptions.set_status(
+                    session, ours, Status.ACTIVE, Reason.REACTIVATED, platform=platform
                 )
-            return settled.change is not None
+                return change is not None
+            # A first activation with nothing charged yet (e.g. a trial cycle).
+            return await self._charge(session, name, order, sub, {}, None, stale)
         if ours is None:
             return False
         if name in STATUS_EVENTS:
@@ -260,11 +247,55 @@ class RazorpayProvider:
             )
             return change is not None
         if name in ENDING:
-            return (
-                await self.subscriptions.cancel(session, order.user_id, platform=platform)
-                is not None
-            )
+            change = await self.subscriptions.cancel(session, order.user_id, platform=platform)
+            return change is not None
         return False
+
+    async def _charge(
+        self,
+        session: AsyncSession,
+        name: str,
+        order: PaymentOrder,
+        sub: dict[str, Any],
+        payment: dict[str, Any],
+        ours: Subscription | None,
+        stale: bool,
+    ) -> bool:
+        sub_id = str(sub["id"])
+        platform = str(order.meta.get("platform") or "") or None
+        settled = await self.ledger.settle_in(
+            session,
+            LedgerEntry(
+                provider=PROVIDER,
+                # The payment id makes a charge count once, whichever event brings it.
+                charge_id=str(payment.get("id") or f"activation:{sub_id}"),
+                kind="renewal" if ours is not None else "payment",
+                user_id=order.user_id,
+                amount_minor=int(payment.get("amount") or 0),
+                currency=str(payment.get("currency") or "INR"),
+                tier=Tier(order.tier),
+                order_id=order.id,
+                purchase=Purchase(
+                    tier=Tier(order.tier),
+                    provider=PROVIDER,
+                    provider_subscription_id=sub_id,
+                    period_end=_time(sub.get("current_end")),
+                    recurring=True,
+                    platform=platform,
+                    keep_status=stale,
+                ),
+                platform=platform,
+                payload={"event": name, "subscription_status": sub.get("status")},
+            ),
+        )
+        if settled.duplicate and not stale and ours is not None and ours.status != Status.ACTIVE:
+            # The charge came with its twin event already; a halted plan whose retry
+            # succeeded is active again.
+            change = await self.subscriptions.set_status(
+                session, ours, Status.ACTIVE, Reason.REACTIVATED, platform=platform
+            )
+            return change is not None
+        return settled.change is not None
 
     def close(self) -> None:
         self.sdk.close()

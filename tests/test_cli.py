@@ -142,3 +142,32 @@ async def test_playground_exits_zero_at_end_of_input(tmp_path: Path) -> None:
         )
     assert code == 0, err
     assert "ok" in out
+
+
+async def test_grant_gives_a_plan_and_refuses_bad_input(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'grant.db'}"
+    env = {"DATABASE_URL": url}
+    async with FakeLLM(default=Reply(text="hi")) as llm:
+        # A person appears by chatting once (the playground's local account).
+        code, _, err = await _oneai(
+            "chat", "--user", "ann", cwd=tmp_path, env={**env, "LLM_BASE_URL": llm.base_url},
+            stdin="hello",
+        )  # fmt: skip
+    assert code == 0, err
+    code, out, err = await _oneai("grant", "1", "enterprise", "90", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert "user 1: free -> enterprise until" in out
+    assert "(grant)" in out
+    for args, message in [
+        (("grant", "1", "platinum", "30"), "tier must be one of"),
+        (("grant", "1", "pro", "0"), "days must be between"),
+        (("grant", "999", "pro", "30"), "no user 999"),
+        (("grant", "telegram:5", "pro", "30"), "no user telegram:5"),
+        (("grant", "bob", "pro", "30"), "user must be an id"),
+    ]:
+        code, _, err = await _oneai(*args, cwd=tmp_path, env=env)
+        assert code == 2, (args, err)
+        assert message in err and "Traceback" not in err
+    code, out, err = await _oneai("grant", "1", "free", "1", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert "enterprise -> free" in out

@@ -269,17 +269,11 @@ class FakeYooKassa:
         if not isinstance(amount, dict) or "value" not in amount or "currency" not in amount:
             return _error(400, "invalid_request", "Amount is required", "amount")
         payment_id = str(uuid.uuid4())
-        confirmation_in = call.body.get("confirmation") or {}
         payment: dict[str, Any] = {
             "id": payment_id,
             "status": "pending",
             "paid": False,
             "amount": {"value": str(amount["value"]), "currency": str(amount["currency"])},
-            "confirmation": {
-                "type": "redirect",
-                "return_url": confirmation_in.get("return_url", ""),
-                "confirmation_url": f"{self.url}/checkout/{payment_id}",
-            },
             "created_at": _now_iso(),
             "description": call.body.get("description", ""),
             "metadata": call.body.get("metadata") or {},
@@ -287,6 +281,14 @@ class FakeYooKassa:
             "refundable": False,
             "test": True,
         }
+        confirmation = call.body.get("confirmation")
+        if isinstance(confirmation, dict) and confirmation.get("type") == "redirect":
+            payment["confirmation"] = {
+                "type": "redirect",
+                "confirmation_url": f"{self.url}/checkout/{payment_id}",
+            }
+            if confirmation.get("return_url"):
+                payment["confirmation"]["return_url"] = confirmation["return_url"]
         self.payments[payment_id] = payment
         self._by_key[key] = (call.body, payment_id)
         return web.json_response(payment)

@@ -59,7 +59,8 @@ EFFECT_TABLES: dict[str, type[Base]] = {
 async def row_counts(db: Database) -> dict[str, int]:
     counts: dict[str, int] = {}
     async with db.read() as session:
-        for name, model in {**EFFECT_TABLES, "payment_orders": PaymentOrder}.items():
+        tables: dict[str, type[Base]] = {**EFFECT_TABLES, "payment_orders": PaymentOrder}
+        for name, model in tables.items():
             counts[name] = int(await session.scalar(select(func.count()).select_from(model)) or 0)
     return counts
 
@@ -117,9 +118,7 @@ class PaymentStack:
     def db(self) -> Database:
         return self.services.db
 
-    async def post(
-        self, path: str, data: bytes, headers: dict[str, str] | None = None
-    ) -> Response:
+    async def post(self, path: str, data: bytes, headers: dict[str, str] | None = None) -> Response:
         async with self.http.post(self.url + path, data=data, headers=headers or {}) as resp:
             text = await resp.text()
             body: Any = text

@@ -1,0 +1,236 @@
+"""Buying a plan with Telegram Stars, end to end: /plan, the invoice, pre-checkout,
+successful_payment, the notice from the outbox, renewals, cancellation, refunds,
+and replays. The real aiogram stack against the fake Bot API over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from bot.telegram.callbacks import Buy, PayMethod
+from core.db.models import OutboxMessage, Payment, Subscription, SubscriptionHistory, User
+from core.grants import grant
+from tests.fakes.telegram_server import Call, StoredMessage
+from tests.telegram.conftest import USER, Harness, until
+
+PRO_STARS = 500
+STARS = Buy(method=PayMethod.STARS, tier="pro").pack()
+MONTHLY = Buy(method=PayMethod.STARS_MONTHLY, tier="pro").pack()
+
+
+def texts(app: Harness) -> list[str]:
+    return [m.text or "" for m in app.bot_messages()]
+
+
+async def said(app: Harness, fragment: str, count: int = 1) -> StoredMessage:
+    await until(lambda: sum(fragment in t for t in texts(app)) >= count)
+    return [m for m in app.bot_messages() if fragment in (m.text or "")][-1]
+
+
+async def count(app: Harness, model: type[object], **where: object) -> int:
+    async with app.services.db.read() as session:
+        query = select(func.count()).select_from(model)
+        for name, value in where.items():
+            query = query.where(getattr(model, name) == value)
+        return int(await session.scalar(query) or 0)
+
+
+async def our_user(app: Harness) -> User:
+    user = await app.services.accounts.by_identity("telegram", str(USER))
+    assert user is not None
+    return user
+
+
+async def open_plan(app: Harness) -> StoredMessage:
+    before = sum("Your plan:" in t for t in texts(app))
+    app.tg.send_text(USER, "/plan")
+    return await said(app, "Your plan:", before + 1)
+
+
+async def invoice_for(app: Harness, data: str, method: str = "sendInvoice") -> Call:
+    before = len(app.tg.calls_of(method))
+    menu = await open_plan(app)
+    app.tg.press(USER, menu.message_id, data)
+    await until(lambda: len([c for c in app.tg.calls_of(method) if c.ok]) > before)
+    return [c for c in app.tg.calls_of(method) if c.ok][-1]
+
+
+async def pay(
+    app: Harness,
+    payload: str,
+    charge: str,
+    *,
+    amount: int = PRO_STARS,
+    expires: int | None = None,
+    recurring: bool = False,
+    first: bool = False,
+) -> None:
+    query = app.tg.pre_checkout(USER, payload, "XTR", amount)
+    await until(lambda: app.tg.pre_checkouts[query].answered)
+    assert app.tg.pre_checkouts[query].ok, app.tg.pre_checkouts[query].error_message
+    app.tg.successful_payment(
+        USER,
+        payload,
+        "XTR",
+        amount,
+        charge,
+        is_recurring=recurring,
+        is_first_recurring=first,
+        subscription_expiration_date=expires,
+    )
+
+
+async def test_plan_offers_stars_and_buying_pro_shows_new_quotas(app: Harness) -> None:
+    menu = await open_plan(app)
+    assert "Your plan: Free" in (menu.text or "")
+    assert [b["callback_data"] for b in menu.buttons] == [STARS, MONTHLY]
+    invoice = await invoice_for(app, STARS)
+    params = invoice.params
+    assert params["currency"] == "XTR"
+    assert params.get("provider_token", "") == ""
+    assert [p["amount"] for p in params["prices"]] == [PRO_STARS]
+    await pay(app, str(params["payload"]), "charge-1")
+    await said(app, "✅ Pro is active until")
+    user = await our_user(app)
+    assert (user.tier, user.tier_status) == ("pro", "active")
+    # Pre-checkout was answered well within Telegram's 10 seconds.
+    (query,) = app.tg.pre_checkouts.values()
+    assert query.answer_delay is not None and query.answer_delay < 2
+    app.tg.send_text(USER, "/usage")
+    usage = await said(app, "📊 Plan: Pro")
+    assert "0/500" in (usage.text or "")
+    plan = await open_plan(app)
+    assert "Your plan: Pro" in (plan.text or "")
+    assert "Status: active · until" in (plan.text or "")
+
+
+async def test_ten_copies_of_one_payment_activate_once(app: Harness) -> None:
+    invoice = await invoice_for(app, STARS)
+    payload = str(invoice.params["payload"])
+    query = app.tg.pre_checkout(USER, payload, "XTR", PRO_STARS)
+    await until(lambda: app.tg.pre_checkouts[query].answered)
+    for _ in range(10):
+        app.tg.successful_payment(USER, payload, "XTR", PRO_STARS, "charge-dup")
+    await said(app, "✅ Pro is active")
+    await asyncio.sleep(0.5)  # give any duplicate time to show up
+    assert sum("Pro is active" in t for t in texts(app)) == 1
+    assert await count(app, Payment, provider_charge_id="charge-dup") == 1
+    assert await count(app, SubscriptionHistory) == 1
+    assert await count(app, OutboxMessage) == 1
+    assert await count(app, Subscription) == 1
+
+
+async def test_pre_checkout_refuses_forged_and_changed_invoices(app: Harness) -> None:
+    invoice = await invoice_for(app, STARS)
+    payload = str(invoice.params["payload"])
+    cases = [
+        ("not-an-order", PRO_STARS, "no longer valid"),
+        ("0" * 32, PRO_STARS, "no longer valid"),
+        (payload, PRO_STARS - 1, "price has changed"),
+    ]
+    for forged, amount, reason in cases:
+        query = app.tg.pre_checkout(USER, forged, "XTR", amount)
+        await until(lambda q=query: app.tg.pre_checkouts[q].answered)  # type: ignore[misc]
+        answer = app.tg.pre_checkouts[query]
+        assert answer.ok is False
+        assert reason in (answer.error_message or "")
+    # Someone else's invoice is not yours to pay.
+    app.tg.user(2002, first_name="Eve")
+    query = app.tg.pre_checkout(2002, payload, "XTR", PRO_STARS)
+    await until(lambda: app.tg.pre_checkouts[query].answered)
+    assert app.tg.pre_checkouts[query].ok is False
+    assert await count(app, Payment) == 0
+
+
+async def test_a_banned_person_cannot_pay(app: Harness) -> None:
+    invoice = await invoice_for(app, STARS)
+    user = await our_user(app)
+    await app.services.accounts.set_banned(user.id, True)
+    query = app.tg.pre_checkout(USER, str(invoice.params["payload"]), "XTR", PRO_STARS)
+    await until(lambda: app.tg.pre_checkouts[query].answered)
+    assert app.tg.pre_checkouts[query].ok is False
+
+
+async def test_a_payment_for_no_order_is_logged_and_the_person_told(app: Harness) -> None:
+    await open_plan(app)
+    app.tg.successful_payment(USER, "f" * 32, "XTR", PRO_STARS, "charge-x")
+    await said(app, "could not match it to an order")
+    assert (await our_user(app)).tier == "free"
+
+
+async def test_monthly_stars_subscription_renews_cancels_and_refunds(app: Harness) -> None:
+    link = await invoice_for(app, MONTHLY, "createInvoiceLink")
+    assert link.params["subscription_period"] == 2592000
+    offer = await said(app, "a month in Telegram Stars")
+    assert offer.buttons[0]["url"] == link.result
+    payload = str(link.params["payload"])
+    first_end = int(time.time()) + 30 * 86400
+    await pay(app, payload, "sub-1", expires=first_end, recurring=True, first=True)
+    await said(app, "✅ Pro is active")
+    # Telegram renews: a new charge, the same payload, a later expiration date.
+    second_end = first_end + 30 * 86400
+    app.tg.successful_payment(
+        USER, payload, "XTR", PRO_STARS, "sub-2", is_recurring=True,
+        subscription_expiration_date=second_end,
+    )  # fmt: skip
+    await said(app, "🔄 Pro is extended until")
+    async with app.services.db.read() as session:
+        sub = await session.scalar(select(Subscription).where(Subscription.is_current))
+    assert sub is not None
+    assert sub.current_period_end == datetime.fromtimestamp(second_end, UTC)
+    assert sub.provider_subscription_id == "sub-1"
+    plan = await open_plan(app)
+    assert "renews automatically" in (plan.text or "")
+    # Cancelling stops Telegram's renewals for the first charge's subscription.
+    app.tg.send_text(USER, "/cancel_subscription")
+    await said(app, "subscription is cancelled. It stays active until")
+    (edit,) = app.tg.calls_of("editUserStarSubscription")
+    assert edit.params["telegram_payment_charge_id"] == "sub-1"
+    assert edit.params["is_canceled"] is True
+    assert app.tg.charges["sub-1"].subscription_canceled
+    assert (await our_user(app)).tier_status == "cancelled"
+    app.tg.send_text(USER, "/cancel_subscription")
+    await said(app, "already cancelled")
+    # A refund of the renewal takes the plan away, once.
+    for _ in range(3):
+        app.tg.refunded_payment(USER, payload, "XTR", PRO_STARS, "sub-2")
+    await said(app, "payment was refunded; you are on Free now")
+    await asyncio.sleep(0.3)
+    assert sum("refunded" in t for t in texts(app)) == 1
+    assert (await our_user(app)).tier == "free"
+    assert await count(app, Payment, kind="refund") == 1
+
+
+async def test_cancel_subscription_without_a_plan(app: Harness) -> None:
+    app.tg.send_text(USER, "/cancel_subscription")
+    await said(app, "no subscription to cancel")
+
+
+async def test_paysupport_answers(app: Harness) -> None:
+    app.tg.send_text(USER, "/paysupport")
+    await said(app, "Questions about a payment")
+
+
+async def test_a_forged_buy_button_changes_nothing(app: Harness) -> None:
+    menu = await open_plan(app)
+    before = len(app.tg.calls)
+    for data in ("b:s:enterprise", "b:y:pro", "b:s:nope", "b:z:pro"):
+        query = app.tg.press(USER, menu.message_id, data, forge=True)
+        await until(lambda q=query: app.tg.callback_queries[q].answered)  # type: ignore[misc]
+    assert not app.tg.calls_of("sendInvoice")
+    assert not app.tg.calls_of("createInvoiceLink")
+    assert len([c for c in app.tg.calls[before:] if c.method == "sendMessage"]) == 0
+
+
+async def test_an_operator_grant_reaches_the_person(app: Harness) -> None:
+    app.tg.send_text(USER, "/help")
+    await said(app, "/new")
+    change = await grant(app.services, f"telegram:{USER}", "enterprise", 10)
+    assert change.new_tier.value == "enterprise"
+    notice = await said(app, "✅ Enterprise is active until")
+    until_day = (datetime.now(UTC) + timedelta(days=10)).strftime("%Y-%m-%d")
+    assert until_day in (notice.text or "")
+    assert (await our_user(app)).tier == "enterprise"
