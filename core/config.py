@@ -231,6 +231,9 @@ class YooKassaSettings(BaseSettings):
     receipts: bool = False
     vat_code: int = Field(default=1, ge=1, le=12)
     receipt_email: str | None = None
+    # Save the card at the first payment and renew the plan with it before its end
+    # (the person cancels with /cancel_subscription).
+    autorenew: bool = False
     allowed_ips: StrList = Field(default_factory=lambda: list(YOOKASSA_IPS))
     # X-Forwarded-For is believed only from these addresses (a reverse proxy).
     trusted_proxies: StrList = Field(default_factory=list)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -93,6 +93,8 @@ class Purchase:
     recurring: bool = False
     # Extend the period but leave the status (a late charge after a newer event).
     keep_status: bool = False
+    # Kept with the subscription (e.g. a saved payment method for renewals).
+    meta: dict[str, Any] = field(default_factory=dict)
     platform: str | None = None
     reason: Reason | None = None  # e.g. GRANT; otherwise worked out from the change
 
@@ -199,7 +201,7 @@ class SubscriptionService:
             provider_subscription_id=purchase.provider_subscription_id,
             current_period_start=now,
             current_period_end=purchase.period_end or now + purchase.period,
-            meta={"recurring": purchase.recurring},
+            meta={**purchase.meta, "recurring": purchase.recurring},
         )
         session.add(sub)
         await session.flush()
@@ -232,8 +234,9 @@ class SubscriptionService:
         if purchase.provider_subscription_id is not None:
             sub.payment_provider = purchase.provider
             sub.provider_subscription_id = purchase.provider_subscription_id
-        if purchase.recurring:
-            sub.meta = {**sub.meta, "recurring": True}
+        if purchase.recurring or purchase.meta:
+            recurring = purchase.recurring or bool(sub.meta.get("recurring"))
+            sub.meta = {**sub.meta, **purchase.meta, "recurring": recurring}
         user.tier_status = sub.status
         await self.quotas.assign_tier(session, user.id, Tier(sub.tier), reset=False)
         reason = purchase.reason or Reason.RENEWAL

@@ -101,9 +101,11 @@ class Ledger:
         amount_minor: int,
         currency: str,
         meta: dict[str, Any] | None = None,
+        idempotence_key: str | None = None,
     ) -> Order:
         """A new order with its own idempotence key: every retry of the provider call
-        for this order sends the same key, so the provider charges once."""
+        for this order sends the same key, so the provider charges once. A key given
+        here that is taken already raises IntegrityError (that order exists)."""
         order_id = uuid.uuid4()
         row = PaymentOrder(
             id=order_id,
@@ -112,7 +114,7 @@ class Ledger:
             tier=tier.value,
             amount_minor=amount_minor,
             currency=currency,
-            idempotence_key=order_id.hex,
+            idempotence_key=idempotence_key or order_id.hex,
             status="created",
             meta=meta or {},
         )
@@ -123,6 +125,13 @@ class Ledger:
     async def order(self, order_id: uuid.UUID) -> Order | None:
         async with self.db.read() as session:
             row = await session.get(PaymentOrder, order_id)
+        return _order(row) if row is not None else None
+
+    async def order_by_key(self, idempotence_key: str) -> Order | None:
+        async with self.db.read() as session:
+            row = await session.scalar(
+                select(PaymentOrder).where(PaymentOrder.idempotence_key == idempotence_key)
+            )
         return _order(row) if row is not None else None
 
     async def order_by_payment(self, provider: str, payment_id: str) -> Order | None:
@@ -146,6 +155,18 @@ class Ledger:
                 .where(PaymentOrder.id == order_id)
                 .values(provider_payment_id=payment_id, status=status)
             )
+
+    async def move_order(self, order_id: uuid.UUID, old: str, new: str) -> bool:
+        """Change the order's status only if it is still `old`: of several callers,
+        exactly one gets True (the one that may go on to charge)."""
+        async with self.db.write() as session:
+            moved = await session.execute(
+                update(PaymentOrder)
+                .where(PaymentOrder.id == order_id, PaymentOrder.status == old)
+                .values(status=new)
+                .returning(PaymentOrder.id)
+            )
+            return moved.first() is not None
 
     async def mark_order(self, order_id: uuid.UUID, status: str) -> None:
         async with self.db.write() as session:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 EXPIRE_EVERY = timedelta(minutes=5)
 REMIND_EVERY = timedelta(hours=1)
 RETRY_EVERY = timedelta(minutes=5)
+RENEW_EVERY = timedelta(hours=1)
+RENEW_BEFORE = timedelta(days=1)  # saved cards are charged this long before the end
 
 
 class RunLock:
@@ -128,6 +130,14 @@ class PlanScheduler:
                 return 0
             return await self.payments.yookassa.retry_unprocessed()
 
+    async def renew(self) -> int:
+        if self.payments.yookassa is None:
+            return 0
+        async with self.lock.hold("renew-yookassa", ttl=RENEW_EVERY.total_seconds()) as got:
+            if not got:
+                return 0
+            return await self.payments.yookassa.renew_due(RENEW_BEFORE)
+
     def _job(self, work: Callable[[], Awaitable[int]], name: str) -> Callable[[], Any]:
         async def run() -> None:
             try:
@@ -143,6 +153,7 @@ class PlanScheduler:
             (self.expire, EXPIRE_EVERY, "expire"),
             (self.remind, REMIND_EVERY, "remind"),
             (self.retry_notifications, RETRY_EVERY, "retry-notifications"),
+            (self.renew, RENEW_EVERY, "renew"),
         )
         for work, every, name in jobs:
             scheduler.add_job(

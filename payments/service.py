@@ -42,7 +42,7 @@ class Payments:
             provider_currency=pay.telegram_provider_currency.upper() if provider_on else None,
         )
         yookassa = (
-            YooKassaProvider(settings.yookassa, services.db, ledger, plans)
+            YooKassaProvider(settings.yookassa, services.db, ledger, services.subscriptions, plans)
             if settings.yookassa.configured
             else None
         )

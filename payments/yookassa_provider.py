@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from yookassa import Configuration
 from yookassa import Payment as YooPayment
 from yookassa import Refund as YooRefund
@@ -26,8 +27,8 @@ from yookassa import Refund as YooRefund
 from core.clock import utcnow
 from core.config import YooKassaSettings
 from core.db.engine import Database
-from core.db.models import WebhookEvent
-from core.subscriptions import Purchase
+from core.db.models import Subscription, WebhookEvent
+from core.subscriptions import Purchase, Reason, Status, SubscriptionService
 from core.tiers import Tier
 from payments.ledger import Ledger, LedgerEntry, Order
 from payments.plans import PlanCatalog
@@ -80,9 +81,15 @@ def _attr(obj: Any, *path: str) -> Any:
 
 class YooKassaProvider:
     def __init__(
-        self, settings: YooKassaSettings, db: Database, ledger: Ledger, plans: PlanCatalog
+        self,
+        settings: YooKassaSettings,
+        db: Database,
+        ledger: Ledger,
+        subscriptions: SubscriptionService,
+        plans: PlanCatalog,
     ) -> None:
         self.settings = settings
+        self.subscriptions = subscriptions
         self.db = db
         self.ledger = ledger
         self.plans = plans
@@ -116,16 +123,24 @@ class YooKassaProvider:
         await self.ledger.attach_payment(order.id, str(created.id))
         return Checkout(str(url), str(created.id))
 
-    def _payment_params(self, order: Order, plan_name: str) -> dict[str, Any]:
+    def _payment_params(
+        self, order: Order, plan_name: str, *, saved_method: str | None = None
+    ) -> dict[str, Any]:
         amount = {"value": _kopecks_to_decimal(order.amount_minor), "currency": "RUB"}
         description = f"OneAI {plan_name}, 30 days"
         params: dict[str, Any] = {
             "amount": amount,
             "capture": True,
-            "confirmation": {"type": "redirect", "return_url": self.settings.return_url},
             "description": description,
             "metadata": {"order_id": order.id.hex, "user_id": str(order.user_id)},
         }
+        if saved_method is not None:
+            # A renewal: charged to the saved card, nobody to redirect.
+            params["payment_method_id"] = saved_method
+        else:
+            params["confirmation"] = {"type": "redirect", "return_url": self.settings.return_url}
+            if self.settings.autorenew:
+                params["save_payment_method"] = True
         if self.settings.receipts:
             customer = {"email": self.settings.receipt_email} if self.settings.receipt_email else {}
             params["receipt"] = {
@@ -239,6 +254,15 @@ class YooKassaProvider:
             )
             return True
         platform = str(order.meta.get("platform") or "") or None
+        method_id = _attr(payment, "payment_method", "id")
+        saved = bool(_attr(payment, "payment_method", "saved")) and self.settings.autorenew
+        purchase = Purchase(
+            tier=order.tier,
+            provider=PROVIDER,
+            platform=platform,
+            recurring=saved,
+            meta={"payment_method_id": str(method_id), "platform": platform} if saved else {},
+        )
         await self.ledger.settle(
             LedgerEntry(
                 provider=PROVIDER,
@@ -249,7 +273,7 @@ class YooKassaProvider:
                 currency=currency,
                 tier=order.tier,
                 order_id=order.id,
-                purchase=Purchase(tier=order.tier, provider=PROVIDER, platform=platform),
+                purchase=purchase,
                 platform=platform,
                 payload={"status": status},
             )
@@ -281,6 +305,79 @@ class YooKassaProvider:
             )
         )
         return True
+
+    async def renew_due(self, before: timedelta) -> int:
+        """Charge saved cards for plans that end within `before` and were not
+        cancelled. One order per subscription and period (its idempotence key says
+        which), so a rerun or a second process never charges twice."""
+        if not self.settings.autorenew:
+            return 0
+        now = utcnow()
+        async with self.db.read() as session:
+            due = (
+                await session.scalars(
+                    select(Subscription).where(
+                        Subscription.is_current,
+                        Subscription.payment_provider == PROVIDER,
+                        Subscription.cancel_at_period_end.is_(False),
+                        Subscription.current_period_end > now,
+                        Subscription.current_period_end <= now + before,
+                    )
+                )
+            ).all()
+        charged = 0
+        for sub in due:
+            method = sub.meta.get("payment_method_id")
+            plan = self.plans.get(sub.tier)
+            amount = plan.price("RUB") if plan is not None else None
+            if not method or plan is None or amount is None:
+                continue
+            key = f"renew-{sub.id}-{int(sub.current_period_end.timestamp())}"
+            order = await self.ledger.order_by_key(key)
+            if order is None:
+                try:
+                    order = await self.ledger.create_order(
+                        sub.user_id,
+                        PROVIDER,
+                        plan.tier,
+                        amount,
+                        "RUB",
+                        meta={"platform": sub.meta.get("platform"), "renews": sub.id},
+                        idempotence_key=key,
+                    )
+                except IntegrityError:
+                    continue  # another process made it a moment ago
+            # One caller charges; a failed call puts the order back for the next run,
+            # which sends the same idempotence key.
+            if not await self.ledger.move_order(order.id, "created", "charging"):
+                continue
+            try:
+                params = self._payment_params(order, plan.name, saved_method=str(method))
+                created = await self.sdk.call(YooPayment.create, params, order.idempotence_key)
+            except Exception:
+                log.exception("yookassa renewal of subscription %d failed; will retry", sub.id)
+                await self.ledger.move_order(order.id, "charging", "created")
+                continue
+            await self.ledger.attach_payment(order.id, str(created.id))
+            if str(created.status) in ("succeeded", "canceled"):
+                await self._payment(str(created.id))
+            if str(created.status) == "canceled":
+                await self._declined(sub.id)
+                continue
+            charged += 1
+        return charged
+
+    async def _declined(self, subscription_id: int) -> None:
+        """The saved card was refused: the person is told the plan will end."""
+        async with self.db.write() as session:
+            sub = await session.get(Subscription, subscription_id)
+            if sub is None or not sub.is_current:
+                return
+            platform = str(sub.meta.get("platform") or "") or None
+            await self.subscriptions.set_status(
+                session, sub, Status.UNPAID, Reason.UNPAID, platform=platform
+            )
+        self.ledger.outbox.wake()
 
     async def retry_unprocessed(self, older_than_seconds: float = 60.0) -> int:
         """Events whose processing failed or was cut off by a restart."""

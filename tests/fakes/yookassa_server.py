@@ -79,6 +79,9 @@ class FakeYooKassa:
         self.refunds: dict[str, dict[str, Any]] = {}
         # Idempotence-Key -> (request body, payment id) of the first create.
         self._by_key: dict[str, tuple[dict[str, Any], str]] = {}
+        # Payments that asked to save their card, and the cards saved so far.
+        self.saving: set[str] = set()
+        self.decline_saved = False  # charges to saved cards are refused
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -161,7 +164,8 @@ class FakeYooKassa:
         payment["payment_method"] = {
             "type": "bank_card",
             "id": payment_id,
-            "saved": False,
+            # A card is saved when the payment asked for it (save_payment_method).
+            "saved": payment_id in self.saving,
             "title": "Bank card *4444",
             "card": {
                 "first6": "555555",
@@ -172,6 +176,14 @@ class FakeYooKassa:
             },
         }
         return payment
+
+    @property
+    def saved_methods(self) -> set[str]:
+        return {
+            str(p["payment_method"]["id"])
+            for p in self.payments.values()
+            if p.get("payment_method", {}).get("saved")
+        }
 
     def cancel(self, payment_id: str) -> dict[str, Any]:
         payment = self.payments[payment_id]
@@ -268,6 +280,9 @@ class FakeYooKassa:
         amount = call.body.get("amount")
         if not isinstance(amount, dict) or "value" not in amount or "currency" not in amount:
             return _error(400, "invalid_request", "Amount is required", "amount")
+        method = call.body.get("payment_method_id")
+        if method is not None and method not in self.saved_methods:
+            return _error(400, "invalid_request", "Unknown payment method", "payment_method_id")
         payment_id = str(uuid.uuid4())
         payment: dict[str, Any] = {
             "id": payment_id,
@@ -291,6 +306,22 @@ class FakeYooKassa:
                 payment["confirmation"]["return_url"] = confirmation["return_url"]
         self.payments[payment_id] = payment
         self._by_key[key] = (call.body, payment_id)
+        if call.body.get("save_payment_method") is True:
+            self.saving.add(payment_id)
+        saved = call.body.get("payment_method_id")
+        if saved is not None:
+            # A charge to a saved card: no confirmation, decided at once.
+            if saved not in self.saved_methods:
+                return _error(
+                    400, "invalid_request", "Payment method not found", "payment_method_id"
+                )
+            payment.pop("confirmation", None)
+            if self.decline_saved:
+                self.cancel(payment_id)
+            else:
+                self.succeed(payment_id)
+                payment["payment_method"]["id"] = saved
+                payment["payment_method"]["saved"] = True
         return web.json_response(payment)
 
     async def _get_payment(self, request: web.Request) -> web.Response:

@@ -7,14 +7,20 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from bot.telegram.callbacks import Buy, PayMethod
+from core.config import PaymentSettings, YooKassaSettings
 from core.db.models import OutboxMessage, Payment, Subscription, SubscriptionHistory, User
 from core.grants import grant
-from tests.fakes.telegram_server import Call, StoredMessage
-from tests.telegram.conftest import USER, Harness, until
+from core.services import Services
+from tests.fakes.llm_server import FakeLLM
+from tests.fakes.telegram_server import Call, FakeTelegram, StoredMessage
+from tests.fakes.yookassa_server import FakeYooKassa
+from tests.telegram.conftest import USER, Harness, start_harness, stop_harness, until
 
 PRO_STARS = 500
 STARS = Buy(method=PayMethod.STARS, tier="pro").pack()
@@ -234,3 +240,42 @@ async def test_an_operator_grant_reaches_the_person(app: Harness) -> None:
     until_day = (datetime.now(UTC) + timedelta(days=10)).strftime("%Y-%m-%d")
     assert until_day in (notice.text or "")
     assert (await our_user(app)).tier == "enterprise"
+
+
+async def test_provider_invoice_and_yookassa_link_when_the_operator_turns_them_on(
+    services: Services, tg: FakeTelegram, fake_llm: FakeLLM
+) -> None:
+    async with FakeYooKassa(shop_id="shop", secret_key="key") as yoo:
+        settings = services.settings.__dict__  # the sections are cached properties
+        # The token is read under its documented name, TELEGRAM_PAYMENT_PROVIDER_TOKEN.
+        token: dict[str, Any] = {"TELEGRAM_PAYMENT_PROVIDER_TOKEN": "284685063:TEST:abc"}
+        settings["payments"] = PaymentSettings(
+            **token,
+            telegram_provider_enabled=True,
+            telegram_provider_currency="RUB",
+            links_in_telegram=True,
+        )
+        settings["yookassa"] = YooKassaSettings(
+            shop_id="shop", secret_key=SecretStr("key"), api_url=yoo.api_url
+        )
+        app = await start_harness(services, tg, fake_llm)
+        try:
+            menu = await open_plan(app)
+            methods = [str(b["callback_data"]) for b in menu.buttons]
+            assert methods == [STARS, MONTHLY, "b:p:pro", "b:y:pro"]
+            invoice = await invoice_for(app, "b:p:pro")
+            assert invoice.params["currency"] == "RUB"
+            assert invoice.params["provider_token"] == "284685063:TEST:abc"
+            assert [p["amount"] for p in invoice.params["prices"]] == [99000]
+            await open_plan(app)
+            menu = [m for m in app.bot_messages() if m.buttons][-1]
+            app.tg.press(USER, menu.message_id, "b:y:pro")
+            link = await said(app, "Pay on the provider's page")
+            (button,) = link.buttons
+            assert str(button["url"]).startswith("http")
+            (create,) = yoo.create_requests
+            assert create.body["amount"] == {"value": "990.00", "currency": "RUB"}
+            assert create.body["capture"] is True
+            assert create.idempotence_key
+        finally:
+            await stop_harness(app)
