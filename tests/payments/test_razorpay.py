@@ -27,6 +27,7 @@ from core.db.models import (
 )
 from core.quotas import QuotaService
 from core.tiers import TIERS, QuotaKey, Tier
+from payments.plans import PlanCatalog
 from payments.razorpay_provider import RazorpayProvider
 from payments.service import RAZORPAY_PATH
 from tests.fakes.razorpay_server import FakeRazorpay
@@ -471,6 +472,19 @@ async def test_unknown_subscription_is_rejected(rzp: PaymentStack) -> None:
     user_id = await new_user(rzp.services)
     await subscribed(rzp, user_id)
     body = event("subscription.activated", "sub_nobodys", created_at=1, payment_id="pay_x")
+
+    answer = await post_event(rzp, body)
+
+    assert answer.status == 400
+    await _rejected(rzp, answer, user_id)
+
+
+async def test_a_plan_no_longer_sold_is_rejected(rzp: PaymentStack) -> None:
+    """The operator took the plan off sale after the subscription was created."""
+    user_id = await new_user(rzp.services)
+    sub_id = await subscribed(rzp, user_id)
+    provider(rzp).plans = PlanCatalog.parse({"enterprise": {"inr": 1}})
+    body = event("subscription.activated", sub_id, created_at=1, payment_id="pay_y")
 
     answer = await post_event(rzp, body)
 

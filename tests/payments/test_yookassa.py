@@ -551,3 +551,30 @@ async def test_malformed_notification_is_400(
 
     assert answer.status == 400
     await _nothing_happened(yoo, fake_yookassa, payment_id)
+
+
+async def test_fiscal_receipt_goes_with_the_payment_when_enabled(
+    start_stack: StartStack, fake_yookassa: FakeYooKassa
+) -> None:
+    stack = await start_stack(
+        yookassa=yookassa_settings(
+            fake_yookassa, receipts=True, receipt_email="buyer@example.com", vat_code=4
+        )
+    )
+    user_id = await new_user(stack.services)
+    await checkout(stack, user_id)
+    (create,) = fake_yookassa.create_requests
+    receipt = create.body["receipt"]
+    assert receipt["customer"] == {"email": "buyer@example.com"}
+    (item,) = receipt["items"]
+    assert item["amount"] == {"value": PRICE_TEXT, "currency": "RUB"}
+    assert item["vat_code"] == 4
+    assert float(item["quantity"]) == 1
+    assert create.body["amount"] == {"value": PRICE_TEXT, "currency": "RUB"}
+    assert create.body["capture"] is True
+    assert create.body["confirmation"]["return_url"] == "https://t.me/oneai_bot"
+
+
+async def test_no_receipt_unless_enabled(yoo: PaymentStack, fake_yookassa: FakeYooKassa) -> None:
+    await checkout(yoo, await new_user(yoo.services))
+    assert "receipt" not in fake_yookassa.create_requests[0].body
