@@ -36,10 +36,11 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.base import LocalServer
 
 DEFAULT_TEXT = "Hello! How can I help?"
 
@@ -179,7 +180,7 @@ class _ClientGone(Exception):
     """The client closed the connection (or the server is stopping) mid-answer."""
 
 
-class FakeLLM:
+class FakeLLM(LocalServer):
     """The server. Use `async with FakeLLM() as llm:` or `start()` / `stop()`."""
 
     def __init__(
@@ -190,57 +191,32 @@ class FakeLLM:
         default: Reply | None = None,
         models: list[dict[str, Any]] | None = None,
     ) -> None:
+        super().__init__(host, port)
         self.default = default if default is not None else Reply()
         self.models = models if models is not None else copy.deepcopy(DEFAULT_MODELS)
         self.models_status = 200  # set to e.g. 500 to make GET /models fail
         self.models_requests = 0
         self.requests: list[RecordedRequest] = []
-        self._host = host
-        self._port = port
         self._script: deque[Reply] = deque()
-        self._runner: web.AppRunner | None = None
         self._stopping = False
         self._ids = itertools.count(1)
         self._arrived = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
-        # Short shutdown: a stalled answer must not hold up the end of a test.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+
+    async def start(self) -> None:
+        await super().start()
         self._stopping = False
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        await super().stop()
 
     # -- scripting and inspection ----------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """Root URL, e.g. http://127.0.0.1:53412."""
-        return f"http://{self._host}:{self._port}"
 
     @property
     def base_url(self) -> str:

@@ -18,10 +18,11 @@ import itertools
 import json
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.base import LocalServer
 
 
 @dataclass
@@ -38,7 +39,7 @@ def _error(status: int, code: str, description: str) -> web.Response:
     return web.json_response(body, status=status)
 
 
-class FakeRazorpay:
+class FakeRazorpay(LocalServer):
     """The server. Use `async with FakeRazorpay() as rzp:` or `start()` / `stop()`."""
 
     def __init__(
@@ -49,52 +50,22 @@ class FakeRazorpay:
         key_id: str | None = None,
         key_secret: str | None = None,
     ) -> None:
+        super().__init__(host, port)
         self.key_id = key_id
         self.key_secret = key_secret
         self.calls: list[RecordedCall] = []
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.create_status = 200  # set to e.g. 500 to make creates fail
-        self._host = host
-        self._port = port
-        self._runner: web.AppRunner | None = None
         self._ids = itertools.count(1)
 
     # -- lifecycle --------------------------------------------------------------
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/subscriptions", self._create)
         app.router.add_get("/v1/subscriptions/{sub_id}", self._fetch)
         app.router.add_post("/v1/subscriptions/{sub_id}/cancel", self._cancel)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- inspection -------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """What RazorpaySettings.api_url takes (the SDK adds /v1/...)."""
-        return f"http://{self._host}:{self._port}"
 
     def calls_to(self, method: str, path: str) -> list[RecordedCall]:
         return [c for c in self.calls if c.method == method and c.path == path]

@@ -94,11 +94,12 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
+
+from tests.fakes.base import LocalServer
 
 DEFAULT_TOKEN = "123456789:AAFakeTelegramTokenForTests_0123456789"
 DEFAULT_GROUP_ID = -1001234567890
@@ -1130,7 +1131,7 @@ def _decode_form(strings: dict[str, str], uploads: dict[str, Upload]) -> JSON:
 # -- the server ----------------------------------------------------------------
 
 
-class FakeTelegram:
+class FakeTelegram(LocalServer):
     """The fake Bot API for one bot (see the module docstring)."""
 
     def __init__(
@@ -1145,6 +1146,9 @@ class FakeTelegram:
         global_per_second: float | None = 30.0,
         pre_checkout_timeout: float = 10.0,
     ) -> None:
+        # handler_cancellation: a poll whose client went away (polling stopped)
+        # must not linger and grab updates meant for the next poller.
+        super().__init__(host, port, handler_cancellation=True)
         self.token = token
         self.bot_id = int(token.split(":", 1)[0])
         self.bot_user: JSON = {
@@ -1177,9 +1181,6 @@ class FakeTelegram:
         self.allowed_updates: list[str] | None = None  # None: Telegram's default
         self.waiting_pollers = 0
 
-        self._host = host
-        self._port = port
-        self._runner: web.AppRunner | None = None
         self._closing = False
         self._change = asyncio.Event()
         self._poll_generation = 0
@@ -1220,44 +1221,21 @@ class FakeTelegram:
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def application(self) -> web.Application:
+        return web.Application(client_max_size=64 * 1024 * 1024)
+
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._on_api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._on_file)
-        # handler_cancellation: a poll whose client went away (polling stopped)
-        # must not linger and grab updates meant for the next poller.
-        self._runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=1.0, handler_cancellation=True
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+
+    async def start(self) -> None:
+        await super().start()
         self._closing = False
 
     async def stop(self) -> None:
         self._closing = True
         self._changed()  # waiting polls answer [] at once
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL for `TelegramAPIServer.from_base`, e.g. http://127.0.0.1:53412."""
-        return f"http://{self._host}:{self._port}"
+        await super().stop()
 
     # -- test controls ---------------------------------------------------------
 

@@ -24,10 +24,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.base import LocalServer
 
 
 @dataclass
@@ -59,7 +60,7 @@ def _error(status: int, code: str, description: str, parameter: str | None = Non
     return web.json_response(body, status=status)
 
 
-class FakeYooKassa:
+class FakeYooKassa(LocalServer):
     """The server. Use `async with FakeYooKassa() as yoo:` or `start()` / `stop()`."""
 
     def __init__(
@@ -71,6 +72,7 @@ class FakeYooKassa:
         secret_key: str | None = None,
         gateway_id: str = "100500",
     ) -> None:
+        super().__init__(host, port)
         self.shop_id = shop_id
         self.secret_key = secret_key
         self.gateway_id = gateway_id
@@ -82,45 +84,15 @@ class FakeYooKassa:
         # Payments that asked to save their card, and the cards saved so far.
         self.saving: set[str] = set()
         self.decline_saved = False  # charges to saved cards are refused
-        self._host = host
-        self._port = port
-        self._runner: web.AppRunner | None = None
 
     # -- lifecycle --------------------------------------------------------------
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v3/payments", self._create_payment)
         app.router.add_get("/v3/payments/{payment_id}", self._get_payment)
         app.router.add_get("/v3/refunds/{refund_id}", self._get_refund)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- inspection -------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._host}:{self._port}"
 
     @property
     def api_url(self) -> str:
