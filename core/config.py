@@ -9,7 +9,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_FILE = ".env"
@@ -136,6 +143,16 @@ class TelegramSettings(BaseSettings):
 
     _split = field_validator("admin_ids", mode="before")(_split_ids)
 
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> TelegramSettings:
+        # Without it anyone who finds the URL can post updates "from" any user.
+        if self.webhook_url and self.webhook_secret is None:
+            raise ValueError(
+                "TELEGRAM_WEBHOOK_SECRET must be set when TELEGRAM_WEBHOOK_URL is "
+                "(1-256 characters: A-Z, a-z, 0-9, _ and -)"
+            )
+        return self
+
     @field_validator("api_url", "webhook_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
@@ -240,6 +257,13 @@ class YooKassaSettings(BaseSettings):
     request_timeout: float = Field(default=15.0, gt=0)
 
     _split = field_validator("allowed_ips", "trusted_proxies", mode="before")(_split_strings)
+
+    @model_validator(mode="after")
+    def _receipt_needs_customer(self) -> YooKassaSettings:
+        # YooKassa refuses a receipt without the buyer's email or phone.
+        if self.receipts and not self.receipt_email:
+            raise ValueError("YOOKASSA_RECEIPT_EMAIL must be set when YOOKASSA_RECEIPTS is on")
+        return self
 
     @property
     def configured(self) -> bool:

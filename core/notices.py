@@ -49,4 +49,5 @@ def render_notice(lang: str | None, kind: str, payload: dict[str, Any]) -> str:
         plan=_plan_name(payload.get("tier", "free")),
         old_plan=_plan_name(payload.get("old_tier", payload.get("tier", "free"))),
         until=format_date(payload.get("period_end")),
+        price=format_price(int(payload.get("amount") or 0), str(payload.get("currency") or "XTR")),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from core.db.models import OutboxMessage
 log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 60.0
+BATCH = 10
 MAX_ATTEMPTS = 8
 
 
@@ -124,8 +126,13 @@ class Outbox:
     async def deliver_pending(self, platforms: set[str | None], deliver: Deliver) -> int:
         """Claim and deliver what is due; returns how many were sent."""
         sent = 0
-        while batch := await self.claim(platforms):
+        while batch := await self.claim(platforms, limit=BATCH):
+            claimed = time.monotonic()
             for message in batch:
+                if time.monotonic() - claimed > CLAIM_SECONDS / 2:
+                    # Slow sends (flood waits): leave the rest before the claim runs
+                    # out and another sender takes them, so none goes out twice.
+                    break
                 try:
                     await deliver(message)
                 except Undeliverable as exc:

@@ -115,8 +115,11 @@ class SubscriptionService:
     # -- reading --------------------------------------------------------------------
 
     async def current(self, session: AsyncSession, user_id: int) -> Subscription | None:
+        # populate_existing: what was read before the user lock may be stale by now.
         return await session.scalar(
-            select(Subscription).where(Subscription.user_id == user_id, Subscription.is_current)
+            select(Subscription)
+            .where(Subscription.user_id == user_id, Subscription.is_current)
+            .execution_options(populate_existing=True)
         )
 
     async def view(self, user_id: int) -> PlanView:
@@ -192,18 +195,22 @@ class SubscriptionService:
             reason = Reason.NEW
         else:
             reason = Reason.UPGRADE
-        sub = Subscription(
-            user_id=user_id,
-            tier=tier.value,
-            status=Status.ACTIVE,
-            is_current=True,
-            payment_provider=purchase.provider,
-            provider_subscription_id=purchase.provider_subscription_id,
-            current_period_start=now,
-            current_period_end=purchase.period_end or now + purchase.period,
-            meta={**purchase.meta, "recurring": purchase.recurring},
-        )
-        session.add(sub)
+        sub = await self._provider_row(session, user_id, purchase)
+        if sub is None:
+            sub = Subscription(user_id=user_id, payment_provider=purchase.provider)
+            session.add(sub)
+        # A provider subscription that lapsed here (expired, replaced) and is paid
+        # again comes back as the same row: it is one subscription at the provider.
+        sub.tier = tier.value
+        sub.status = Status.ACTIVE
+        sub.is_current = True
+        sub.provider_subscription_id = purchase.provider_subscription_id
+        sub.current_period_start = now
+        sub.current_period_end = purchase.period_end or now + purchase.period
+        sub.cancel_at_period_end = False
+        sub.canceled_at = None
+        sub.reminded_at = None
+        sub.meta = {**purchase.meta, "recurring": purchase.recurring}
         await session.flush()
         user.tier = tier.value
         user.tier_status = Status.ACTIVE
@@ -211,6 +218,34 @@ class SubscriptionService:
         await self.quotas.assign_tier(session, user_id, tier, reset=tier.rank >= old_tier.rank)
         kind = "plan.downgraded" if tier.rank < old_tier.rank else "plan.activated"
         return self._record(session, user, sub, old_tier, reason, kind, purchase.platform)
+
+    async def _provider_row(
+        self, session: AsyncSession, user_id: int, purchase: Purchase
+    ) -> Subscription | None:
+        if purchase.provider_subscription_id is None:
+            return None
+        return await session.scalar(
+            select(Subscription)
+            .where(
+                Subscription.user_id == user_id,
+                Subscription.payment_provider == purchase.provider,
+                Subscription.provider_subscription_id == purchase.provider_subscription_id,
+            )
+            .execution_options(populate_existing=True)
+        )
+
+    async def live_recurring(self, session: AsyncSession, user_id: int) -> Subscription | None:
+        """The plan a provider renews on its own, if one is live and not cancelled:
+        a second one would bill the person twice for one plan."""
+        sub = await self.current(session, user_id)
+        if (
+            sub is not None
+            and sub.meta.get("recurring")
+            and not sub.cancel_at_period_end
+            and sub.status in LIVE
+        ):
+            return sub
+        return None
 
     async def _extend(
         self,
@@ -231,9 +266,21 @@ class SubscriptionService:
             sub.reminded_at = None
         if not purchase.keep_status:
             sub.status = Status.CANCELLED if sub.cancel_at_period_end else Status.ACTIVE
-        if purchase.provider_subscription_id is not None:
-            sub.payment_provider = purchase.provider
-            sub.provider_subscription_id = purchase.provider_subscription_id
+        new_id = purchase.provider_subscription_id
+        if new_id is not None and new_id != sub.provider_subscription_id:
+            if sub.meta.get("recurring") and sub.provider_subscription_id is not None:
+                # Cancelling must reach the subscription that renews: keep its id.
+                log.warning(
+                    "user %d: %s %s paid while %s %s renews; keeping the latter",
+                    user.id,
+                    purchase.provider,
+                    new_id,
+                    sub.payment_provider,
+                    sub.provider_subscription_id,
+                )
+            else:
+                sub.payment_provider = purchase.provider
+                sub.provider_subscription_id = new_id
         if purchase.recurring or purchase.meta:
             recurring = purchase.recurring or bool(sub.meta.get("recurring"))
             sub.meta = {**sub.meta, **purchase.meta, "recurring": recurring}
@@ -251,13 +298,18 @@ class SubscriptionService:
         reason: Reason,
         *,
         subscription_id: int | None = None,
+        due_before: datetime | None = None,
         platform: str | None = None,
     ) -> PlanChange | None:
         """Back to free (expiry, refund). With `subscription_id`, only if that row is
-        still the current one: a refund of a plan already replaced changes nothing."""
+        still the current one: a refund of a plan already replaced changes nothing.
+        With `due_before`, only if the period still ends by then (checked under the
+        lock, so a renewal that committed a moment ago wins)."""
         user = await self._lock_user(session, user_id)
         sub = await self.current(session, user_id)
         if sub is None or (subscription_id is not None and sub.id != subscription_id):
+            return None
+        if due_before is not None and sub.current_period_end > due_before:
             return None
         old_tier = Tier(user.tier)
         sub.is_current = False
@@ -367,10 +419,9 @@ class SubscriptionService:
         changes = []
         for sub_id, user_id in due:
             async with self.db.write() as session:
-                sub = await self.current(session, user_id)
-                if sub is None or sub.id != sub_id or sub.current_period_end > cutoff:
-                    continue
-                change = await self.end(session, user_id, Reason.EXPIRY, subscription_id=sub_id)
+                change = await self.end(
+                    session, user_id, Reason.EXPIRY, subscription_id=sub_id, due_before=cutoff
+                )
             if change is not None:
                 changes.append(change)
         if changes:

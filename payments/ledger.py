@@ -181,7 +181,7 @@ class Ledger:
         transaction. A key already taken means this was applied before."""
         async with self.db.write() as session:
             settled = await self.settle_in(session, entry)
-        if settled.change is not None:
+        if not settled.duplicate:
             self.outbox.wake()
         return settled
 
@@ -198,7 +198,7 @@ class Ledger:
                 .where(Payment.id == payment_id)
                 .values(subscription_id=change.subscription_id)
             )
-        if entry.order_id is not None and entry.kind != "refund":
+        if entry.order_id is not None and entry.purchase is not None:
             await session.execute(
                 update(PaymentOrder).where(PaymentOrder.id == entry.order_id).values(status="paid")
             )
@@ -255,7 +255,33 @@ class Ledger:
             )
         if entry.purchase is None:
             return None
-        return await self.subscriptions.activate(session, entry.user_id, entry.purchase)
+        if entry.order_id is not None and entry.purchase.provider_subscription_id is not None:
+            # The order remembers the provider's subscription, so a renewal that
+            # finds no plan here (it lapsed) still knows what it renews.
+            await session.execute(
+                update(PaymentOrder)
+                .where(
+                    PaymentOrder.id == entry.order_id,
+                    PaymentOrder.provider_payment_id.is_(None),
+                )
+                .values(provider_payment_id=entry.purchase.provider_subscription_id)
+            )
+        change = await self.subscriptions.activate(session, entry.user_id, entry.purchase)
+        if change is None:
+            # Money for a smaller plan than the live one: nothing to give, so the
+            # person hears it and support can refund it.
+            self.outbox.add(
+                session,
+                entry.user_id,
+                "plan.payment_unused",
+                {
+                    "tier": entry.purchase.tier.value,
+                    "amount": entry.amount_minor,
+                    "currency": entry.currency,
+                },
+                platform=entry.platform,
+            )
+        return change
 
     async def is_recorded(self, provider: str, charge_id: str) -> bool:
         async with self.db.read() as session:

@@ -63,6 +63,11 @@ class PlanCatalog:
                 raise PlanConfigError(f"{where}: unknown tier {name!r}") from None
             if tier is Tier.FREE:
                 raise PlanConfigError(f"{where}: the free tier is not for sale")
+            if tier is Tier.ENTERPRISE:
+                raise PlanConfigError(
+                    f"{where}: enterprise is priced individually and granted "
+                    "(oneai grant), not sold in the chat"
+                )
             if not isinstance(prices, dict) or not prices:
                 raise PlanConfigError(f"{where}: {name}: expected prices by currency")
             parsed: dict[str, int] = {}

@@ -263,6 +263,17 @@ class RazorpayProvider:
     ) -> bool:
         sub_id = str(sub["id"])
         platform = str(order.meta.get("platform") or "") or None
+        amount = int(payment.get("amount") or 0)
+        if payment and amount != order.amount_minor:
+            # Razorpay charges its plan's amount; ours is what people were shown.
+            log.error(
+                "razorpay %s charged %d for %s, but the plan is priced %d: check "
+                "RAZORPAY_PLAN_IDS against the plans file",
+                sub_id,
+                amount,
+                order.tier,
+                order.amount_minor,
+            )
         settled = await self.ledger.settle_in(
             session,
             LedgerEntry(
@@ -271,7 +282,7 @@ class RazorpayProvider:
                 charge_id=str(payment.get("id") or f"activation:{sub_id}"),
                 kind="renewal" if ours is not None else "payment",
                 user_id=order.user_id,
-                amount_minor=int(payment.get("amount") or 0),
+                amount_minor=amount,
                 currency=str(payment.get("currency") or "INR"),
                 tier=Tier(order.tier),
                 order_id=order.id,

@@ -49,6 +49,20 @@ class PaidInvoice:
     subscription_expiration_date: int | None = None
 
 
+async def purchase_refusal(
+    subscriptions: SubscriptionService, user_id: int, tier: Tier, *, recurring: bool
+) -> str | None:
+    """Why this person should not buy `tier` now (i18n key), or None. A smaller plan
+    than the live one would give nothing; a second renewing subscription would bill
+    twice for one plan."""
+    view = await subscriptions.view(user_id)
+    if view.period_end is not None and tier.rank < view.tier.rank:
+        return "pay.error.lower_plan"
+    if recurring and view.recurring and not view.cancel_at_period_end:
+        return "pay.error.already_renewing"
+    return None
+
+
 class TelegramInvoices:
     def __init__(
         self,
@@ -106,14 +120,21 @@ class TelegramInvoices:
         order = await self._order_of(payload)
         if order is None or order.user_id != user_id:
             return "pay.error.unknown_order"
-        if self.plans.get(order.tier) is None:
+        plan = self.plans.get(order.tier)
+        if plan is None:
             return "pay.error.not_for_sale"
-        if order.currency != currency or order.amount_minor != total_amount:
+        if (
+            order.currency != currency
+            or order.amount_minor != total_amount
+            or plan.price(currency) != total_amount
+        ):
             return "pay.error.price_changed"
         user = await self.accounts.get(user_id)
         if user is None or user.is_banned:
             return "pay.error.banned"
-        return None
+        return await purchase_refusal(
+            self.subscriptions, user_id, order.tier, recurring=bool(order.meta.get("recurring"))
+        )
 
     async def paid(self, paid: PaidInvoice) -> Settled | None:
         """A successful payment: the ledger row and the plan, once. None if the
@@ -128,11 +149,18 @@ class TelegramInvoices:
             if paid.subscription_expiration_date
             else None
         )
+        # The first charge names a Stars subscription (editUserStarSubscription takes
+        # it); renewals carry their own charge ids, and the order keeps the first.
+        if renewal:
+            subscription_id = order.provider_payment_id
+        elif recurring:
+            subscription_id = paid.charge_id
+        else:
+            subscription_id = None
         purchase = Purchase(
             tier=order.tier,
             provider=order.provider,
-            # The first charge names the Stars subscription (editUserStarSubscription).
-            provider_subscription_id=None if renewal else paid.charge_id,
+            provider_subscription_id=subscription_id,
             period_end=period_end,
             recurring=recurring,
             platform="telegram",

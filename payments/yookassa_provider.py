@@ -17,12 +17,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import requests
 from aiohttp import web
+from requests.adapters import HTTPAdapter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from urllib3.util.retry import Retry
 from yookassa import Configuration
 from yookassa import Payment as YooPayment
 from yookassa import Refund as YooRefund
+from yookassa.client import ApiClient
 
 from core.clock import utcnow
 from core.config import YooKassaSettings
@@ -50,6 +54,46 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class YooKassaError(Exception):
     pass
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """requests with a timeout: the SDK sets none, and a hung connection would hold
+    a worker thread for good after asyncio.timeout gave up on it."""
+
+    def __init__(self, timeout: float, **kwargs: Any) -> None:
+        self.timeout = timeout
+        super().__init__(**kwargs)
+
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return super().send(request, **kwargs)
+
+
+def _bound_sdk_requests(timeout: float) -> None:
+    """The SDK builds a requests session per call (ApiClient.get_session): build it
+    the SDK's way (retries on 202 Accepted, same backoff) with a timeout."""
+
+    def get_session(client: ApiClient) -> requests.Session:
+        session = requests.Session()
+        # Retried: 202 Accepted (the SDK's intent). Not retried: a timed-out
+        # call, so a hung provider holds a worker for one timeout, not several.
+        retries = Retry(
+            total=client.max_attempts,
+            connect=0,
+            read=0,
+            backoff_factor=client.timeout / 1000,
+            allowed_methods=["POST"],
+            status_forcelist=[202],
+        )
+        adapter = _TimeoutAdapter(timeout, max_retries=retries)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
+    ApiClient.get_session = get_session
 
 
 @dataclass(frozen=True)
@@ -101,6 +145,7 @@ class YooKassaProvider:
         Configuration.configure(
             settings.shop_id, secret, api_url=settings.api_url.rstrip("/"), max_attempts=3
         )
+        _bound_sdk_requests(settings.request_timeout)
         self._tasks: set[asyncio.Task[bool]] = set()
 
     def sells(self, tier: Tier) -> bool:
@@ -252,6 +297,21 @@ class YooKassaProvider:
                 order.amount_minor,
                 order.currency,
             )
+            # The money is on record all the same, for support to settle by hand.
+            await self.ledger.settle(
+                LedgerEntry(
+                    provider=PROVIDER,
+                    charge_id=str(payment.id),
+                    kind="payment",
+                    user_id=order.user_id,
+                    amount_minor=amount,
+                    currency=currency,
+                    status="amount_mismatch",
+                    tier=order.tier,
+                    order_id=order.id,
+                    payload={"expected": order.amount_minor, "expected_currency": order.currency},
+                )
+            )
             return True
         platform = str(order.meta.get("platform") or "") or None
         method_id = _attr(payment, "payment_method", "id")
@@ -351,6 +411,9 @@ class YooKassaProvider:
             # which sends the same idempotence key.
             if not await self.ledger.move_order(order.id, "created", "charging"):
                 continue
+            if await self._cancelled_since(sub.id):
+                await self.ledger.move_order(order.id, "charging", "skipped")
+                continue
             try:
                 params = self._payment_params(order, plan.name, saved_method=str(method))
                 created = await self.sdk.call(YooPayment.create, params, order.idempotence_key)
@@ -366,6 +429,12 @@ class YooKassaProvider:
                 continue
             charged += 1
         return charged
+
+    async def _cancelled_since(self, subscription_id: int) -> bool:
+        """A /cancel_subscription that committed after the due list was read."""
+        async with self.db.read() as session:
+            sub = await session.get(Subscription, subscription_id)
+            return sub is None or not sub.is_current or sub.cancel_at_period_end
 
     async def _declined(self, subscription_id: int) -> None:
         """The saved card was refused: the person is told the plan will end."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from core.config import (
     SECTIONS,
@@ -12,10 +13,12 @@ from core.config import (
     DatabaseSettings,
     LLMSettings,
     TelegramSettings,
+    YooKassaSettings,
     env_names,
     load_settings,
 )
 from core.services import RedisUnavailable, check_redis
+from payments.plans import PlanCatalog, PlanConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,3 +95,31 @@ async def test_reachable_redis_passes(redis_url: str | None) -> None:
     if redis_url is None:
         pytest.skip("TEST_REDIS_URL not set (the PostgreSQL + Redis run sets it)")
     await check_redis(redis_url)
+
+
+def test_webhook_mode_needs_a_secret() -> None:
+    with pytest.raises(ValidationError, match="TELEGRAM_WEBHOOK_SECRET must be set"):
+        TelegramSettings(webhook_url="https://bot.example.com")
+    TelegramSettings(webhook_url="https://bot.example.com", webhook_secret="s3cret")
+
+
+def test_receipts_need_a_buyer_email() -> None:
+    with pytest.raises(ValidationError, match="YOOKASSA_RECEIPT_EMAIL must be set"):
+        YooKassaSettings(receipts=True)
+    YooKassaSettings(receipts=True, receipt_email="buyer@example.com")
+
+
+def test_plans_are_integers_and_enterprise_is_not_sold() -> None:
+    catalog = PlanCatalog.load()
+    pro = catalog.get("pro")
+    assert pro is not None and pro.prices == {"XTR": 500, "RUB": 99000, "INR": 84900}
+    for raw, message in [
+        ({"enterprise": {"xtr": 1}}, "granted"),
+        ({"free": {"xtr": 1}}, "not for sale"),
+        ({"pro": {"xtr": 9.99}}, "positive integer"),
+        ({"pro": {"xtr": True}}, "positive integer"),
+        ({"pro": {"usd": 999}}, "unknown currency"),
+        ({"gold": {"xtr": 1}}, "unknown tier"),
+    ]:
+        with pytest.raises(PlanConfigError, match=message):
+            PlanCatalog.parse(raw)

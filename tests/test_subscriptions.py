@@ -313,3 +313,40 @@ async def test_outbox_only_takes_its_platforms(world: World) -> None:
 
     assert await world.outbox.deliver_pending({"telegram", None}, deliver) == 0
     assert await world.count(OutboxMessage, platform="discord") == 1
+
+
+async def test_expiry_leaves_a_plan_renewed_after_the_due_list_was_read(world: World) -> None:
+    uid = await world.user()
+    await world.buy(uid)
+    world.now.advance(days=32)
+    cutoff = world.now() - GRACE
+    await world.buy(uid)  # the renewal commits between the scan and the write
+    async with world.db.write() as session:
+        change = await world.subs.end(session, uid, Reason.EXPIRY, due_before=cutoff)
+    assert change is None
+    assert await world.tier(uid) == ("pro", "active")
+
+
+async def test_outbox_sender_leaves_a_batch_before_its_claim_runs_out(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow sends (Telegram flood waits) must not outlast the claim: another
+    process would take the rest and send them again."""
+    import core.outbox
+
+    monkeypatch.setattr(core.outbox, "CLAIM_SECONDS", 0.4)
+    uids = [await world.user(f"s{i}") for i in range(4)]
+    for uid in uids:
+        await world.buy(uid)
+    sent: list[int] = []
+
+    async def slow(message: OutgoingMessage) -> None:
+        await asyncio.sleep(0.15)
+        sent.append(message.id)
+
+    first = await world.outbox.deliver_pending({None, "telegram"}, slow)
+    assert 0 < first < 4  # stopped early; the rest stay claimed for now
+    world.now.advance(seconds=1)  # their claim ran out: the next pass takes them
+    second = await world.outbox.deliver_pending({None, "telegram"}, slow)
+    assert first + second == 4
+    assert len(sent) == len(set(sent)) == 4

@@ -17,6 +17,7 @@ body that lies about the object's state.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
@@ -84,6 +85,7 @@ class FakeYooKassa(LocalServer):
         # Payments that asked to save their card, and the cards saved so far.
         self.saving: set[str] = set()
         self.decline_saved = False  # charges to saved cards are refused
+        self.create_delay = 0.0  # seconds before answering a create
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -231,6 +233,8 @@ class FakeYooKassa(LocalServer):
 
     async def _create_payment(self, request: web.Request) -> web.Response:
         call, valid = await self._record(request)
+        if self.create_delay:
+            await asyncio.sleep(self.create_delay)  # a provider that hangs
         if not self._authorized(call):
             return _error(401, "invalid_credentials", "Authentication error")
         key = call.idempotence_key

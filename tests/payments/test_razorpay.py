@@ -26,6 +26,7 @@ from core.db.models import (
     WebhookEvent,
 )
 from core.quotas import QuotaService
+from core.subscriptions import Reason
 from core.tiers import TIERS, QuotaKey, Tier
 from payments.plans import PlanCatalog
 from payments.razorpay_provider import RazorpayProvider
@@ -483,7 +484,7 @@ async def test_a_plan_no_longer_sold_is_rejected(rzp: PaymentStack) -> None:
     """The operator took the plan off sale after the subscription was created."""
     user_id = await new_user(rzp.services)
     sub_id = await subscribed(rzp, user_id)
-    provider(rzp).plans = PlanCatalog.parse({"enterprise": {"inr": 1}})
+    provider(rzp).plans = PlanCatalog({})
     body = event("subscription.activated", sub_id, created_at=1, payment_id="pay_y")
 
     answer = await post_event(rzp, body)
@@ -667,3 +668,37 @@ async def test_reactivation_without_payment_is_a_status_change_not_a_renewal(
     assert sub.status == "active"
     assert await ledger_keys(rzp) == [("p1", "payment", PRICE_PAISE)]
     assert await history_reasons(rzp, user_id) == ["new_subscription", "unpaid", "reactivated"]
+
+
+async def test_a_charge_after_the_plan_expired_brings_the_same_row_back(
+    rzp: PaymentStack,
+) -> None:
+    """Razorpay retried the card for days; our plan expired meanwhile. The charge
+    that finally succeeds must not collide with the lapsed row of the same
+    subscription (a 500 on every retry would lose it)."""
+    user_id = await new_user(rzp.services)
+    sub_id = await subscribed(rzp, user_id)
+    await post_event(rzp, event("subscription.activated", sub_id, created_at=100, payment_id="p1"))
+    first = await current_sub(rzp, user_id)
+    async with rzp.db.write() as session:
+        change = await rzp.services.subscriptions.end(session, user_id, Reason.EXPIRY)
+    assert change is not None
+
+    late = await post_event(
+        rzp,
+        event(
+            "subscription.charged",
+            sub_id,
+            created_at=300,
+            payment_id="p2",
+            current_end=NEXT_PERIOD_END,
+        ),
+    )
+
+    assert late.status == 200
+    again = await current_sub(rzp, user_id)
+    assert again.id == first.id
+    assert (again.tier, again.status) == ("pro", "active")
+    assert again.current_period_end == datetime.fromtimestamp(NEXT_PERIOD_END, UTC)
+    assert (await rzp.counts())["subscriptions"] == 1
+    assert await history_reasons(rzp, user_id) == ["new_subscription", "expiry", "new_subscription"]

@@ -23,6 +23,7 @@ from core.db.models import (
     WebhookEvent,
 )
 from core.tiers import Tier
+from payments.sdk import ProviderTimeout
 from payments.service import YOOKASSA_PATH
 from payments.yookassa_provider import YooKassaProvider
 from tests.fakes.yookassa_server import FakeYooKassa
@@ -324,8 +325,23 @@ async def test_amount_mismatch_activates_nothing(
 
     assert answer.status == 200
     assert (await user_of(yoo, user_id)).tier == "free"
-    assert {**effects(await yoo.counts()), "webhook_events": 0} == NOTHING_WRITTEN
+    # The money is on the ledger for support, and nothing else changed.
+    assert {**effects(await yoo.counts()), "webhook_events": 0} == {
+        **NOTHING_WRITTEN,
+        "payments": 1,
+    }
+    assert await mismatched(yoo) == [(payment_id, 100, "RUB")]
     assert (await order_of(yoo, payment_id)).status == "pending"
+
+
+async def mismatched(stack: PaymentStack) -> list[tuple[str, int, str]]:
+    async with stack.db.read() as session:
+        rows = await session.execute(
+            select(Payment.provider_charge_id, Payment.amount_minor, Payment.currency).where(
+                Payment.status == "amount_mismatch", Payment.subscription_id.is_(None)
+            )
+        )
+        return [(str(a), int(b), str(c)) for a, b, c in rows.all()]
 
 
 async def test_currency_mismatch_activates_nothing(
@@ -340,7 +356,11 @@ async def test_currency_mismatch_activates_nothing(
     await provider(yoo).drain()
 
     assert (await user_of(yoo, user_id)).tier == "free"
-    assert {**effects(await yoo.counts()), "webhook_events": 0} == NOTHING_WRITTEN
+    assert {**effects(await yoo.counts()), "webhook_events": 0} == {
+        **NOTHING_WRITTEN,
+        "payments": 1,
+    }
+    assert await mismatched(yoo) == [(payment_id, PRICE_KOPECKS, "USD")]
 
 
 async def test_payment_that_is_not_ours_activates_nothing(
@@ -578,3 +598,21 @@ async def test_fiscal_receipt_goes_with_the_payment_when_enabled(
 async def test_no_receipt_unless_enabled(yoo: PaymentStack, fake_yookassa: FakeYooKassa) -> None:
     await checkout(yoo, await new_user(yoo.services))
     assert "receipt" not in fake_yookassa.create_requests[0].body
+
+
+async def test_a_hung_provider_times_out_and_frees_its_threads(
+    start_stack: StartStack, fake_yookassa: FakeYooKassa
+) -> None:
+    stack = await start_stack(yookassa=yookassa_settings(fake_yookassa, request_timeout=0.5))
+    user_id = await new_user(stack.services)
+    fake_yookassa.create_delay = 60
+    started = asyncio.get_running_loop().time()
+    results = await asyncio.gather(
+        *(checkout(stack, user_id) for _ in range(6)), return_exceptions=True
+    )
+    assert all(isinstance(r, ProviderTimeout) for r in results), results
+    assert asyncio.get_running_loop().time() - started < 5
+    # The SDK's HTTP calls time out too, so no worker thread stays stuck on them.
+    fake_yookassa.create_delay = 0
+    await asyncio.sleep(1.0)
+    assert await checkout(stack, user_id)

@@ -9,14 +9,20 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from bot.telegram.callbacks import Buy, PayMethod
 from core.config import PaymentSettings, YooKassaSettings
 from core.db.models import OutboxMessage, Payment, Subscription, SubscriptionHistory, User
 from core.grants import grant
 from core.services import Services
+from core.subscriptions import Reason
+from payments.ledger import Settled
+from payments.plans import PlanCatalog
+from payments.stars import PaidInvoice, TelegramInvoices
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.telegram_server import Call, FakeTelegram, StoredMessage
 from tests.fakes.yookassa_server import FakeYooKassa
@@ -279,3 +285,98 @@ async def test_provider_invoice_and_yookassa_link_when_the_operator_turns_them_o
             assert create.idempotence_key
         finally:
             await stop_harness(app)
+
+
+async def test_cancelling_a_one_off_plan_touches_no_telegram_subscription(app: Harness) -> None:
+    invoice = await invoice_for(app, STARS)
+    await pay(app, str(invoice.params["payload"]), "one-off-1")
+    await said(app, "✅ Pro is active")
+    app.tg.send_text(USER, "/cancel_subscription")
+    await said(app, "subscription is cancelled. It stays active until")
+    assert not app.tg.calls_of("editUserStarSubscription")
+
+
+async def test_one_renewing_subscription_at_a_time(app: Harness) -> None:
+    link = await invoice_for(app, MONTHLY, "createInvoiceLink")
+    payload = str(link.params["payload"])
+    expires = int(time.time()) + 30 * 86400
+    await pay(app, payload, "m-1", expires=expires, recurring=True, first=True)
+    await said(app, "✅ Pro is active")
+    menu = await open_plan(app)
+    assert [b["callback_data"] for b in menu.buttons] == [STARS]  # no second monthly
+    query = app.tg.press(USER, menu.message_id, MONTHLY, forge=True)
+    await until(lambda: app.tg.callback_queries[query].answered)
+    assert "already have a subscription that renews" in (app.tg.callback_queries[query].text or "")
+    # An old monthly invoice opened again is refused at pre-checkout.
+    second = app.tg.pre_checkout(USER, payload, "XTR", PRO_STARS)
+    await until(lambda: app.tg.pre_checkouts[second].answered)
+    assert app.tg.pre_checkouts[second].ok is False
+
+
+async def test_a_bigger_plan_is_not_sold_down(app: Harness) -> None:
+    invoice = await invoice_for(app, STARS)
+    payload = str(invoice.params["payload"])
+    await grant(app.services, f"telegram:{USER}", "enterprise", 30)
+    await said(app, "Enterprise is active")
+    query = app.tg.pre_checkout(USER, payload, "XTR", PRO_STARS)
+    await until(lambda: app.tg.pre_checkouts[query].answered)
+    assert app.tg.pre_checkouts[query].ok is False
+    assert "already includes" in (app.tg.pre_checkouts[query].error_message or "")
+    # Money that arrives anyway is recorded, changes nothing, and the person is told.
+    app.tg.successful_payment(USER, payload, "XTR", PRO_STARS, "late-1")
+    await said(app, "nothing changed. Write to /paysupport")
+    assert (await our_user(app)).tier == "enterprise"
+    assert await count(app, Payment, provider_charge_id="late-1") == 1
+
+
+async def test_an_old_invoice_after_a_price_change_is_refused(app: Harness) -> None:
+    invoice = await invoice_for(app, STARS)
+    payments = app.dispatcher["payments"]
+    payments.plans.plans.clear()
+    payments.plans.plans.update(PlanCatalog.parse({"pro": {"xtr": 750}}).plans)
+    query = app.tg.pre_checkout(USER, str(invoice.params["payload"]), "XTR", PRO_STARS)
+    await until(lambda: app.tg.pre_checkouts[query].answered)
+    assert app.tg.pre_checkouts[query].ok is False
+    assert "price has changed" in (app.tg.pre_checkouts[query].error_message or "")
+
+
+async def test_a_stars_renewal_after_the_plan_lapsed_renews_the_same_subscription(
+    app: Harness,
+) -> None:
+    link = await invoice_for(app, MONTHLY, "createInvoiceLink")
+    payload = str(link.params["payload"])
+    expires = int(time.time()) + 30 * 86400
+    await pay(app, payload, "r-1", expires=expires, recurring=True, first=True)
+    await said(app, "✅ Pro is active")
+    user = await our_user(app)
+    async with app.services.db.write() as session:
+        assert await app.services.subscriptions.end(session, user.id, Reason.EXPIRY)
+    app.tg.successful_payment(
+        USER, payload, "XTR", PRO_STARS, "r-2", is_recurring=True,
+        subscription_expiration_date=expires + 30 * 86400,
+    )  # fmt: skip
+    await said(app, "✅ Pro is active", 2)
+    async with app.services.db.read() as session:
+        subs = (await session.scalars(select(Subscription))).all()
+    assert len(subs) == 1 and subs[0].is_current
+    assert subs[0].provider_subscription_id == "r-1"  # /cancel_subscription can reach it
+
+
+async def test_a_passing_database_error_does_not_lose_a_payment(
+    app: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invoice = await invoice_for(app, STARS)
+    invoices: TelegramInvoices = app.dispatcher["payments"].invoices
+    real = invoices.paid
+    failures = [OperationalError("INSERT", {}, Exception("database is locked"))]
+
+    async def flaky(paid: PaidInvoice) -> Settled | None:
+        if failures:
+            raise failures.pop()
+        return await real(paid)
+
+    monkeypatch.setattr(invoices, "paid", flaky)
+    await pay(app, str(invoice.params["payload"]), "flaky-1")
+    await said(app, "✅ Pro is active")
+    assert not failures
+    assert await count(app, Payment, provider_charge_id="flaky-1") == 1

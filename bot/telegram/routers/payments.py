@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiogram import F, Router
 from aiogram.types import Message, PreCheckoutQuery
@@ -20,6 +22,9 @@ log = logging.getLogger(__name__)
 
 # Telegram cancels the payment if the answer takes more than 10 s.
 PRE_CHECKOUT_BUDGET = 7.0
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
+
+_T = TypeVar("_T")
 
 
 async def pre_checkout(query: PreCheckoutQuery, user: User, lang: str, payments: Payments) -> None:
@@ -56,9 +61,27 @@ def _paid(message: Message, user: User) -> PaidInvoice:
     )
 
 
+async def _persistently(work: Callable[[], Awaitable[_T]], what: str) -> _T:
+    """Telegram sends a payment update once: a passing database error must not lose
+    it. Retrying is safe, the ledger's unique key makes it count once."""
+    for delay in RETRY_DELAYS:
+        try:
+            return await work()
+        except Exception as exc:
+            log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+            await asyncio.sleep(delay)
+    return await work()
+
+
 async def successful_payment(message: Message, user: User, lang: str, payments: Payments) -> None:
     paid = _paid(message, user)
-    settled = await payments.invoices.paid(paid)
+    try:
+        settled = await _persistently(lambda: payments.invoices.paid(paid), "recording a payment")
+    except Exception:
+        # Everything needed to apply it by hand, in the log that operators keep.
+        log.critical("payment NOT recorded, apply by hand: %r", paid, exc_info=True)
+        await reply(message, t(lang, "pay.unknown"))
+        return
     if settled is None:
         # Money arrived for no order of ours: keep the evidence, tell the person.
         log.error(
@@ -73,7 +96,11 @@ async def successful_payment(message: Message, user: User, lang: str, payments: 
 
 
 async def refunded_payment(message: Message, user: User, payments: Payments) -> None:
-    await payments.invoices.refunded(_paid(message, user))
+    refund = _paid(message, user)
+    try:
+        await _persistently(lambda: payments.invoices.refunded(refund), "recording a refund")
+    except Exception:
+        log.critical("refund NOT recorded, apply by hand: %r", refund, exc_info=True)
 
 
 def create_router() -> Router:

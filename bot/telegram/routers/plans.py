@@ -27,7 +27,7 @@ from core.subscriptions import PlanView
 from core.tiers import TIER_ORDER, TIERS, QuotaKey, Tier
 from payments.plans import Plan
 from payments.service import Payments
-from payments.stars import XTR, InvoiceSpec
+from payments.stars import XTR, InvoiceSpec, purchase_refusal
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,13 @@ def _methods(plan: Plan, payments: Payments, services: Services) -> list[tuple[P
     return found
 
 
+def _recurring(method: PayMethod, payments: Payments) -> bool:
+    """Methods whose provider renews the plan by itself."""
+    if method is PayMethod.YOOKASSA:
+        return payments.yookassa is not None and payments.yookassa.settings.autorenew
+    return method in (PayMethod.STARS_MONTHLY, PayMethod.RAZORPAY)
+
+
 _LABELS = {
     PayMethod.STARS: "buy.stars",
     PayMethod.STARS_MONTHLY: "buy.stars_monthly",
@@ -90,13 +97,16 @@ _LABELS = {
 
 
 def buy_keyboard(
-    lang: str, current: Tier, payments: Payments, services: Services
+    lang: str, view: PlanView, payments: Payments, services: Services
 ) -> InlineKeyboardMarkup | None:
+    renewing = view.recurring and not view.cancel_at_period_end
     rows = []
     for plan in sorted(payments.plans.plans.values(), key=lambda p: p.tier.rank):
-        if plan.tier.rank < current.rank:
+        if plan.tier.rank < view.tier.rank:
             continue  # no selling a smaller plan over a bigger one
         for method, price in _methods(plan, payments, services):
+            if renewing and _recurring(method, payments):
+                continue  # one subscription that renews is enough
             rows.append(
                 [
                     InlineKeyboardButton(
@@ -117,7 +127,7 @@ async def plan(
         lines.append(status)
     lines += await usage_lines(user, lang, services)
     lines += ["", plans_text(lang, view.tier)]
-    markup = buy_keyboard(lang, view.tier, payments, services)
+    markup = buy_keyboard(lang, view, payments, services)
     lines.append("")
     lines.append(t(lang, "plan.buy") if markup else t(lang, "plan.nothing_to_buy"))
     if payments.plans.get(Tier.ENTERPRISE) is None:
@@ -199,9 +209,15 @@ async def buy(
     if tier_plan is None or not allowed:
         await query.answer(t(lang, "buy.unavailable"), show_alert=True)
         return
-    await query.answer()
     tier = tier_plan.tier
     method = callback_data.method
+    refusal = await purchase_refusal(
+        services.subscriptions, user.id, tier, recurring=_recurring(method, payments)
+    )
+    if refusal is not None:
+        await query.answer(t(lang, refusal), show_alert=True)
+        return
+    await query.answer()
     try:
         if method in (PayMethod.STARS, PayMethod.STARS_MONTHLY, PayMethod.PROVIDER):
             provider = method is PayMethod.PROVIDER
