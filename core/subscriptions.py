@@ -234,19 +234,6 @@ class SubscriptionService:
             .execution_options(populate_existing=True)
         )
 
-    async def live_recurring(self, session: AsyncSession, user_id: int) -> Subscription | None:
-        """The plan a provider renews on its own, if one is live and not cancelled:
-        a second one would bill the person twice for one plan."""
-        sub = await self.current(session, user_id)
-        if (
-            sub is not None
-            and sub.meta.get("recurring")
-            and not sub.cancel_at_period_end
-            and sub.status in LIVE
-        ):
-            return sub
-        return None
-
     async def _extend(
         self,
         session: AsyncSession,
