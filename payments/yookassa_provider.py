@@ -287,7 +287,8 @@ class YooKassaProvider:
             return status != "pending" and status != "waiting_for_capture"
         amount = _decimal_to_kopecks(_attr(payment, "amount", "value"))
         currency = str(_attr(payment, "amount", "currency"))
-        if amount != order.amount_minor or currency != order.currency:
+        matches = amount == order.amount_minor and currency == order.currency
+        if not matches:
             log.error(
                 "yookassa payment %s: %s %s does not match order %s (%s %s)",
                 payment_id,
@@ -297,22 +298,6 @@ class YooKassaProvider:
                 order.amount_minor,
                 order.currency,
             )
-            # The money is on record all the same, for support to settle by hand.
-            await self.ledger.settle(
-                LedgerEntry(
-                    provider=PROVIDER,
-                    charge_id=str(payment.id),
-                    kind="payment",
-                    user_id=order.user_id,
-                    amount_minor=amount,
-                    currency=currency,
-                    status="amount_mismatch",
-                    tier=order.tier,
-                    order_id=order.id,
-                    payload={"expected": order.amount_minor, "expected_currency": order.currency},
-                )
-            )
-            return True
         platform = str(order.meta.get("platform") or "") or None
         method_id = _attr(payment, "payment_method", "id")
         saved = bool(_attr(payment, "payment_method", "saved")) and self.settings.autorenew
@@ -323,6 +308,7 @@ class YooKassaProvider:
             recurring=saved,
             meta={"payment_method_id": str(method_id), "platform": platform} if saved else {},
         )
+        # A mismatched payment buys nothing, but the money is on record for support.
         await self.ledger.settle(
             LedgerEntry(
                 provider=PROVIDER,
@@ -331,11 +317,12 @@ class YooKassaProvider:
                 user_id=order.user_id,
                 amount_minor=amount,
                 currency=currency,
+                status=status if matches else "amount_mismatch",
                 tier=order.tier,
                 order_id=order.id,
-                purchase=purchase,
+                purchase=purchase if matches else None,
                 platform=platform,
-                payload={"status": status},
+                payload={"expected": order.amount_minor, "expected_currency": order.currency},
             )
         )
         return True
