@@ -76,6 +76,7 @@ async def run_bot(settings: Settings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
+        # Loops without signal support (Windows) stop on KeyboardInterrupt instead.
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     stop_bus = None

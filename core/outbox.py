@@ -115,12 +115,11 @@ class Outbox:
             ).all()
         return sorted((OutgoingMessage(*row) for row in rows), key=lambda m: m.id)
 
-    async def _mark_sent(self, message_id: int) -> None:
+    async def _note(self, message_id: int, **values: Any) -> None:
+        """Record how a delivery went (sent, given up, or when to retry)."""
         async with self.db.write() as session:
             await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == message_id)
-                .values(sent_at=self._now(), last_error=None)
+                update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values)
             )
 
     async def deliver_pending(self, platforms: set[str | None], deliver: Deliver) -> int:
@@ -137,32 +136,18 @@ class Outbox:
                     await deliver(message)
                 except Undeliverable as exc:
                     log.info("outbox %d: not deliverable: %s", message.id, exc)
-                    await self._give_up(message.id, str(exc))
+                    await self._note(message.id, attempts=MAX_ATTEMPTS, last_error=str(exc)[:500])
                     continue
                 except Exception as exc:
                     log.warning("outbox %d: delivery failed, will retry: %s", message.id, exc)
-                    await self._retry_later(message, str(exc)[:500])
+                    # Backing off with the number of attempts.
+                    delay = min(5 * 2 ** (message.attempts - 1), 600)
+                    retry_at = self._now() + timedelta(seconds=delay)
+                    await self._note(message.id, claimed_until=retry_at, last_error=str(exc)[:500])
                     continue
-                await self._mark_sent(message.id)
+                await self._note(message.id, sent_at=self._now(), last_error=None)
                 sent += 1
         return sent
-
-    async def _give_up(self, message_id: int, error: str) -> None:
-        async with self.db.write() as session:
-            await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == message_id)
-                .values(attempts=MAX_ATTEMPTS, last_error=error[:500])
-            )
-
-    async def _retry_later(self, message: OutgoingMessage, error: str) -> None:
-        delay = min(5 * 2 ** (message.attempts - 1), 600)
-        async with self.db.write() as session:
-            await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == message.id)
-                .values(claimed_until=self._now() + timedelta(seconds=delay), last_error=error)
-            )
 
     async def run(
         self, platforms: set[str | None], deliver: Deliver, poll_seconds: float = 5.0

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.engine import Database
 from core.db.models import Payment, PaymentOrder
+from core.db.upsert import insert_new
 from core.outbox import Outbox
 from core.subscriptions import PlanChange, Purchase, Reason, SubscriptionService
 from core.tiers import Tier
@@ -68,6 +68,11 @@ class LedgerEntry:
 class Settled:
     duplicate: bool
     change: PlanChange | None = None
+
+
+def platform_of(meta: dict[str, Any]) -> str | None:
+    """Where the person bought (kept in an order's or a subscription's metadata)."""
+    return str(meta.get("platform") or "") or None
 
 
 def _order(row: PaymentOrder) -> Order:
@@ -217,16 +222,7 @@ class Ledger:
             "order_id": entry.order_id,
             "payload": entry.payload,
         }
-        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = (
-            insert(Payment)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["provider", "provider_charge_id"])
-            .returning(Payment.id)
-        )
-        inserted: int | None = (await session.execute(stmt)).scalar_one_or_none()
-        return inserted
+        return await insert_new(session, Payment, values, ["provider", "provider_charge_id"])
 
     async def _apply(self, session: AsyncSession, entry: LedgerEntry) -> PlanChange | None:
         if entry.kind == "refund":

@@ -27,7 +27,7 @@ from core.db.engine import Database
 from core.db.models import PaymentOrder, Subscription
 from core.subscriptions import Purchase, Reason, Status, SubscriptionService
 from core.tiers import Tier
-from payments.ledger import Ledger, LedgerEntry
+from payments.ledger import Ledger, LedgerEntry, platform_of
 from payments.plans import PlanCatalog
 from payments.sdk import SdkRunner
 from payments.webhook_events import first_sighting, mark_processed
@@ -222,7 +222,7 @@ class RazorpayProvider:
                 Subscription.is_current,
             )
         )
-        platform = str(order.meta.get("platform") or "") or None
+        platform = platform_of(order.meta)
         if name in ACTIVATING:
             payment = _entity(event, "payment")
             # An event carries the payment of an attempt; only a captured one is money.
@@ -262,7 +262,7 @@ class RazorpayProvider:
         stale: bool,
     ) -> bool:
         sub_id = str(sub["id"])
-        platform = str(order.meta.get("platform") or "") or None
+        platform = platform_of(order.meta)
         amount = int(payment.get("amount") or 0)
         if payment and amount != order.amount_minor:
             # Razorpay charges its plan's amount; ours is what people were shown.

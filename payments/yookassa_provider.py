@@ -34,7 +34,7 @@ from core.db.engine import Database
 from core.db.models import Subscription, WebhookEvent
 from core.subscriptions import Purchase, Reason, Status, SubscriptionService
 from core.tiers import Tier
-from payments.ledger import Ledger, LedgerEntry, Order
+from payments.ledger import Ledger, LedgerEntry, Order, platform_of
 from payments.plans import PlanCatalog
 from payments.sdk import SdkRunner
 from payments.webhook_events import first_sighting, mark_processed
@@ -298,7 +298,7 @@ class YooKassaProvider:
                 order.amount_minor,
                 order.currency,
             )
-        platform = str(order.meta.get("platform") or "") or None
+        platform = platform_of(order.meta)
         method_id = _attr(payment, "payment_method", "id")
         saved = bool(_attr(payment, "payment_method", "saved")) and self.settings.autorenew
         purchase = Purchase(
@@ -336,7 +336,7 @@ class YooKassaProvider:
         if order is None:
             log.warning("yookassa refund %s: payment %s is not ours", refund_id, payment_id)
             return True
-        platform = str(order.meta.get("platform") or "") or None
+        platform = platform_of(order.meta)
         await self.ledger.settle(
             LedgerEntry(
                 provider=PROVIDER,
@@ -429,7 +429,7 @@ class YooKassaProvider:
             sub = await session.get(Subscription, subscription_id)
             if sub is None or not sub.is_current:
                 return
-            platform = str(sub.meta.get("platform") or "") or None
+            platform = platform_of(sub.meta)
             await self.subscriptions.set_status(
                 session, sub, Status.UNPAID, Reason.UNPAID, platform=platform
             )

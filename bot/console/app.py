@@ -107,6 +107,8 @@ class ConsoleChat:
     def _install_interrupt(self) -> None:
         if not self.interactive:
             return
+        # Not available on Windows loops or off the main thread: Ctrl+C then ends
+        # the chat instead of stopping the answer, which is all that is lost.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._interrupt)
 

@@ -8,6 +8,12 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase
+
+
+def _dialect_insert(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 async def insert_ignore(
@@ -19,10 +25,23 @@ async def insert_ignore(
     """Insert rows, silently skipping those that collide on the `conflict` columns."""
     if not rows:
         return
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    if dialect == "postgresql":
-        pg_stmt = postgresql.insert(table).values(list(rows))
-        await session.execute(pg_stmt.on_conflict_do_nothing(index_elements=list(conflict)))
-    else:
-        lite_stmt = sqlite.insert(table).values(list(rows))
-        await session.execute(lite_stmt.on_conflict_do_nothing(index_elements=list(conflict)))
+    stmt = _dialect_insert(session)(table).values(list(rows))
+    await session.execute(stmt.on_conflict_do_nothing(index_elements=list(conflict)))
+
+
+async def insert_new(
+    session: AsyncSession,
+    model: type[DeclarativeBase],
+    values: dict[str, Any],
+    conflict: Sequence[str],
+) -> int | None:
+    """Insert one row unless its `conflict` key is taken: its id, or None for a
+    row that was there already (a concurrent twin waits, then finds it taken)."""
+    stmt = (
+        _dialect_insert(session)(model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=list(conflict))
+        .returning(model.id)  # type: ignore[attr-defined]
+    )
+    inserted: int | None = (await session.execute(stmt)).scalar_one_or_none()
+    return inserted
