@@ -468,17 +468,24 @@ async def test_sender_outside_yookassa_addresses_is_forbidden(
     assert (await user_of(stack, user_id)).tier == "free"
 
 
-async def test_forwarded_for_from_trusted_proxy_is_believed(
-    start_stack: StartStack, fake_yookassa: FakeYooKassa
-) -> None:
+async def paid_behind_proxy(
+    start_stack: StartStack, fake: FakeYooKassa, proxy: str
+) -> tuple[PaymentStack, int, str]:
+    """Notifications pass a reverse proxy at `proxy`; YooKassa's own addresses only.
+    A person has paid (the API says so); the notification is still to come."""
     stack = await start_stack(
-        yookassa=yookassa_settings(
-            fake_yookassa, allowed_ips=list(YOOKASSA_IPS), trusted_proxies=["127.0.0.1/32"]
-        )
+        yookassa=yookassa_settings(fake, allowed_ips=list(YOOKASSA_IPS), trusted_proxies=[proxy])
     )
     user_id = await new_user(stack.services)
     payment_id = await checkout(stack, user_id)
-    fake_yookassa.succeed(payment_id)
+    fake.succeed(payment_id)
+    return stack, user_id, payment_id
+
+
+async def test_forwarded_for_from_trusted_proxy_is_believed(
+    start_stack: StartStack, fake_yookassa: FakeYooKassa
+) -> None:
+    stack, user_id, payment_id = await paid_behind_proxy(start_stack, fake_yookassa, "127.0.0.1/32")
 
     answer = await notify(
         stack,
@@ -504,14 +511,7 @@ async def test_forwarded_for_from_trusted_proxy_is_believed(
 async def test_forwarded_for_that_is_not_yookassa_is_forbidden(
     start_stack: StartStack, fake_yookassa: FakeYooKassa, forwarded: str
 ) -> None:
-    stack = await start_stack(
-        yookassa=yookassa_settings(
-            fake_yookassa, allowed_ips=list(YOOKASSA_IPS), trusted_proxies=["127.0.0.1/32"]
-        )
-    )
-    user_id = await new_user(stack.services)
-    payment_id = await checkout(stack, user_id)
-    fake_yookassa.succeed(payment_id)
+    stack, _, payment_id = await paid_behind_proxy(start_stack, fake_yookassa, "127.0.0.1/32")
     headers = {"X-Forwarded-For": forwarded} if forwarded else {}
 
     answer = await notify(
@@ -525,14 +525,7 @@ async def test_forwarded_for_that_is_not_yookassa_is_forbidden(
 async def test_forwarded_for_from_untrusted_peer_is_ignored(
     start_stack: StartStack, fake_yookassa: FakeYooKassa
 ) -> None:
-    stack = await start_stack(
-        yookassa=yookassa_settings(
-            fake_yookassa, allowed_ips=list(YOOKASSA_IPS), trusted_proxies=["10.0.0.0/8"]
-        )
-    )
-    user_id = await new_user(stack.services)
-    payment_id = await checkout(stack, user_id)
-    fake_yookassa.succeed(payment_id)
+    stack, _, payment_id = await paid_behind_proxy(start_stack, fake_yookassa, "10.0.0.0/8")
 
     answer = await notify(
         stack,
