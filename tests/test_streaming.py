@@ -268,6 +268,56 @@ def test_rate_limiter_allows_a_burst_then_the_rate() -> None:
     virtual(main())
 
 
+def test_rate_limiter_does_not_catch_up_after_the_loop_stalls() -> None:
+    """Waiters that overslept a stalled loop (a GC pause, a slow callback) must not
+    all go at once: the platform counts calls as they arrive and would answer the
+    catch-up with 429s."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        rate = 25.0
+        limiter = RateLimiter(rate, burst=1)
+        grants: list[float] = []
+
+        async def call() -> None:
+            await limiter.acquire()
+            grants.append(now())
+
+        def stall() -> None:  # the loop runs nothing for half a second
+            loop._virtual.now += 0.5
+
+        loop.call_at(0.3, stall)
+        await asyncio.gather(*(call() for _ in range(100)))
+        windows = [sum(1 for t in grants if start <= t < start + 1.0) for start in grants]
+        assert max(windows) <= rate + 1
+        gaps = [b - a for a, b in itertools.pairwise(grants)]
+        assert min(gaps) >= 1 / rate - EPS
+
+    virtual(main())
+
+
+def test_rate_limiter_serves_waiters_in_order_and_survives_cancellation() -> None:
+    async def main() -> None:
+        limiter = RateLimiter(rate=10, burst=1)
+        order: list[int] = []
+
+        async def call(index: int) -> None:
+            await limiter.acquire()
+            order.append(index)
+
+        tasks = [asyncio.create_task(call(i)) for i in range(5)]
+        await asyncio.sleep(0)
+        tasks[2].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert order == [0, 1, 3, 4]
+        assert not limiter.try_acquire()  # the last call just took the token
+        await asyncio.sleep(0.1 + EPS)
+        assert limiter.try_acquire()
+
+    virtual(main())
+
+
 def test_chat_throttle_forgets_idle_chats() -> None:
     async def main() -> None:
         throttle = ChatThrottle()

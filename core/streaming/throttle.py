@@ -19,7 +19,12 @@ def _now() -> float:
 
 class RateLimiter:
     """A token bucket: `rate` calls per second on average, bursts up to `burst`.
-    One per bot process, shared by all its chats."""
+    One per bot process, shared by all its chats.
+
+    Tokens are taken when a call actually goes out, never reserved ahead: after
+    the event loop stalls (a long GC pause, a slow callback), the waiters that
+    overslept do not all go at once, at most `burst` do. The platform counts
+    calls as they arrive, so catching up would be a flood."""
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
         if rate <= 0:
@@ -28,6 +33,8 @@ class RateLimiter:
         self.burst = max(1.0, burst if burst is not None else rate)
         self._tokens = self.burst
         self._stamp: float | None = None
+        # Waiters queue here in arrival order; the one holding it waits for a token.
+        self._queue = asyncio.Lock()
 
     def _refill(self) -> None:
         now = _now()
@@ -36,7 +43,10 @@ class RateLimiter:
         self._stamp = now
 
     def try_acquire(self) -> bool:
-        """Take a token only if one is free now (for calls worth skipping)."""
+        """Take a token only if one is free now and nobody waits (for calls worth
+        skipping)."""
+        if self._queue.locked():
+            return False
         self._refill()
         if self._tokens >= 1:
             self._tokens -= 1
@@ -44,17 +54,13 @@ class RateLimiter:
         return False
 
     async def acquire(self) -> None:
-        """Take a token, waiting for it if needed."""
-        self._refill()
-        # Going negative reserves a future token: waiters are served in arrival
-        # order without a lock or a polling loop.
-        self._tokens -= 1
-        if self._tokens < 0:
-            try:
-                await asyncio.sleep(-self._tokens / self.rate)
-            except asyncio.CancelledError:
-                self._tokens += 1
-                raise
+        """Take a token, waiting for it (after everybody who came first) if needed."""
+        async with self._queue:
+            self._refill()
+            if self._tokens < 1:
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+                self._refill()
+            self._tokens -= 1
 
 
 class ChatGate:
