@@ -6,15 +6,19 @@ Everything speaks real HTTP: the bots poll a fake Bot API server
 (tests/fakes/llm_server.py) and stores on a migrated SQLite file. Printed:
 
 1. throughput: simulated people, each writing its next message once the previous
-   answer is final, against the echo bot (measured before and after) and OneAI;
+   answer is final, against the echo bot (measured before and after), against the
+   floor (a bare handler making the same Telegram and LLM calls as an answer, with
+   no database, rendering or pacing: the most any bot can reach on this workload)
+   and OneAI;
 2. first-token overhead: the LLM client's first token -> the answer's sendMessage
    reaching the fake server (both on time.monotonic);
 3. SQL statements per message, identity lookup and message links included;
-4. many concurrent streams under Telegram-like flood limits with the bot's
-   default pacing: 429s, calls/s, time until all answers are final, lost text, RSS;
+4. concurrent streams under Telegram-like flood limits with the bot's default
+   pacing, a few (each chat's interval binds) and many (the global budget
+   binds): 429s, calls/s, time until all answers are final, lost text, RSS;
 5. one answer of 10,000+ characters: the messages it ends in, nothing lost.
 
-    python -m bench.telegram [--users 50] [--messages 10] [--streams 1000]
+    python -m bench.telegram [--users 50] [--messages 10] [--streams 10,1000]
 
 Not a test: figures vary with the machine; compare ratios, not absolutes. The fake
 servers share the bot's process and event loop, so their work (and memory) is in
@@ -40,7 +44,7 @@ from typing import Any
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import Message
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy import event, update
@@ -66,7 +70,8 @@ LONG_ANSWER_CHARS = 10_000
 
 # User id ranges, one per scenario, so call logs and DB rows never mix.
 THROUGHPUT_USERS = 1_000_000
-STREAM_USERS = 2_000_000
+STREAM_USERS = 2_000_000  # + STREAM_RANGE for each further streams run
+STREAM_RANGE = 100_000
 WARM_USER = 3_000_001
 IDLE_USER = 3_000_002
 LONG_USER = 3_000_003
@@ -232,6 +237,54 @@ async def echo_bot(tg: FakeTelegram) -> AsyncIterator[Watcher]:
     async with (
         polling(tg, dispatcher, bot),
         Watcher(tg, is_post=is_echo, is_final=is_echo) as watcher,
+    ):
+        yield watcher
+
+
+def _floor_router(llm: LLMClient, edit_interval: float) -> Router:
+    """The same calls an answer makes, and nothing else: typing at once, the LLM
+    stream, a sendMessage with Stop at the first token, the final edit with
+    Regenerate one interval later."""
+    streaming = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Stop", callback_data="a:s:floor")]]
+    )
+    final = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Regenerate", callback_data="a:r:floor")]]
+    )
+
+    async def answer(message: Message, bot: Bot) -> None:
+        loop = asyncio.get_running_loop()
+        typing = asyncio.create_task(bot.send_chat_action(message.chat.id, "typing"))
+        text = ""
+        posted: tuple[Message, float] | None = None
+        prompt = [{"role": "user", "content": message.text or ""}]
+        async for chunk in llm.stream_chat("openai/gpt-4o-mini", prompt):
+            text += chunk.text
+            if posted is None and text:
+                posted = (await message.answer(text, reply_markup=streaming), loop.time())
+        await typing
+        assert posted is not None
+        sent, at = posted
+        await asyncio.sleep(max(0.0, at + edit_interval - loop.time()))
+        await bot.edit_message_text(
+            text=text, chat_id=message.chat.id, message_id=sent.message_id, reply_markup=final
+        )
+
+    router = Router()
+    router.message.register(answer, F.text)
+    return router
+
+
+@asynccontextmanager
+async def floor_bot(
+    tg: FakeTelegram, llm: LLMClient, edit_interval: float
+) -> AsyncIterator[Watcher]:
+    bot = Bot(tg.token, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.url)))
+    dispatcher = Dispatcher()
+    dispatcher.include_router(_floor_router(llm, edit_interval))
+    async with (
+        polling(tg, dispatcher, bot),
+        Watcher(tg, is_post=is_answer_post, is_final=is_final_answer) as watcher,
     ):
         yield watcher
 
@@ -419,6 +472,19 @@ async def echo_throughput(users: int, messages: int) -> float:
     return users * messages / elapsed
 
 
+async def floor_throughput(
+    llm: LLMClient, fake: FakeLLM, users: int, messages: int, edit_interval: float
+) -> float:
+    fake.default = Reply(chunks=FAST_CHUNKS)
+    async with FakeTelegram(per_chat_interval=None, global_per_second=None) as tg:
+        user_ids = [THROUGHPUT_USERS + i for i in range(users)]
+        add_users(tg, [*user_ids, WARM_USER])
+        async with floor_bot(tg, llm, edit_interval) as watcher:
+            await converse(tg, watcher, [WARM_USER], 5)
+            elapsed, _ = await converse(tg, watcher, user_ids, messages)
+    return users * messages / elapsed
+
+
 @dataclass
 class PipelineFigures:
     rate: float
@@ -477,10 +543,12 @@ class StreamFigures:
     rss_after: int
 
 
-async def concurrent_streams(services: Services, llm: FakeLLM, count: int) -> StreamFigures:
+async def concurrent_streams(
+    services: Services, llm: FakeLLM, count: int, first_user: int = STREAM_USERS
+) -> StreamFigures:
     llm.default = Reply(chunks=SLOW_CHUNKS, chunk_delay=SLOW_CHUNK_DELAY)
     expected = "".join(SLOW_CHUNKS).strip()
-    user_ids = [STREAM_USERS + i for i in range(count)]
+    user_ids = [first_user + i for i in range(count)]
     rss_before = peak_rss_kib()
     # Telegram-like limits (the fake's defaults) and the bot's own defaults.
     async with FakeTelegram(per_chat_interval=1.0, global_per_second=30) as tg:
@@ -561,6 +629,7 @@ def report_throughput(
     messages: int,
     edit_interval: float,
     echo: tuple[float, float],
+    floor: float,
     figures: PipelineFigures,
 ) -> None:
     baseline = statistics.mean(echo)
@@ -569,8 +638,13 @@ def report_throughput(
     print(
         f"   echo bot            {baseline:8.1f} msg/s  (before {echo[0]:.1f}, after {echo[1]:.1f})"
     )
+    print(
+        f"   floor               {floor:8.1f} msg/s  ({floor / baseline:.1%} of echo: the same "
+        "calls as an answer, no OneAI work)"
+    )
     print(f"   OneAI pipeline      {figures.rate:8.1f} msg/s")
-    print(f"   ratio               {figures.rate / baseline:8.1%}      target >= 50%")
+    print(f"   ratio to echo       {figures.rate / baseline:8.1%}      target >= 50%")
+    print(f"   ratio to floor      {figures.rate / floor:8.1%}")
     print(
         f"   bot settings: edit interval {edit_interval:g} s, global budget lifted (1e6/s);\n"
         "   a final edit waits one interval after the answer's first message, so the "
@@ -598,12 +672,12 @@ def report_throughput(
 
 
 def report_streams(count: int, figures: StreamFigures) -> None:
-    print(f"   first contact:      {figures.statements:6.1f}  (account created; streams run below)")
     print(
         f"\n4. {count} concurrent streams: {len(SLOW_CHUNKS)} chunks {SLOW_CHUNK_DELAY:g} s apart "
         f"({len(SLOW_CHUNKS) * SLOW_CHUNK_DELAY:g} s answers)"
     )
     print("   fake Telegram: 1 send/edit per chat per s, 30/s global; bot defaults (1 s, 25/s)")
+    print(f"   SQL per message     {figures.statements:8.1f}  (first contact: account created)")
     floods = ", ".join(f"{r} {n}" for r, n in figures.floods.items()) or "none"
     print(f"   429s received       {figures.floods.total():8d}  ({floods})  target 0")
     calls = ", ".join(f"{m} {n}" for m, n in sorted(figures.ok_calls.items()))
@@ -640,16 +714,27 @@ async def run(args: argparse.Namespace, url: str) -> None:
         services = Services.build(settings)
         try:
             echo_before = await echo_throughput(args.users, args.messages)
+            floor = await floor_throughput(
+                services.llm, llm, args.users, args.messages, args.edit_interval
+            )
             figures = await pipeline_throughput(
                 services, llm, args.users, args.messages, args.edit_interval
             )
             echo_after = await echo_throughput(args.users, args.messages)
             report_throughput(
-                args.users, args.messages, args.edit_interval, (echo_before, echo_after), figures
+                args.users,
+                args.messages,
+                args.edit_interval,
+                (echo_before, echo_after),
+                floor,
+                figures,
             )
             size, parts, intact, floods = await long_answer(services, llm)
-            streams = await concurrent_streams(services, llm, args.streams)
-            report_streams(args.streams, streams)
+            for index, count in enumerate(args.streams):
+                streams = await concurrent_streams(
+                    services, llm, count, first_user=STREAM_USERS + index * STREAM_RANGE
+                )
+                report_streams(count, streams)
         finally:
             await services.close()
     print(f"\n5. One answer of {size} characters (bot defaults, Telegram-like limits)")
@@ -661,7 +746,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--messages", type=int, default=10)
-    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument(
+        "--streams",
+        type=lambda value: [int(n) for n in value.split(",")],
+        default=[10, 1000],
+        help="comma-separated stream counts, one run each",
+    )
     parser.add_argument("--edit-interval", type=float, default=0.05)
     args = parser.parse_args()
     if args.messages > 20:

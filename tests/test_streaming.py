@@ -456,6 +456,21 @@ def test_two_streams_in_one_chat_share_its_interval() -> None:
     virtual(main())
 
 
+def test_the_chat_interval_counts_from_when_a_call_returned() -> None:
+    """The platform spaces a chat's calls by when they arrive, and a slow call may
+    arrive as late as it returns: the next one starts an interval after that."""
+
+    async def main() -> None:
+        latency, interval = 0.3, 1.0
+        sink = FakeSink(min_interval=interval, delay=latency)
+        result = await driver().run(sink, paced([f"w{i} " for i in range(30)], 0.1))
+        assert result.delivered and sink.visible() == result.text
+        assert len(updates(sink.calls)) > 2
+        assert_spaced(sink.calls, interval + latency)
+
+    virtual(main())
+
+
 def test_the_global_limiter_caps_calls_across_50_chats() -> None:
     async def main() -> None:
         rate, burst = 25.0, 5.0

@@ -9,8 +9,9 @@ Rules, and where they are kept:
    more text. Like every call it takes the chat's turn and a global token: the
    platform limits calls per chat whichever stream makes them, so it can wait
    for the turns other streams of the same chat queued first (`push`).
-3. Every call takes the chat's turn (`ChatThrottle`: one call at a time, starts at
-   least `min_interval` apart, shared by all streams of the chat) and a global
+3. Every call takes the chat's turn (`ChatThrottle`: one call at a time, each
+   starting at least `min_interval` after the previous one returned, shared by
+   all streams of the chat) and a global
    token (`RateLimiter`). The text is read after both waits, so each call shows
    the newest text and nothing stale is ever queued. Deltas are read by their own
    task (`read`), which never awaits the sink.
@@ -221,6 +222,9 @@ class _Stream(Generic[Part]):
                         continue
                     gate.hold(interval)
                     await self._apply(op)
+                    # Again from the answer: the platform spaces calls by when they
+                    # arrived, which may be later than when they were sent.
+                    gate.hold(interval)
                 except ChatUnavailable:
                     log.info("chat %r is unavailable; the answer is dropped", self.sink.chat_key)
                     self.abandoned = True
