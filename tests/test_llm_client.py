@@ -85,6 +85,32 @@ async def test_text_deltas_arrive_as_they_are_sent(llm: FakeLLM) -> None:
     assert any(c.finish_reason == "stop" for c in chunks)
 
 
+class _ImportWatch:
+    """A meta-path finder that only records what was looked up."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, name: str, *_args: object) -> None:
+        self.names.append(name)
+
+
+async def test_a_streamed_request_never_searches_for_modules(llm: FakeLLM) -> None:
+    """The hot path must not import: an import that fails (httpcore asks for
+    sniffio on every request) is not cached and searches sys.path each time."""
+    llm.default = Reply(text="one two three")
+    async with client_for(llm) as client:
+        await collect(client)  # first use may import lazily
+        watch = _ImportWatch()
+        sys.meta_path.insert(0, watch)
+        try:
+            for _ in range(3):
+                assert text_of(await collect(client)) == "one two three"
+        finally:
+            sys.meta_path.remove(watch)
+    assert watch.names == []
+
+
 async def test_request_body_and_headers(llm: FakeLLM) -> None:
     client = client_for(
         llm, api_key="sk-test-123", app_url="https://example.org", app_title="OneAI"
