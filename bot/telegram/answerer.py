@@ -281,7 +281,10 @@ class Answerer:
         linked: list[int] = list(existing or ())
 
         async def link_parts(ids: list[int]) -> None:
-            await self.links.show(chat_id, answer_id, ids)
+            if ids[:-1] == linked:  # one more part: the earlier links stand
+                await self.links.add(chat_id, answer_id, ids[-1], len(ids) - 1)
+            else:
+                await self.links.show(chat_id, answer_id, ids)
             linked[:] = ids
 
         # A new answer is the newest of its group: its buttons need no query.

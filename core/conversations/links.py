@@ -6,12 +6,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.engine import Database
 from core.db.models import MessageLink
-from core.db.upsert import insert_ignore
+from core.db.upsert import insert_ignore, insert_or_update
 
 
 @dataclass(frozen=True)
@@ -23,23 +23,32 @@ class PlatformMessage:
     message_id: str
 
 
-async def link_in(session: AsyncSession, ref: PlatformMessage, row_id: uuid.UUID) -> None:
-    """Point a platform message at a row, inside the caller's transaction."""
-    await session.execute(
-        delete(MessageLink).where(
-            MessageLink.platform == ref.platform,
-            MessageLink.chat_id == ref.chat_id,
-            MessageLink.platform_message_id == ref.message_id,
-        )
-    )
-    session.add(
-        MessageLink(
-            platform=ref.platform,
-            chat_id=ref.chat_id,
-            platform_message_id=ref.message_id,
-            chat_message_id=row_id,
-            part=0,
-        )
+_KEY = ("platform", "chat_id", "platform_message_id")
+
+
+def _table() -> Table:
+    return MessageLink.__table__  # type: ignore[return-value]
+
+
+async def link_in(
+    session: AsyncSession, ref: PlatformMessage, row_id: uuid.UUID, part: int = 0
+) -> None:
+    """Point a platform message at (part `part` of) a row, inside the caller's
+    transaction."""
+    await insert_or_update(
+        session,
+        _table(),
+        [
+            {
+                "platform": ref.platform,
+                "chat_id": ref.chat_id,
+                "platform_message_id": ref.message_id,
+                "chat_message_id": row_id,
+                "part": part,
+            }
+        ],
+        _KEY,
+        ["chat_message_id", "part"],
     )
 
 
@@ -102,7 +111,7 @@ class MessageLinks:
             )
             await insert_ignore(
                 session,
-                MessageLink.__table__,  # type: ignore[arg-type]
+                _table(),
                 [
                     {
                         "platform": self.platform,
@@ -113,8 +122,17 @@ class MessageLinks:
                     }
                     for part, message_id in enumerate(ids)
                 ],
-                ["platform", "chat_id", "platform_message_id"],
+                _KEY,
             )
+
+    async def add(
+        self, chat_id: int | str, row_id: uuid.UUID, message_id: int | str, part: int
+    ) -> None:
+        """One more platform message shows part `part` of `row_id`, whose earlier
+        parts are linked already: `show` without rewriting their links."""
+        ref = PlatformMessage(self.platform, str(chat_id), str(message_id))
+        async with self.db.write() as session:
+            await link_in(session, ref, row_id, part)
 
     async def displays(self, row_id: uuid.UUID) -> list[tuple[str, list[str]]]:
         """Every chat showing a row, with its messages in order."""

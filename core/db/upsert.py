@@ -1,4 +1,4 @@
-"""INSERT ... ON CONFLICT DO NOTHING for whichever dialect the session speaks."""
+"""INSERT ... ON CONFLICT for whichever dialect the session speaks."""
 
 from __future__ import annotations
 
@@ -45,3 +45,22 @@ async def insert_new(
     )
     inserted: int | None = (await session.execute(stmt)).scalar_one_or_none()
     return inserted
+
+
+async def insert_or_update(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    conflict: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """Insert rows; one that collides on the `conflict` columns takes the new row's
+    `update` columns instead. One statement where delete-then-insert takes two."""
+    if not rows:
+        return
+    stmt = _dialect_insert(session)(table).values(list(rows))
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=list(conflict), set_={name: stmt.excluded[name] for name in update}
+        )
+    )
