@@ -3,7 +3,8 @@
 Two kinds of transaction: `read()` and `write()`. On SQLite a write transaction
 starts with BEGIN IMMEDIATE, so it takes the single writer lock up front and waits
 for it under the busy timeout, instead of failing with "database is locked" when a
-deferred transaction tries to upgrade from reading to writing.
+deferred transaction tries to upgrade from reading to writing. SQLite statements run
+on the event loop's thread (core/db/inline_sqlite.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from core.db import inline_sqlite
+
 
 class Database:
     def __init__(
@@ -34,11 +37,11 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
-            database = parsed.database or ""
-            if database and database != ":memory:":
+            database = parsed.database or ":memory:"
+            if database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": busy_timeout}
-            # aiosqlite runs one thread per connection; a pool keeps them warm.
+            # Statements run on the loop's thread, not on aiosqlite's workers.
+            kwargs["async_creator"] = inline_sqlite.connector(database, busy_timeout)
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = 20
         else:
@@ -47,7 +50,7 @@ class Database:
             kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
-            _configure_sqlite(self.engine, busy_timeout)
+            _configure_sqlite(self.engine)
         self._write_engine = self.engine.execution_options(oneai_write=True)
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False)
@@ -76,7 +79,7 @@ class Database:
         await self.engine.dispose()
 
 
-def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
+def _configure_sqlite(engine: AsyncEngine) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -87,7 +90,6 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")

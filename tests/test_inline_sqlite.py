@@ -1,0 +1,128 @@
+"""SQLite statements on the loop's thread (core/db/inline_sqlite.py): another
+process's write lock is waited for without blocking the loop, up to the busy timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from core.db.engine import Database
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    file = tmp_path / "inline.db"
+    with sqlite3.connect(file) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    return str(file)
+
+
+def hold_write_lock(path: str, seconds: float, taken: threading.Event) -> threading.Thread:
+    """Another writer (its own connection, on a thread of its own) holds SQLite's
+    write lock for `seconds`, as a second process would."""
+
+    def run() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t (v) VALUES ('other')")
+        taken.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+async def ticks_while(work: asyncio.Task[object]) -> list[float]:
+    """Loop-time gaps between 10 ms ticks while `work` runs: a blocked loop
+    shows as one long gap."""
+    loop = asyncio.get_running_loop()
+    stamps = [loop.time()]
+    while not work.done():
+        await asyncio.sleep(0.01)
+        stamps.append(loop.time())
+    return [b - a for a, b in itertools.pairwise(stamps)]
+
+
+async def test_statements_run_and_commit(path: str) -> None:
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with db.write() as session:
+            await session.execute(text("INSERT INTO t (v) VALUES ('a'), ('b')"))
+        async with db.read() as session:
+            rows = (await session.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
+        assert rows == ["a", "b"]
+        with pytest.raises(OperationalError):  # errors surface as SQLAlchemy's
+            async with db.read() as session:
+                await session.execute(text("SELECT nope FROM t"))
+        # A failed write transaction is rolled back.
+        with pytest.raises(RuntimeError):
+            async with db.write() as session:
+                await session.execute(text("INSERT INTO t (v) VALUES ('c')"))
+                raise RuntimeError("abort")
+        async with db.read() as session:
+            assert (await session.execute(text("SELECT count(*) FROM t"))).scalar() == 2
+    finally:
+        await db.dispose()
+
+
+async def test_a_write_waits_for_another_writer_without_blocking_the_loop(path: str) -> None:
+    db = Database(f"sqlite+aiosqlite:///{path}", busy_timeout=5.0)
+    taken = threading.Event()
+    other = hold_write_lock(path, 0.5, taken)
+    try:
+        await asyncio.to_thread(taken.wait)
+
+        async def write() -> None:
+            async with db.write() as session:
+                await session.execute(text("INSERT INTO t (v) VALUES ('ours')"))
+
+        started = time.monotonic()
+        work = asyncio.create_task(write())
+        gaps = await ticks_while(work)
+        await work
+        assert time.monotonic() - started >= 0.4  # it did wait for the lock
+        assert max(gaps) < 0.2  # and the loop kept running meanwhile
+        async with db.read() as session:
+            rows = (await session.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
+        assert rows == ["other", "ours"]
+    finally:
+        await asyncio.to_thread(other.join)
+        await db.dispose()
+
+
+async def test_a_write_gives_up_after_the_busy_timeout(path: str) -> None:
+    db = Database(f"sqlite+aiosqlite:///{path}", busy_timeout=0.3)
+    taken = threading.Event()
+    other = hold_write_lock(path, 1.5, taken)
+    try:
+        await asyncio.to_thread(taken.wait)
+
+        async def write() -> None:
+            async with db.write() as session:
+                await session.execute(text("INSERT INTO t (v) VALUES ('ours')"))
+
+        started = time.monotonic()
+        work = asyncio.create_task(write())
+        gaps = await ticks_while(work)
+        with pytest.raises(OperationalError, match="database is locked"):
+            await work
+        assert 0.3 <= time.monotonic() - started < 1.2
+        assert max(gaps) < 0.2
+    finally:
+        await asyncio.to_thread(other.join)
+        await db.dispose()
+    # The other writer's row is there, ours is not.
+    with sqlite3.connect(path) as conn:
+        assert [v for (v,) in conn.execute("SELECT v FROM t")] == ["other"]
