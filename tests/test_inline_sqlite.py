@@ -77,6 +77,33 @@ async def test_statements_run_and_commit(path: str) -> None:
         await db.dispose()
 
 
+async def test_a_long_transaction_lets_other_tasks_run_between_statements(path: str) -> None:
+    """Statements yield to the loop, so a transaction of many of them does not hold
+    it end to end (an answer waiting to be posted would wait for all of them)."""
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    turns = 0
+    writing = True
+
+    async def other_task() -> None:
+        nonlocal turns
+        while writing:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_task())
+    try:
+        await asyncio.sleep(0)
+        before = turns
+        async with db.write() as session:
+            for index in range(50):
+                await session.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": str(index)})
+        assert turns - before >= 50
+    finally:
+        writing = False
+        await other
+        await db.dispose()
+
+
 async def test_a_write_waits_for_another_writer_without_blocking_the_loop(path: str) -> None:
     db = Database(f"sqlite+aiosqlite:///{path}", busy_timeout=5.0)
     taken = threading.Event()

@@ -4,7 +4,7 @@ A statement on a local WAL database takes a few microseconds. aiosqlite runs eac
 call (cursor, execute, fetch, close, commit) on a worker thread and wakes the loop
 for the answer: ~90 µs per hop, several hops per statement, which made the hand-off
 cost a hundred times the query. This connection runs the calls where they are
-awaited instead.
+awaited instead, yielding to the loop once before each statement.
 
 What must not block the loop is waiting for another process's write lock, so
 SQLite's own busy handler (a sleeping loop) is off: a statement refused as busy is
@@ -92,11 +92,16 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
+        # Let whatever else is ready run first, as a hand-off to a thread would:
+        # a transaction of many statements must not hold the loop end to end
+        # while an answer waits to be posted.
+        await asyncio.sleep(0)
         await _patiently(self._connection.busy_timeout, self._cursor.execute, sql, parameters)
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> InlineCursor:
         rows = list(parameters)  # a generator could not be replayed after a refusal
+        await asyncio.sleep(0)
         await _patiently(self._connection.busy_timeout, self._cursor.executemany, sql, rows)
         return self
 
