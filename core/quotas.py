@@ -6,11 +6,13 @@ followed by a write, so concurrent reservations can never overshoot the limit.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, case, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
@@ -61,10 +63,14 @@ class QuotaExceeded(OneAIError):
         self.upgrade = upgrade
 
 
-def _window_case(now: datetime, which: int) -> object:
-    """SQL choosing the new window's start (0) or end (1) by the row's frequency."""
+_EDGES = ("start", "end")
+
+
+def _window_case(edge: str) -> Any:
+    """SQL choosing the new window's `edge` ("start" or "end") by the row's
+    frequency, from the `{frequency}_{edge}` parameters."""
     bounds = {
-        freq: literal(window_bounds(freq, now)[which], UTCDateTime()) for freq in ResetFrequency
+        freq: bindparam(f"{freq.value}_{edge}", type_=UTCDateTime()) for freq in ResetFrequency
     }
     return case(
         (
@@ -73,6 +79,37 @@ def _window_case(now: datetime, which: int) -> object:
         ),
         (UsageQuota.reset_frequency == ResetFrequency.DAILY.value, bounds[ResetFrequency.DAILY]),
         else_=bounds[ResetFrequency.MONTHLY],
+    )
+
+
+@functools.cache
+def _reserve_statement() -> Any:
+    """Take a unit, opening a new window first if the current one is over. Built
+    once: constructing this statement cost more than running it."""
+    now = bindparam("now", type_=UTCDateTime())
+    due = UsageQuota.next_reset_at <= now
+    return (
+        update(UsageQuota)
+        .where(
+            UsageQuota.user_id == bindparam("owner"),
+            UsageQuota.quota_key == bindparam("key"),
+            UsageQuota.quota_limit > 0,
+            or_(due, UsageQuota.used_count < UsageQuota.quota_limit),
+        )
+        .values(
+            used_count=case((due, 1), else_=UsageQuota.used_count + 1),
+            last_reset_at=case((due, _window_case("start")), else_=UsageQuota.last_reset_at),
+            next_reset_at=case((due, _window_case("end")), else_=UsageQuota.next_reset_at),
+            last_usage_at=now,
+            updated_at=now,
+        )
+        .returning(
+            UsageQuota.used_count,
+            UsageQuota.quota_limit,
+            UsageQuota.last_reset_at,
+            UsageQuota.next_reset_at,
+        )
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -124,31 +161,11 @@ class QuotaService:
         self, session: AsyncSession, user_id: int, key: QuotaKey
     ) -> Reservation | None:
         now = self._now()
-        due = UsageQuota.next_reset_at <= now
-        stmt = (
-            update(UsageQuota)
-            .where(
-                UsageQuota.user_id == user_id,
-                UsageQuota.quota_key == key.value,
-                UsageQuota.quota_limit > 0,
-                or_(due, UsageQuota.used_count < UsageQuota.quota_limit),
-            )
-            .values(
-                used_count=case((due, 1), else_=UsageQuota.used_count + 1),
-                last_reset_at=case((due, _window_case(now, 0)), else_=UsageQuota.last_reset_at),
-                next_reset_at=case((due, _window_case(now, 1)), else_=UsageQuota.next_reset_at),
-                last_usage_at=now,
-                updated_at=now,
-            )
-            .returning(
-                UsageQuota.used_count,
-                UsageQuota.quota_limit,
-                UsageQuota.last_reset_at,
-                UsageQuota.next_reset_at,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        row = (await session.execute(stmt)).one_or_none()
+        params: dict[str, Any] = {"now": now, "owner": user_id, "key": key.value}
+        for freq in ResetFrequency:
+            for edge, bound in zip(_EDGES, window_bounds(freq, now), strict=True):
+                params[f"{freq.value}_{edge}"] = bound
+        row = (await session.execute(_reserve_statement(), params)).one_or_none()
         if row is None:
             return None
         used, limit, start, end = row

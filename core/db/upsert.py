@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,9 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
 
-def _dialect_insert(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+def _insert_for(dialect: str) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _dialect_insert(session: AsyncSession) -> Any:
+    return _insert_for(_dialect(session))
 
 
 async def insert_ignore(
@@ -47,6 +55,15 @@ async def insert_new(
     return inserted
 
 
+@functools.cache
+def _upsert(dialect: str, table: Table, conflict: tuple[str, ...], update: tuple[str, ...]) -> Any:
+    # Built once per shape: constructing it cost more than running it.
+    stmt = _insert_for(dialect)(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(conflict), set_={name: stmt.excluded[name] for name in update}
+    )
+
+
 async def insert_or_update(
     session: AsyncSession,
     table: Table,
@@ -58,9 +75,5 @@ async def insert_or_update(
     `update` columns instead. One statement where delete-then-insert takes two."""
     if not rows:
         return
-    stmt = _dialect_insert(session)(table).values(list(rows))
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=list(conflict), set_={name: stmt.excluded[name] for name in update}
-        )
-    )
+    stmt = _upsert(_dialect(session), table, tuple(conflict), tuple(update))
+    await session.execute(stmt, list(rows))
