@@ -8,6 +8,7 @@ import itertools
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -104,10 +105,17 @@ async def test_a_long_transaction_lets_other_tasks_run_between_statements(path: 
         await db.dispose()
 
 
-async def test_a_write_waits_for_another_writer_without_blocking_the_loop(path: str) -> None:
-    db = Database(f"sqlite+aiosqlite:///{path}", busy_timeout=5.0)
+@dataclass
+class Contended:
+    elapsed: float  # seconds the write took, from its start to its end
+    longest_gap: float  # the longest the loop went without running a 10 ms ticker
+    error: BaseException | None  # what the write raised
+
+
+async def write_while_locked(db: Database, path: str, hold: float) -> Contended:
+    """Our write, started while another writer holds the lock for `hold` s."""
     taken = threading.Event()
-    other = hold_write_lock(path, 0.5, taken)
+    other = hold_write_lock(path, hold, taken)
     try:
         await asyncio.to_thread(taken.wait)
 
@@ -118,38 +126,37 @@ async def test_a_write_waits_for_another_writer_without_blocking_the_loop(path: 
         started = time.monotonic()
         work = asyncio.create_task(write())
         gaps = await ticks_while(work)
-        await work
-        assert time.monotonic() - started >= 0.4  # it did wait for the lock
-        assert max(gaps) < 0.2  # and the loop kept running meanwhile
+        elapsed = time.monotonic() - started
+        error = work.exception()
+        return Contended(elapsed, max(gaps), error)
+    finally:
+        await asyncio.to_thread(other.join)
+
+
+async def test_a_write_waits_for_another_writer_without_blocking_the_loop(path: str) -> None:
+    db = Database(f"sqlite+aiosqlite:///{path}", busy_timeout=5.0)
+    try:
+        contended = await write_while_locked(db, path, hold=0.5)
+        assert contended.error is None
+        assert contended.elapsed >= 0.4  # it did wait for the lock
+        assert contended.longest_gap < 0.2  # and the loop kept running meanwhile
         async with db.read() as session:
             rows = (await session.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
         assert rows == ["other", "ours"]
     finally:
-        await asyncio.to_thread(other.join)
         await db.dispose()
 
 
 async def test_a_write_gives_up_after_the_busy_timeout(path: str) -> None:
     db = Database(f"sqlite+aiosqlite:///{path}", busy_timeout=0.3)
-    taken = threading.Event()
-    other = hold_write_lock(path, 1.5, taken)
     try:
-        await asyncio.to_thread(taken.wait)
-
-        async def write() -> None:
-            async with db.write() as session:
-                await session.execute(text("INSERT INTO t (v) VALUES ('ours')"))
-
-        started = time.monotonic()
-        work = asyncio.create_task(write())
-        gaps = await ticks_while(work)
-        with pytest.raises(OperationalError, match="database is locked"):
-            await work
-        assert 0.3 <= time.monotonic() - started < 1.2
-        assert max(gaps) < 0.2
+        contended = await write_while_locked(db, path, hold=1.5)
     finally:
-        await asyncio.to_thread(other.join)
         await db.dispose()
+    assert isinstance(contended.error, OperationalError)
+    assert "database is locked" in str(contended.error)
+    assert 0.3 <= contended.elapsed < 1.2
+    assert contended.longest_gap < 0.2
     # The other writer's row is there, ours is not.
     with sqlite3.connect(path) as conn:
         assert [v for (v,) in conn.execute("SELECT v FROM t")] == ["other"]

@@ -168,12 +168,10 @@ class InlineConnection:
         self._conn.create_function(*args, **kwargs)
 
     async def close(self) -> None:
-        if self._connection is not None:
-            self._connection = None
-            self._conn.close()
+        self.stop()
 
     def stop(self) -> None:
-        """Terminate (the pool gave up on the connection): close it now."""
+        """Close now (also how the pool terminates a connection it gave up on)."""
         if self._connection is not None:
             self._connection = None
             self._conn.close()
