@@ -26,14 +26,16 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+# Only "another connection holds the lock" passes with time; SQLITE_LOCKED (a
+# conflict inside one connection) would not, so it is raised at once.
+_BUSY = sqlite3.SQLITE_BUSY
 _FIRST_PAUSE = 0.001  # seconds; doubled per refusal up to _MAX_PAUSE
 _MAX_PAUSE = 0.05
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
     code = getattr(error, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in _BUSY
+    return code is not None and code & 0xFF == _BUSY
 
 
 async def _patiently(patience: float, call: Callable[..., T], *args: Any) -> T:
