@@ -24,6 +24,7 @@ from core.conversations.links import PlatformMessage
 from core.conversations.turns import Turn, TurnPlanner
 from core.db.engine import Database
 from core.db.models import ChatMessage, MessageStatus
+from core.db.models.base import table_of
 from core.errors import OneAIError
 from core.llm.client import LLMClient, Usage
 from core.llm.context import build_context
@@ -282,12 +283,13 @@ class ChatService:
         error = generation._error
         now = self.now()
         async with self.db.write() as session:
+            # On the table, not the entity: no ORM objects to synchronize here, and
+            # the ORM's bulk-update path costs more than the statement.
+            messages = table_of(ChatMessage)
+            rows = messages.c
             updated = await session.execute(
-                update(ChatMessage)
-                .where(
-                    ChatMessage.id == turn.answer.id,
-                    ChatMessage.status == MessageStatus.STREAMING,
-                )
+                update(messages)
+                .where(rows.id == turn.answer.id, rows.status == MessageStatus.STREAMING)
                 .values(
                     content=generation.text,
                     status=status,
@@ -297,7 +299,7 @@ class ChatService:
                     finished_at=now,
                     heartbeat_at=None,
                 )
-                .returning(ChatMessage.id)
+                .returning(rows.id)
             )
             # Only the writer that moved the row out of `streaming` settles its unit.
             if updated.first() is not None and not charged:

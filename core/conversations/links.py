@@ -6,11 +6,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.engine import Database
 from core.db.models import MessageLink
+from core.db.models.base import table_of
 from core.db.upsert import insert_ignore, insert_or_update
 
 
@@ -26,10 +27,6 @@ class PlatformMessage:
 _KEY = ("platform", "chat_id", "platform_message_id")
 
 
-def _table() -> Table:
-    return MessageLink.__table__  # type: ignore[return-value]
-
-
 async def link_in(
     session: AsyncSession, ref: PlatformMessage, row_id: uuid.UUID, part: int = 0
 ) -> None:
@@ -37,7 +34,7 @@ async def link_in(
     transaction."""
     await insert_or_update(
         session,
-        _table(),
+        table_of(MessageLink),
         [
             {
                 "platform": ref.platform,
@@ -111,7 +108,7 @@ class MessageLinks:
             )
             await insert_ignore(
                 session,
-                _table(),
+                table_of(MessageLink),
                 [
                     {
                         "platform": self.platform,
