@@ -11,10 +11,10 @@ Rules, and where they are kept:
    for the turns other streams of the same chat queued first (`push`).
 3. Every call takes the chat's turn (`ChatThrottle`: one call at a time, each
    starting at least `min_interval` after the previous one returned, shared by
-   all streams of the chat) and a global
-   token (`RateLimiter`). The text is read after both waits, so each call shows
-   the newest text and nothing stale is ever queued. Deltas are read by their own
-   task (`read`), which never awaits the sink.
+   all streams of the chat) and a global token (`RateLimiter`). The text is read
+   after both waits, so each call shows the newest text and nothing stale is
+   ever queued. Deltas are read by their own task (`read`), which never awaits
+   the sink.
 4. `RetryLater` holds the chat for `retry_after`; the next call uses the newest
    text. Other errors are logged and retried after a growing pause.
 5. `sink.split` gives the parts; they are synced lowest index first (edit a part
