@@ -13,25 +13,13 @@ runs in a thread pool, so serving on the test's event loop is fine.
 
 from __future__ import annotations
 
-import base64
 import itertools
-import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import LocalServer
-
-
-@dataclass
-class RecordedCall:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-case names
-    body: dict[str, Any]
-    received_at: float = field(default_factory=time.monotonic)
+from tests.fakes.base import RecordedCall, RecordingServer
 
 
 def _error(status: int, code: str, description: str) -> web.Response:
@@ -39,7 +27,7 @@ def _error(status: int, code: str, description: str) -> web.Response:
     return web.json_response(body, status=status)
 
 
-class FakeRazorpay(LocalServer):
+class FakeRazorpay(RecordingServer):
     """The server. Use `async with FakeRazorpay() as rzp:` or `start()` / `stop()`."""
 
     def __init__(
@@ -53,7 +41,6 @@ class FakeRazorpay(LocalServer):
         super().__init__(host, port)
         self.key_id = key_id
         self.key_secret = key_secret
-        self.calls: list[RecordedCall] = []
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.create_status = 200  # set to e.g. 500 to make creates fail
         self._ids = itertools.count(1)
@@ -67,37 +54,14 @@ class FakeRazorpay(LocalServer):
 
     # -- inspection -------------------------------------------------------------
 
-    def calls_to(self, method: str, path: str) -> list[RecordedCall]:
-        return [c for c in self.calls if c.method == method and c.path == path]
-
     @property
     def creates(self) -> list[RecordedCall]:
         return self.calls_to("POST", "/v1/subscriptions")
 
     # -- handlers ---------------------------------------------------------------
 
-    async def _record(self, request: web.Request) -> RecordedCall:
-        raw = await request.read()
-        body: Any = {}
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = {"_raw": raw.decode("utf-8", "replace")}
-        call = RecordedCall(
-            method=request.method,
-            path=request.path,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=body if isinstance(body, dict) else {"_json": body},
-        )
-        self.calls.append(call)
-        return call
-
     def _authorized(self, call: RecordedCall) -> bool:
-        if self.key_id is None:
-            return True
-        expected = base64.b64encode(f"{self.key_id}:{self.key_secret or ''}".encode()).decode()
-        return call.headers.get("authorization") == f"Basic {expected}"
+        return self._basic_auth(call, self.key_id, self.key_secret)
 
     async def _create(self, request: web.Request) -> web.Response:
         call = await self._record(request)

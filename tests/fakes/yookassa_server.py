@@ -18,31 +18,14 @@ body that lies about the object's state.
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
-import json
-import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import LocalServer
-
-
-@dataclass
-class RecordedCall:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-case names
-    body: dict[str, Any]
-    received_at: float = field(default_factory=time.monotonic)
-
-    @property
-    def idempotence_key(self) -> str | None:
-        return self.headers.get("idempotence-key")
+from tests.fakes.base import RecordedCall, RecordingServer
 
 
 def _now_iso() -> str:
@@ -61,7 +44,7 @@ def _error(status: int, code: str, description: str, parameter: str | None = Non
     return web.json_response(body, status=status)
 
 
-class FakeYooKassa(LocalServer):
+class FakeYooKassa(RecordingServer):
     """The server. Use `async with FakeYooKassa() as yoo:` or `start()` / `stop()`."""
 
     def __init__(
@@ -77,7 +60,6 @@ class FakeYooKassa(LocalServer):
         self.shop_id = shop_id
         self.secret_key = secret_key
         self.gateway_id = gateway_id
-        self.calls: list[RecordedCall] = []
         self.payments: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         # Idempotence-Key -> (request body, payment id) of the first create.
@@ -100,9 +82,6 @@ class FakeYooKassa(LocalServer):
     def api_url(self) -> str:
         """What YooKassaSettings.api_url takes."""
         return f"{self.url}/v3"
-
-    def calls_to(self, method: str, path: str) -> list[RecordedCall]:
-        return [c for c in self.calls if c.method == method and c.path == path]
 
     @property
     def create_requests(self) -> list[RecordedCall]:
@@ -207,32 +186,11 @@ class FakeYooKassa(LocalServer):
 
     # -- handlers ---------------------------------------------------------------
 
-    async def _record(self, request: web.Request) -> tuple[RecordedCall, bool]:
-        raw = await request.read()
-        body: Any = {}
-        valid = True
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                valid = False
-        call = RecordedCall(
-            method=request.method,
-            path=request.path,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=body if isinstance(body, dict) else {},
-        )
-        self.calls.append(call)
-        return call, valid and isinstance(body, dict)
-
     def _authorized(self, call: RecordedCall) -> bool:
-        if self.shop_id is None:
-            return True
-        token = base64.b64encode(f"{self.shop_id}:{self.secret_key or ''}".encode()).decode()
-        return call.headers.get("authorization") == f"Basic {token}"
+        return self._basic_auth(call, self.shop_id, self.secret_key)
 
     async def _create_payment(self, request: web.Request) -> web.Response:
-        call, valid = await self._record(request)
+        call = await self._record(request)
         if self.create_delay:
             await asyncio.sleep(self.create_delay)  # a provider that hangs
         if not self._authorized(call):
@@ -240,7 +198,7 @@ class FakeYooKassa(LocalServer):
         key = call.idempotence_key
         if not key:
             return _error(400, "invalid_request", "Idempotence key is required", "Idempotence-Key")
-        if not valid:
+        if not call.valid:
             return _error(400, "invalid_request", "Request body is not valid JSON")
         seen = self._by_key.get(key)
         if seen is not None:
@@ -301,7 +259,7 @@ class FakeYooKassa(LocalServer):
         return web.json_response(payment)
 
     async def _get_payment(self, request: web.Request) -> web.Response:
-        call, _ = await self._record(request)
+        call = await self._record(request)
         if not self._authorized(call):
             return _error(401, "invalid_credentials", "Authentication error")
         payment = self.payments.get(request.match_info["payment_id"])
@@ -310,7 +268,7 @@ class FakeYooKassa(LocalServer):
         return web.json_response(payment)
 
     async def _get_refund(self, request: web.Request) -> web.Response:
-        call, _ = await self._record(request)
+        call = await self._record(request)
         if not self._authorized(call):
             return _error(401, "invalid_credentials", "Authentication error")
         refund = self.refunds.get(request.match_info["refund_id"])
