@@ -135,6 +135,20 @@ async def post_event(
     return await post_raw(stack, json.dumps(body).encode(), event_id=event_id)
 
 
+async def post_renewal(stack: PaymentStack, sub_id: str, *, created_at: int) -> Response:
+    """The charge for the next period (payment p2)."""
+    return await post_event(
+        stack,
+        event(
+            "subscription.charged",
+            sub_id,
+            created_at=created_at,
+            payment_id="p2",
+            current_end=NEXT_PERIOD_END,
+        ),
+    )
+
+
 async def subscribed(stack: PaymentStack, user_id: int) -> str:
     """The person chose Pro: our order and Razorpay's subscription exist."""
     checkout = await provider(stack).checkout(user_id, Tier.PRO, "telegram")
@@ -542,16 +556,7 @@ async def test_pending_then_newer_charge(rzp: PaymentStack) -> None:
     await post_event(rzp, event("subscription.pending", sub_id, created_at=150))
     assert (await current_sub(rzp, user_id)).status == "past_due"
 
-    await post_event(
-        rzp,
-        event(
-            "subscription.charged",
-            sub_id,
-            created_at=200,
-            payment_id="p2",
-            current_end=NEXT_PERIOD_END,
-        ),
-    )
+    await post_renewal(rzp, sub_id, created_at=200)
     sub = await current_sub(rzp, user_id)
     assert sub.status == "active"
     assert sub.current_period_end == datetime.fromtimestamp(NEXT_PERIOD_END, UTC)
@@ -572,16 +577,7 @@ async def test_halted_then_newer_charge_reactivates_and_extends(rzp: PaymentStac
     assert user is not None
     assert (user.tier, user.tier_status) == ("pro", "unpaid")
 
-    charged = await post_event(
-        rzp,
-        event(
-            "subscription.charged",
-            sub_id,
-            created_at=300,
-            payment_id="p2",
-            current_end=NEXT_PERIOD_END,
-        ),
-    )
+    charged = await post_renewal(rzp, sub_id, created_at=300)
 
     assert charged.status == 200
     sub = await current_sub(rzp, user_id)
@@ -642,16 +638,7 @@ async def test_late_renewal_charge_after_cancellation_is_still_recorded(
         rzp, event("subscription.cancelled", sub_id, created_at=250, status="cancelled")
     )
 
-    late = await post_event(
-        rzp,
-        event(
-            "subscription.charged",
-            sub_id,
-            created_at=200,
-            payment_id="p2",
-            current_end=NEXT_PERIOD_END,
-        ),
-    )
+    late = await post_renewal(rzp, sub_id, created_at=200)
 
     assert late.status == 200
     # The money moved: it is in the ledger, and the paid cycle is granted.
@@ -693,16 +680,7 @@ async def test_a_charge_after_the_plan_expired_brings_the_same_row_back(
         change = await rzp.services.subscriptions.end(session, user_id, Reason.EXPIRY)
     assert change is not None
 
-    late = await post_event(
-        rzp,
-        event(
-            "subscription.charged",
-            sub_id,
-            created_at=300,
-            payment_id="p2",
-            current_end=NEXT_PERIOD_END,
-        ),
-    )
+    late = await post_renewal(rzp, sub_id, created_at=300)
 
     assert late.status == 200
     again = await current_sub(rzp, user_id)
