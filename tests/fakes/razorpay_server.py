@@ -103,22 +103,27 @@ class FakeRazorpay(RecordingServer):
         self.subscriptions[sub_id] = sub
         return web.json_response(sub)
 
-    async def _fetch(self, request: web.Request) -> web.Response:
+    async def _subscription(
+        self, request: web.Request
+    ) -> tuple[RecordedCall, dict[str, Any]] | web.Response:
+        """The call and the subscription it names, or the error Razorpay answers."""
         call = await self._record(request)
         if not self._authorized(call):
             return _error(401, "BAD_REQUEST_ERROR", "Authentication failed")
         sub = self.subscriptions.get(request.match_info["sub_id"])
         if sub is None:
             return _error(400, "BAD_REQUEST_ERROR", "The id provided does not exist")
-        return web.json_response(sub)
+        return call, sub
+
+    async def _fetch(self, request: web.Request) -> web.Response:
+        found = await self._subscription(request)
+        return found if isinstance(found, web.Response) else web.json_response(found[1])
 
     async def _cancel(self, request: web.Request) -> web.Response:
-        call = await self._record(request)
-        if not self._authorized(call):
-            return _error(401, "BAD_REQUEST_ERROR", "Authentication failed")
-        sub = self.subscriptions.get(request.match_info["sub_id"])
-        if sub is None:
-            return _error(400, "BAD_REQUEST_ERROR", "The id provided does not exist")
+        found = await self._subscription(request)
+        if isinstance(found, web.Response):
+            return found
+        call, sub = found
         at_cycle_end = str(call.body.get("cancel_at_cycle_end", 0)) in {"1", "True", "true"}
         if at_cycle_end:
             sub["has_scheduled_changes"] = True
