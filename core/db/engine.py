@@ -55,8 +55,8 @@ class Database:
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False)
         # SQLite has one writer. Queueing this process's writers here, instead of
-        # letting them all BEGIN IMMEDIATE, spares them SQLite's busy-wait sleeps
-        # (1, 2, 5, 10 ... ms); the busy timeout still covers other processes.
+        # letting them all BEGIN IMMEDIATE, spares them the busy retries and their
+        # sleeps (1, 2, 4 ... ms); the busy timeout still covers other processes.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
