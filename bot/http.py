@@ -8,14 +8,11 @@ import time
 from aiohttp import web
 from sqlalchemy import text
 
-from core.chat import InterruptedAnswer
 from core.services import Services
 from payments.service import Payments
 
 SERVICES_KEY = web.AppKey("services", Services)
 STARTED_KEY = web.AppKey("started", float)
-# Answers a restart found cut off; each platform tells its people.
-INTERRUPTED_KEY = web.AppKey("interrupted", list[InterruptedAnswer])
 PAYMENTS_KEY = web.AppKey("payments", Payments)
 
 
@@ -39,7 +36,7 @@ async def metrics(request: web.Request) -> web.Response:
         f"oneai_uptime_seconds {uptime:.1f}",
         "# HELP oneai_generations_running Answers streaming in this worker.",
         "# TYPE oneai_generations_running gauge",
-        f"oneai_generations_running {len(services.chat._running)}",
+        f"oneai_generations_running {len(services.chat.running_ids())}",
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 

@@ -1,5 +1,7 @@
 """`oneai run`: prepare the database, start the HTTP server and every platform
-that has a token, and stop them all cleanly on a signal."""
+that has a token, and stop them all cleanly on a signal: no new updates, running
+answers get SHUTDOWN_GRACE seconds to finish, the rest are interrupted (units
+back, people told), then everything closes."""
 
 from __future__ import annotations
 
@@ -8,13 +10,13 @@ import contextlib
 import importlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Protocol
 
 from aiohttp import web
 
-from bot.http import INTERRUPTED_KEY, PAYMENTS_KEY, build_app
+from bot.http import PAYMENTS_KEY, build_app
 from core.config import Settings
 from core.db.migrate import prepare_database
 from core.services import Services, check_redis
@@ -30,7 +32,25 @@ PLATFORMS = (
     ("discord", "DISCORD_BOT_TOKEN", "bot.discord.runner"),
 )
 
-Setup = Callable[[Services, web.Application], Callable[[], Coroutine[Any, Any, None]]]
+# After the grace, how long interrupted answers get to show that they were cut.
+FINAL_STATE_TIMEOUT = 10.0
+
+
+class Platform(Protocol):
+    name: str
+
+    async def serve(self) -> None:
+        """Take updates until `stop_intake`."""
+
+    async def stop_intake(self) -> None: ...
+
+    async def wait_idle(self) -> None:
+        """Until every answer in progress has shown its final state."""
+
+    async def close(self) -> None: ...
+
+
+Setup = Callable[[Services, web.Application], Platform]
 
 
 class PlatformMissing(Exception):
@@ -60,7 +80,7 @@ def _enabled(settings: Settings) -> list[tuple[str, Setup]]:
 
 async def run_bot(settings: Settings) -> int:
     try:
-        platforms = _enabled(settings)
+        enabled = _enabled(settings)
     except PlatformMissing as exc:
         log.error("%s", exc)
         return 2
@@ -80,40 +100,69 @@ async def run_bot(settings: Settings) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     stop_bus = None
+    platforms: list[Platform] = []
+    tasks: list[asyncio.Task[None]] = []
     try:
         if settings.redis.redis_url is not None:
             stop_bus = RedisStopBus(settings.redis.redis_url)
             await stop_bus.start(services.chat.stop)
             services.chat.stop_bus = stop_bus
-        interrupted = await services.chat.recover_stale()
-        if interrupted:
-            log.info("marked %d answers of stopped workers as interrupted", len(interrupted))
-        app[INTERRUPTED_KEY] = interrupted
+        # Alive from here on; answers of workers that died are ended and announced.
+        await services.go_live()
         with contextlib.suppress(Exception):
             await services.refresh_catalog()
-        servers = [(name, setup(services, app)) for name, setup in platforms]
+        platforms = [setup(services, app) for _, setup in enabled]
         if settings.payments.scheduler_enabled:
             scheduler.start()
-        tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(serve(), name=name) for name, serve in servers
-        ]
+        tasks = [asyncio.create_task(p.serve(), name=p.name) for p in platforms]
         await runner.setup()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         await site.start()
         log.info("HTTP server on %s:%s", settings.http.host, settings.http.port)
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
         failed = [t for t in done if t is not waiter and t.exception() is not None]
-        for task in [waiter, *tasks]:
-            task.cancel()
-        await asyncio.gather(waiter, *tasks, return_exceptions=True)
         for task in failed:
             log.error("%s stopped: %s", task.get_name(), task.exception())
+        await _shut_down(services, platforms, tasks, settings.workers.shutdown_grace)
         return 1 if failed else 0
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for platform in platforms:
+            try:
+                await platform.close()
+            except Exception:
+                log.warning("closing %s failed", platform.name, exc_info=True)
         scheduler.stop()
         await runner.cleanup()
         await payments.close()
         if stop_bus is not None:
             await stop_bus.close()
         await services.close()
+
+
+async def _shut_down(
+    services: Services, platforms: list[Platform], tasks: list[asyncio.Task[None]], grace: float
+) -> None:
+    """No new updates; answers in progress finish within `grace` or are cut (units
+    back, people told); then the platforms are done."""
+    for platform in platforms:
+        try:
+            await platform.stop_intake()
+        except Exception:
+            log.warning("stopping %s's updates failed", platform.name, exc_info=True)
+    running = len(services.chat.running_ids())
+    if running:
+        log.info("stopping: %d answers get up to %g s to finish", running, grace)
+    cut = await services.chat.drain(grace)
+    if cut:
+        log.info("stopping: %d answers were cut short", cut)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(FINAL_STATE_TIMEOUT):
+            await asyncio.gather(*(platform.wait_idle() for platform in platforms))
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(FINAL_STATE_TIMEOUT):
+            await asyncio.gather(*tasks, return_exceptions=True)

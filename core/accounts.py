@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from core.clock import utcnow
 from core.db.engine import Database
 from core.db.models import Identity, User
+from core.text import storable
 from core.tiers import Tier
 
 # Writing last_seen on every update would make each message a write; this is enough.
@@ -40,6 +42,13 @@ class AccountService:
         One read in the common case; a write only for a new person or a stale
         last-seen time. Two first contacts at once both end on the same user.
         """
+        profile = dataclasses.replace(
+            profile,
+            username=storable(profile.username) if profile.username else profile.username,
+            display_name=(
+                storable(profile.display_name) if profile.display_name else profile.display_name
+            ),
+        )
         async with self.db.read() as session:
             row = (
                 await session.execute(
@@ -120,7 +129,7 @@ class AccountService:
         await self._set(user_id, default_model=model_id)
 
     async def set_system_prompt(self, user_id: int, prompt: str | None) -> None:
-        await self._set(user_id, system_prompt=prompt or None)
+        await self._set(user_id, system_prompt=storable(prompt) if prompt else None)
 
     async def set_language(self, user_id: int, language: str) -> None:
         await self._set(user_id, language=_short_language(language))

@@ -8,43 +8,50 @@ fails, is interrupted, or is stopped before its first token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
-import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from core.clock import utcnow
 from core.config import LimitSettings
+from core.conversations.errors import ShuttingDown
 from core.conversations.links import PlatformMessage
 from core.conversations.turns import Turn, TurnPlanner
 from core.db.engine import Database
 from core.db.models import ChatMessage, MessageStatus
 from core.db.models.base import table_of
 from core.errors import OneAIError
+from core.liveness import Liveness
 from core.llm.client import LLMClient, Usage
 from core.llm.context import build_context
 from core.quotas import QuotaService
 from core.stop_signals import RedisStopBus
+from core.text import StreamCleaner
 
 log = logging.getLogger(__name__)
 
 _END = object()
 
-
-def new_worker_id() -> str:
-    """Identifies this process on streaming rows, so a restart can tell its own
-    leftovers from another live worker's answers."""
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+# Pauses between attempts at an answer's final save (a dropped connection, a
+# database restarting); after the last, the row ends `failed` with its unit back.
+SAVE_RETRY_DELAYS = (0.2, 1.0, 3.0)
+# Then the short "failed" write is retried until the database takes it.
+SETTLE_RETRY_CAP = 30.0
 
 
 class GenerationFailed(OneAIError):
     code = "generation_failed"
     user_message = "The answer could not be generated. Please try again."
+
+
+class AnswerNotSaved(OneAIError):
+    code = "not_saved"
+    user_message = "The answer could not be saved, so it was not counted. Press 🔄 to try again."
 
 
 @dataclass(frozen=True)
@@ -54,17 +61,6 @@ class GenerationResult:
     error: OneAIError | None
     charged: bool
     usage: Usage | None
-
-
-@dataclass(frozen=True)
-class InterruptedAnswer:
-    """An answer cut off by a worker that died; the platform tells the user."""
-
-    message_id: uuid.UUID
-    conversation_id: uuid.UUID
-    user_id: int
-    content: str
-    platform_message_ids: dict[str, object]
 
 
 class Generation:
@@ -89,9 +85,20 @@ class Generation:
     def message_id(self) -> uuid.UUID:
         return self.turn.answer.id
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
     def stop(self) -> None:
-        """Stop generating; text received so far is kept."""
+        """Stop generating at the person's request; text received so far is kept
+        (and charged once a token came)."""
         self._stop_requested = True
+        if self._pump_task is not None and not self._pump_task.done():
+            self._pump_task.cancel()
+
+    def interrupt(self) -> None:
+        """Cut the answer short for a reason of ours (the process is stopping): the
+        text so far is kept, the unit goes back."""
         if self._pump_task is not None and not self._pump_task.done():
             self._pump_task.cancel()
 
@@ -107,10 +114,14 @@ class Generation:
             raise RuntimeError("a generation streams once")
         self._started = True
         self.chat._register(self)
-        self._pump_task = asyncio.create_task(self._pump())
-        heartbeat = asyncio.create_task(self._heartbeat())
         if self._stop_requested:
-            self._pump_task.cancel()
+            # Stopped before it began: nothing to stream (a task cancelled before
+            # its first step would never run the pump's own cleanup).
+            self._status = MessageStatus.CANCELLED
+            self._queue.put_nowait(_END)
+        else:
+            self._pump_task = asyncio.create_task(self._pump())
+        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             while True:
                 item = await self._queue.get()
@@ -120,13 +131,15 @@ class Generation:
                 yield item
         finally:
             heartbeat.cancel()
-            if not self._pump_task.done():
+            if self._pump_task is not None and not self._pump_task.done():
                 # The consumer went away (its task was cancelled): interrupted.
                 self._pump_task.cancel()
             await asyncio.shield(self._settle())
 
     async def _pump(self) -> None:
         turn = self.turn
+        # What the model says is made storable and sendable as it arrives.
+        cleaner = StreamCleaner()
         try:
             context = build_context(
                 turn.history,
@@ -137,12 +150,15 @@ class Generation:
             async for chunk in self.chat.llm.stream_chat(
                 turn.model.id, context.messages, max_tokens=turn.model.max_output_tokens
             ):
-                if chunk.text:
+                if chunk.text and (piece := cleaner.feed(chunk.text)):
                     self._first_token = True
-                    self.text += chunk.text
-                    self._queue.put_nowait(chunk.text)
+                    self.text += piece
+                    self._queue.put_nowait(piece)
                 if chunk.usage is not None:
                     self._usage = chunk.usage
+            if tail := cleaner.flush():
+                self.text += tail
+                self._queue.put_nowait(tail)
         except asyncio.CancelledError:
             self._status = (
                 MessageStatus.CANCELLED if self._stop_requested else MessageStatus.INTERRUPTED
@@ -187,10 +203,10 @@ class Generation:
         charged = status == MessageStatus.COMPLETE or (
             status == MessageStatus.CANCELLED and self._first_token
         )
-        try:
-            await self.chat._finish(self, status, charged)
-        finally:
-            self.chat._unregister(self)
+        if not await self.chat._finish(self, status, charged):
+            # Not saved: the row ends `failed` with its unit back (in the
+            # background if the database is away); the person is told so.
+            status, charged, self._error = MessageStatus.FAILED, False, AnswerNotSaved()
         self.result = GenerationResult(status, self.text, self._error, charged, self._usage)
 
 
@@ -213,7 +229,23 @@ class ChatService:
         self.worker_id = worker_id
         self.now = now
         self._running: dict[uuid.UUID, Generation] = {}
+        self._settling: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()  # set while nothing runs here
+        self._idle.set()
         self.stop_bus: RedisStopBus | None = None
+        self.liveness: Liveness | None = None
+        # Set when the process is stopping: no new answers start.
+        self.closing = False
+
+    def running_ids(self) -> Collection[uuid.UUID]:
+        """Answers this process streams (or still settles) now."""
+        return self._running.keys()
+
+    async def _plan(self, plan: Callable[[], Awaitable[Turn]]) -> Generation:
+        if self.closing:
+            raise ShuttingDown()
+        turn = await (self.liveness.unblocked(plan) if self.liveness else plan())
+        return Generation(self, turn)
 
     async def send(
         self,
@@ -227,20 +259,21 @@ class ChatService:
         platform: str | None = None,
         prompt_link: PlatformMessage | None = None,
     ) -> Generation:
-        turn = await self.planner.send(
-            user_id,
-            text,
-            conversation_id=conversation_id,
-            new_conversation=new_conversation,
-            reply_to=reply_to,
-            images=images,
-            platform=platform,
-            prompt_link=prompt_link,
+        return await self._plan(
+            lambda: self.planner.send(
+                user_id,
+                text,
+                conversation_id=conversation_id,
+                new_conversation=new_conversation,
+                reply_to=reply_to,
+                images=images,
+                platform=platform,
+                prompt_link=prompt_link,
+            )
         )
-        return Generation(self, turn)
 
     async def regenerate(self, user_id: int, message_id: uuid.UUID) -> Generation:
-        return Generation(self, await self.planner.regenerate(user_id, message_id))
+        return await self._plan(lambda: self.planner.regenerate(user_id, message_id))
 
     async def edit(
         self,
@@ -250,8 +283,19 @@ class ChatService:
         *,
         prompt_link: PlatformMessage | None = None,
     ) -> Generation:
-        turn = await self.planner.edit(user_id, message_id, text, prompt_link=prompt_link)
-        return Generation(self, turn)
+        return await self._plan(
+            lambda: self.planner.edit(user_id, message_id, text, prompt_link=prompt_link)
+        )
+
+    async def abandon(self, generation: Generation) -> None:
+        """A generation whose platform failed before streaming it: its row ends
+        `interrupted` now, with its unit back, instead of waiting for a sweep."""
+        if generation.started:
+            return
+        generation._started = True
+        generation._status = MessageStatus.INTERRUPTED
+        self._register(generation)
+        await asyncio.shield(generation._settle())
 
     def stop(self, user_id: int, message_id: uuid.UUID) -> bool:
         """Stop a generation of this user's running in this process."""
@@ -263,21 +307,117 @@ class ChatService:
 
     async def request_stop(self, user_id: int, message_id: uuid.UUID) -> bool:
         """Stop a generation wherever it runs: here, or (with Redis) in another
-        process. False when it is known to run nowhere."""
+        process. An answer whose worker is gone is ended here at once. False when
+        it is known to run nowhere."""
         if self.stop(user_id, message_id):
             return True
+        if self.liveness is not None:
+            row = await self.liveness.streaming_row(user_id, message_id)
+            if row is None:
+                return False
+            if await self.liveness.clear([row]):
+                return True
         if self.stop_bus is None:
             return False
         await self.stop_bus.publish(user_id, message_id)
         return True
 
+    # -- stopping the process ------------------------------------------------------
+
+    async def drain(self, grace: float, *, settle_timeout: float = 10.0) -> int:
+        """No new answers; running ones get `grace` seconds to finish, then the rest
+        are interrupted (units back). Returns how many were interrupted."""
+        self.closing = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
+        cut = [g for g in self._running.values() if g.result is None]
+        for generation in cut:
+            generation.interrupt()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settle_timeout):
+                await self._idle.wait()
+        return len(cut)
+
     def _register(self, generation: Generation) -> None:
         self._running[generation.message_id] = generation
+        self._idle.clear()
 
     def _unregister(self, generation: Generation) -> None:
         self._running.pop(generation.message_id, None)
+        if not self._running:
+            self._idle.set()
 
-    async def _finish(self, generation: Generation, status: str, charged: bool) -> None:
+    async def _finish(self, generation: Generation, status: str, charged: bool) -> bool:
+        """Save the answer's final state and settle its unit, retrying a failed save.
+        False when it could not be saved: the row is then ended `failed` with its
+        unit back in the background, and stays registered here until it is."""
+        for delay in (*SAVE_RETRY_DELAYS, None):
+            try:
+                await self._save(generation, status, charged)
+            except Exception:
+                if delay is None:
+                    log.exception("could not save answer %s; it ends failed", generation.message_id)
+                    break
+                log.warning("saving answer %s failed; retrying", generation.message_id)
+                await asyncio.sleep(delay)
+            else:
+                self._unregister(generation)
+                return True
+        task = asyncio.create_task(self._settle_unsaved(generation))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return False
+
+    async def _settle_unsaved(self, generation: Generation) -> None:
+        """End a row whose final save failed: `failed`, unit back, the text kept as
+        the last heartbeat saved it. Retried until the database takes it."""
+        turn = generation.turn
+        delay = 1.0
+        try:
+            while True:
+                try:
+                    async with self.db.write() as session:
+                        messages = table_of(ChatMessage)
+                        rows = messages.c
+                        ended = await session.execute(
+                            update(messages)
+                            .where(
+                                rows.id == turn.answer.id,
+                                rows.status == MessageStatus.STREAMING,
+                            )
+                            .values(
+                                status=MessageStatus.FAILED,
+                                error_code=AnswerNotSaved.code,
+                                finished_at=self.now(),
+                                heartbeat_at=None,
+                            )
+                            .returning(rows.id)
+                        )
+                        if ended.first() is not None:
+                            await self.quotas.release(
+                                session,
+                                turn.user_id,
+                                turn.reservation.quota_key.value,
+                                turn.reservation.window_start,
+                            )
+                    turn.answer.status = MessageStatus.FAILED
+                    return
+                except Exception as exc:
+                    log.warning("ending unsaved answer %s failed: %s", turn.answer.id, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, SETTLE_RETRY_CAP)
+        finally:
+            self._unregister(generation)
+
+    async def close(self) -> None:
+        """Stop retrying unsaved answers (the process ends; a sweep elsewhere ends them)."""
+        for task in list(self._settling):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _save(self, generation: Generation, status: str, charged: bool) -> None:
         turn = generation.turn
         usage = generation._usage
         error = generation._error
@@ -311,53 +451,3 @@ class ChatService:
                 )
         turn.answer.status = status
         turn.answer.content = generation.text
-
-    async def recover_stale(self, stale_after: float | None = None) -> list[InterruptedAnswer]:
-        """Mark answers whose worker stopped sending heartbeats as interrupted and
-        give their units back. Answers of live workers are left alone."""
-        cutoff = self.now() - timedelta(seconds=stale_after or self.limits.stale_stream_seconds)
-        async with self.db.read() as session:
-            candidates: Sequence[uuid.UUID] = (
-                await session.scalars(
-                    select(ChatMessage.id).where(
-                        ChatMessage.status == MessageStatus.STREAMING,
-                        ChatMessage.heartbeat_at < cutoff,
-                    )
-                )
-            ).all()
-        interrupted: list[InterruptedAnswer] = []
-        for message_id in candidates:
-            async with self.db.write() as session:
-                row = (
-                    await session.execute(
-                        update(ChatMessage)
-                        .where(
-                            ChatMessage.id == message_id,
-                            ChatMessage.status == MessageStatus.STREAMING,
-                            ChatMessage.heartbeat_at < cutoff,
-                        )
-                        .values(
-                            status=MessageStatus.INTERRUPTED,
-                            error_code="interrupted",
-                            finished_at=self.now(),
-                            heartbeat_at=None,
-                        )
-                        .returning(
-                            ChatMessage.user_id,
-                            ChatMessage.conversation_id,
-                            ChatMessage.content,
-                            ChatMessage.quota_key,
-                            ChatMessage.quota_window_start,
-                            ChatMessage.platform_message_ids,
-                        )
-                    )
-                ).one_or_none()
-                if row is None:
-                    continue
-                user_id, conversation_id, content, key, window, platform_ids = row
-                if key is not None and window is not None:
-                    await self.quotas.release(session, user_id, key, window)
-            interrupted.append(
-                InterruptedAnswer(message_id, conversation_id, user_id, content, platform_ids)
-            )
-        return interrupted

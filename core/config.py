@@ -188,9 +188,32 @@ class LimitSettings(BaseSettings):
     max_messages_per_conversation: int = Field(default=1_000, gt=0)
     max_revisions_per_message: int = Field(default=50, gt=0)
     max_concurrent_generations: int = Field(default=2, gt=0)
-    # A streaming row whose heartbeat is older than this belongs to a dead worker.
-    stale_stream_seconds: float = Field(default=120.0, gt=0)
+    # How often a streaming answer saves its text so far (a crash loses less).
     heartbeat_seconds: float = Field(default=15.0, gt=0)
+
+
+class WorkerSettings(BaseSettings):
+    """How a process proves it is alive, and how it stops."""
+
+    model_config = _section("WORKER_")
+
+    # Every process beats this often; one silent for `timeout_seconds` is gone and
+    # its answers are interrupted by any other.
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    timeout_seconds: float = Field(default=20.0, gt=0)
+    # On SIGTERM/SIGINT running answers get this long to finish.
+    shutdown_grace: float = Field(
+        default=20.0, ge=0, validation_alias=AliasChoices("SHUTDOWN_GRACE")
+    )
+
+    @model_validator(mode="after")
+    def _timeout_spans_beats(self) -> WorkerSettings:
+        # One late beat must not make a live worker look gone.
+        if self.timeout_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                "WORKER_TIMEOUT_SECONDS must be at least twice WORKER_HEARTBEAT_SECONDS"
+            )
+        return self
 
 
 def _split_strings(value: Any) -> Any:
@@ -354,6 +377,10 @@ class Settings:
         return self._get("limits", LimitSettings)  # type: ignore[no-any-return]
 
     @cached_property
+    def workers(self) -> WorkerSettings:
+        return self._get("workers", WorkerSettings)  # type: ignore[no-any-return]
+
+    @cached_property
     def payments(self) -> PaymentSettings:
         return self._get("payments", PaymentSettings)  # type: ignore[no-any-return]
 
@@ -375,6 +402,7 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "discord": DiscordSettings,
     "http": HttpSettings,
     "limits": LimitSettings,
+    "workers": WorkerSettings,
     "payments": PaymentSettings,
     "yookassa": YooKassaSettings,
     "razorpay": RazorpaySettings,

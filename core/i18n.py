@@ -150,6 +150,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "blocked": "Your access to this service has been suspended.",
         "slow_down": "You're sending messages too fast. Please wait a moment.",
         "error.generic": "Something went wrong. Please try again.",
+        "error.resend": "⚠️ Something went wrong and your message was not answered. Please send it again.",
+        "photo_unavailable": "I could not download that photo. Please send it again.",
     },
     "ru": {
         "start": (
@@ -295,6 +297,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "blocked": "Ваш доступ к сервису приостановлен.",
         "slow_down": "Вы отправляете сообщения слишком часто. Подождите немного.",
         "error.generic": "Что-то пошло не так. Попробуйте ещё раз.",
+        "error.resend": "⚠️ Что-то пошло не так, и на сообщение не ответили. Пожалуйста, отправьте его ещё раз.",
+        "error.not_saved": "Ответ не удалось сохранить, и он не засчитан. Нажмите 🔄, чтобы повторить.",
+        "error.shutting_down": "Бот перезапускается. Пожалуйста, отправьте сообщение ещё раз через минуту.",
+        "photo_unavailable": "Не удалось загрузить фото. Пожалуйста, отправьте его ещё раз.",
         "error.quota_exceeded": "Лимит «{label}» исчерпан ({limit}). Сброс: {when}.{upgrade}",
         "quota.upgrade": " Тариф {plan} увеличивает лимит.",
         "error.busy": "⏳ Ещё отвечаю — сначала нажмите «Стоп».",

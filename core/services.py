@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from core.accounts import AccountService
-from core.chat import ChatService, new_worker_id
+from core.chat import ChatService
 from core.config import Settings
 from core.conversations.service import ConversationService
 from core.conversations.turns import TurnPlanner
@@ -15,12 +17,14 @@ from core.db.engine import Database
 from core.db.models import User
 from core.errors import OneAIError
 from core.images import ImageService
+from core.liveness import Liveness
 from core.llm.catalog import ModelCatalog
 from core.llm.client import LLMClient
 from core.llm.tokens import default_estimator
 from core.outbox import Outbox
 from core.quotas import QuotaService
 from core.subscriptions import SubscriptionService
+from core.workers import DatabaseWorkers, RedisWorkers, WorkerRegistry, new_worker_id
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,9 @@ class Services:
     outbox: Outbox
     subscriptions: SubscriptionService
     worker_id: str
+    workers: WorkerRegistry
+    liveness: Liveness
+    _live: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(
@@ -53,7 +60,10 @@ class Services:
         llm: LLMClient | None = None,
         catalog: ModelCatalog | None = None,
         db: Database | None = None,
+        role: str = "bot",
     ) -> Services:
+        """`role`: "bot" for `oneai run`, "cli" for `oneai chat` (the role other
+        processes see on this one's answers)."""
         db = db or Database(
             settings.db.database_url,
             echo=settings.db.database_echo,
@@ -71,6 +81,18 @@ class Services:
         estimator = default_estimator()
         planner = TurnPlanner(db, quotas, catalog, settings.limits, worker_id, estimator)
         chat = ChatService(db, planner, llm, quotas, settings.limits, worker_id)
+        timing = settings.workers
+        redis_url = settings.redis.redis_url
+        workers: WorkerRegistry = (
+            RedisWorkers(redis_url, worker_id, role, timing.timeout_seconds)
+            if redis_url
+            else DatabaseWorkers(db, worker_id, role, timing.timeout_seconds)
+        )
+        liveness = Liveness(db, workers, quotas, outbox, heartbeat_seconds=timing.heartbeat_seconds)
+        liveness.running = chat.running_ids
+        chat.liveness = liveness
+        conversations = ConversationService(db)
+        conversations.liveness = liveness
         return cls(
             settings=settings,
             db=db,
@@ -78,14 +100,30 @@ class Services:
             quotas=quotas,
             catalog=catalog,
             llm=llm,
-            conversations=ConversationService(db),
+            conversations=conversations,
             planner=planner,
             chat=chat,
             images=ImageService(db, quotas, catalog, llm),
             outbox=outbox,
             subscriptions=SubscriptionService(db, quotas, outbox),
             worker_id=worker_id,
+            workers=workers,
+            liveness=liveness,
         )
+
+    async def go_live(self) -> int:
+        """Prove this process is alive and keep doing so; end the answers of gone
+        workers now and keep watching for them. Without Redis exactly one bot
+        process runs, so a bot starting then finds every other bot worker gone
+        (a restart seconds after a crash leaves nothing stuck). Returns how many
+        answers were ended now."""
+        await self.workers.start()
+        exclusive = self.settings.redis.redis_url is None and self.workers.role == "bot"
+        ended = await self.liveness.sweep(confirm=False, role_gone="bot" if exclusive else None)
+        if ended:
+            log.info("interrupted %d answers of stopped workers", ended)
+        self._live = asyncio.create_task(self.liveness.run(), name="liveness")
+        return ended
 
     async def current_model_id(self, user: User) -> str:
         """The model the person's next message goes to: their current conversation's,
@@ -107,6 +145,17 @@ class Services:
         )
 
     async def close(self) -> None:
+        if self._live is not None:
+            self._live.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._live
+            # A clean exit: this worker is gone at once, not after its timeout.
+            try:
+                await self.workers.forget()
+            except Exception as exc:
+                log.warning("could not sign this worker off: %s", exc)
+        await self.workers.close()
+        await self.chat.close()
         await self.llm.aclose()
         await self.db.dispose()
 

@@ -7,6 +7,7 @@ database refuses a second generation in a conversation across processes too.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import secrets
@@ -22,16 +23,18 @@ from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup
 from bot.telegram import keyboards
 from bot.telegram.callbacks import AnswerAction
 from bot.telegram.draft_sink import DraftSink
+from bot.telegram.render import Part
 from bot.telegram.replies import patiently, reply
 from bot.telegram.sink import TelegramSink, show_text
-from core.chat import Generation, InterruptedAnswer
+from core.chat import Generation
 from core.conversations.errors import ConversationBusy, MessageNotFound
 from core.conversations.links import MessageLinks, PlatformMessage
-from core.db.models import User
+from core.db.models import ChatMessage, User
 from core.errors import OneAIError
-from core.i18n import error_text, t
+from core.i18n import error_text, pick_language, t
+from core.outbox import Undeliverable
 from core.services import Services
-from core.streaming import StreamDriver
+from core.streaming import DriverResult, StreamDriver
 from core.tiers import Tier
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,8 @@ class Answerer:
         self.links = MessageLinks(services.db, "telegram")
         self._busy: set[int] = set()
         self._pending: dict[int, Pending] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # -- incoming messages ------------------------------------------------------
 
@@ -104,9 +109,14 @@ class Answerer:
             (p for p in reversed(message.photo) if max(p.width, p.height) <= PHOTO_MAX_SIDE),
             message.photo[0],
         )
-        data = await self.bot.download(photo.file_id)
+        try:
+            data = await self.bot.download(photo.file_id)
+        except (TelegramBadRequest, OSError) as exc:
+            # Too big for the Bot API, expired, or the download broke off.
+            log.info("photo %s could not be fetched: %s", photo.file_id, exc)
+            data = None
         if data is None:
-            await reply(message, t(lang, "error.generic"))
+            await self.say(message, t(lang, "photo_unavailable"))
             return
         image = "data:image/jpeg;base64," + base64.b64encode(data.read()).decode()
         caption = message.caption or ""
@@ -242,18 +252,34 @@ class Answerer:
         if user.id in self._busy:
             if queue_if_busy and user.id not in self._pending:
                 self._pending[user.id] = Pending(message, user, lang, start)
-                await self._say(message, t(lang, "queued"))
+                await self.say(message, t(lang, "queued"))
             else:
-                await self._say(message, t(lang, "busy"))
+                await self.say(message, t(lang, "busy"))
             return
         self._busy.add(user.id)
+        self._idle.clear()
         try:
             await self._run(message, user, lang, start, existing)
-            while (pending := self._pending.pop(user.id, None)) is not None:
-                await self._run(pending.message, pending.user, pending.lang, pending.start, None)
         finally:
-            self._busy.discard(user.id)
-            self._pending.pop(user.id, None)
+            # The queued message is answered even if the one before it failed.
+            try:
+                while (pending := self._pending.pop(user.id, None)) is not None:
+                    try:
+                        await self._run(
+                            pending.message, pending.user, pending.lang, pending.start, None
+                        )
+                    except Exception:
+                        log.exception("answering a queued message failed")
+                        await self.say(pending.message, t(pending.lang, "error.resend"))
+            finally:
+                self._busy.discard(user.id)
+                self._pending.pop(user.id, None)
+                if not self._busy:
+                    self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Until no answer is in progress here (each delivered its final state)."""
+        await self._idle.wait()
 
     async def _run(
         self,
@@ -266,11 +292,29 @@ class Answerer:
         try:
             generation = await start()
         except ConversationBusy:
-            await self._say(message, t(lang, "busy"))
+            await self.say(message, t(lang, "busy"))
             return
         except OneAIError as exc:
-            await self._say(message, error_text(lang, exc))
+            await self.say(message, error_text(lang, exc))
             return
+        try:
+            result = await self._stream(message, user, lang, generation, existing)
+        finally:
+            if not generation.started:  # failed before streaming: the unit goes back now
+                await self.services.chat.abandon(generation)
+        if result.abandoned:
+            log.info("user %s blocked the bot; the answer was dropped", user.id)
+            if message.from_user is not None:
+                await self.services.accounts.mark_blocked("telegram", str(message.from_user.id))
+
+    async def _stream(
+        self,
+        message: Message,
+        user: User,
+        lang: str,
+        generation: Generation,
+        existing: list[int] | None,
+    ) -> DriverResult[Part]:
         chat_id = message.chat.id
         # The person's own message was linked to the prompt row in the same
         # transaction that wrote it. Regenerating streams into the parts that showed
@@ -318,13 +362,14 @@ class Answerer:
                 on_new_part=link_parts,
             )
         result = await self.driver.run(sink, generation.stream())
-        if result.abandoned:
-            log.info("user %s blocked the bot; the answer was dropped", user.id)
-            if message.from_user is not None:
-                await self.services.accounts.mark_blocked("telegram", str(message.from_user.id))
-            return
-        if sink.message_ids != linked:  # parts were reused, replaced or deleted
-            await self.links.show(chat_id, answer_id, sink.message_ids)
+        if not result.abandoned and sink.message_ids != linked:
+            # Parts were reused, replaced or deleted. The answer is shown either
+            # way; a failure here only leaves its buttons pointing at old parts.
+            try:
+                await self.links.show(chat_id, answer_id, sink.message_ids)
+            except Exception:
+                log.exception("could not link the parts of answer %s", answer_id)
+        return result
 
     @staticmethod
     def _outcome(generation: Generation) -> tuple[str, OneAIError | None]:
@@ -340,7 +385,7 @@ class Answerer:
         index = next((i for i, r in enumerate(revisions.items) if r.id == row_id), revisions.index)
         return keyboards.answer(lang, row_id, index + 1, len(revisions.items))
 
-    async def _say(self, message: Message, text: str) -> None:
+    async def say(self, message: Message, text: str) -> None:
         """A short reply, taking the chat's turn like the streams do and waiting out
         a flood limit: a refusal or a queue notice must not be lost to a 429."""
         chat_id = message.chat.id
@@ -363,34 +408,59 @@ class Answerer:
                 gate.hold(self.edit_interval)
                 return
 
-    # -- after a restart --------------------------------------------------------------
+    # -- answers whose worker was gone ----------------------------------------------
 
-    async def announce_interrupted(self, answers: list[InterruptedAnswer]) -> None:
-        """Show the person that an answer was cut by a restart, where it stands."""
-        for answer in answers:
-            user = await self.services.accounts.get(answer.user_id)
-            lang = user.language if user is not None and user.language else "en"
-            for chat_id, message_ids in await self.links.displays(answer.message_id):
-                await self._show_cut(answer, lang, int(chat_id), [int(m) for m in message_ids])
+    async def show_interrupted(self, row_id: uuid.UUID, user_id: int) -> None:
+        """Tell the person an answer was cut off (its worker stopped): where it is
+        shown, it shows its text so far with the note and 🔄; if it never showed,
+        a new message below their prompt says so. Delivered from the outbox."""
+        user = await self.services.accounts.get(user_id)
+        lang = pick_language(user.language if user is not None else None)
+        try:
+            row = await self.services.conversations.message(user_id, row_id)
+        except MessageNotFound:
+            return
+        try:
+            shown = await self.links.displays(row.id)
+            if shown:
+                for chat_id, message_ids in shown:
+                    await self._show_final(row, lang, int(chat_id), [int(m) for m in message_ids])
+                return
+            if row.parent_message_id is None:
+                return
+            for chat_id, prompt_ids in await self.links.displays(row.parent_message_id):
+                await self._show_final(row, lang, int(chat_id), [], reply_to=int(prompt_ids[0]))
+        except TelegramForbiddenError as exc:
+            raise Undeliverable(exc.message) from None
 
-    async def _show_cut(
-        self, answer: InterruptedAnswer, lang: str, chat_id: int, message_ids: list[int]
+    async def _show_final(
+        self,
+        row: ChatMessage,
+        lang: str,
+        chat_id: int,
+        message_ids: list[int],
+        *,
+        reply_to: int | None = None,
     ) -> None:
         async def markup() -> InlineKeyboardMarkup | None:
-            return await self._answer_markup(answer.user_id, lang, answer.message_id)
+            return await self._answer_markup(row.user_id, lang, row.id)
 
         sink = TelegramSink(
             self.bot,
             chat_id,
             min_interval=self.edit_interval,
             existing=message_ids,
+            reply_to=reply_to,
             final_markup=markup,
-            note=lambda _status: t(lang, "cut"),
+            note=lambda _status: _note(lang, row.status, None, row.content),
         )
         try:
-            await show_text(sink, answer.content)
-        except (TelegramForbiddenError, TelegramBadRequest) as exc:
-            log.info("could not mark answer %s as cut: %s", answer.message_id, exc)
+            await show_text(sink, row.content)
+        except TelegramBadRequest as exc:
+            log.info("could not show the end of answer %s: %s", row.id, exc)
+            return
+        if sink.message_ids != message_ids:
+            await self.links.show(chat_id, row.id, sink.message_ids)
 
 
 def _ref(message: Message) -> PlatformMessage:

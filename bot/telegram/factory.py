@@ -28,11 +28,18 @@ from aiogram.methods.base import Response
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
 from bot.telegram.answerer import Answerer
-from bot.telegram.middlewares import BanMiddleware, IdentityMiddleware, ThrottleMiddleware
+from bot.telegram.errors import on_error
+from bot.telegram.middlewares import (
+    BanMiddleware,
+    IdentityMiddleware,
+    OnceMiddleware,
+    ThrottleMiddleware,
+)
 from bot.telegram.notices import TelegramNotices
 from bot.telegram.routers import buttons, chat, commands, fallback, menus, payments, plans
 from core.config import TelegramSettings
 from core.i18n import TEXTS, t
+from core.once import LocalSeen, RedisSeen, SeenDeliveries
 from core.services import Services
 from core.streaming import RateLimiter, StreamDriver
 from payments.service import Payments
@@ -94,7 +101,14 @@ def build_storage(redis_url: str | None) -> BaseStorage:
         return MemoryStorage()
     from aiogram.fsm.storage.redis import RedisStorage
 
-    return RedisStorage.from_url(redis_url)
+    from core.redis_client import connect
+
+    # A reset connection is retried once instead of losing the update.
+    return RedisStorage(redis=connect(redis_url))
+
+
+def build_seen(redis_url: str | None) -> SeenDeliveries:
+    return RedisSeen(redis_url) if redis_url else LocalSeen()
 
 
 def build_dispatcher(
@@ -105,6 +119,7 @@ def build_dispatcher(
     settings: TelegramSettings | None = None,
     payments_service: Payments | None = None,
     notices_poll_seconds: float = 5.0,
+    seen: SeenDeliveries | None = None,
 ) -> tuple[Dispatcher, Answerer]:
     settings = settings or services.settings.telegram
     payments_service = payments_service or Payments.build(services)
@@ -125,9 +140,16 @@ def build_dispatcher(
         payments=payments_service,
     )
     # Plan changes reach people from the outbox while the bot runs.
-    notices = TelegramNotices(bot, services, notices_poll_seconds)
+    notices = TelegramNotices(
+        bot, services, notices_poll_seconds, show_interrupted=answerer.show_interrupted
+    )
     dispatcher.startup.register(notices.start)
     dispatcher.shutdown.register(notices.stop)
+    # Failures before an answer starts reach the person as "please send it again".
+    dispatcher.errors.register(on_error)
+    seen = seen or build_seen(services.settings.redis.redis_url)
+    dispatcher.shutdown.register(seen.close)
+    dispatcher.update.outer_middleware(OnceMiddleware(seen))
     dispatcher.update.outer_middleware(IdentityMiddleware(services.accounts))
     dispatcher.update.outer_middleware(BanMiddleware())
     dispatcher.update.outer_middleware(ThrottleMiddleware())

@@ -1,12 +1,14 @@
-"""Update middlewares: who is this (upsert on every update), are they allowed, are
-they flooding. Payment updates pass straight through: Telegram gives 10 seconds."""
+"""Update middlewares: was this update taken already, who is this (upsert on every
+update), are they allowed, are they flooding. Payment updates pass straight
+through: Telegram gives 10 seconds."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update
@@ -14,6 +16,12 @@ from aiogram.types import User as TgUser
 
 from core.accounts import AccountService, PlatformProfile
 from core.i18n import pick_language, t
+from core.once import SeenDeliveries
+
+if TYPE_CHECKING:
+    from bot.telegram.answerer import Answerer
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
@@ -25,6 +33,36 @@ def _is_payment(update: Update) -> bool:
     return message is not None and (
         message.successful_payment is not None or message.refunded_payment is not None
     )
+
+
+def delivery_keys(bot_id: int, update: Update) -> list[str]:
+    """What makes an update the same one again: its id, and for a new message its
+    chat and message id (an edit is new each time it is edited)."""
+    keys = [f"tg:{bot_id}:u:{update.update_id}"]
+    if update.message is not None:
+        keys.append(f"tg:{bot_id}:m:{update.message.chat.id}:{update.message.message_id}")
+    elif update.edited_message is not None:
+        edited = update.edited_message
+        keys.append(f"tg:{bot_id}:e:{edited.chat.id}:{edited.message_id}:{edited.edit_date}")
+    return keys
+
+
+class OnceMiddleware(BaseMiddleware):
+    """An update delivered again (webhook redelivery, a second poller) is dropped:
+    one answer and one charge per message. Payment updates have their own
+    idempotency (the ledger) and are never held up here."""
+
+    def __init__(self, seen: SeenDeliveries) -> None:
+        self.seen = seen
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        if isinstance(event, Update) and not _is_payment(event):
+            bot = data.get("bot")
+            bot_id = bot.id if bot is not None else 0
+            if not await self.seen.first(delivery_keys(bot_id, event)):
+                log.info("update %s was delivered before; ignored", event.update_id)
+                return None
+        return await handler(event, data)
 
 
 class IdentityMiddleware(BaseMiddleware):
@@ -89,7 +127,7 @@ class ThrottleMiddleware(BaseMiddleware):
         if len(stamps) >= self.limit:
             if len(stamps) == self.limit:
                 stamps.append(now)  # mark that the note was sent
-                await _notify(event, t(data.get("lang"), "slow_down"))
+                await _notify(event, t(data.get("lang"), "slow_down"), data.get("answerer"))
             return None
         stamps.append(now)
         if len(self._seen) > 50_000:  # forget idle people so memory stays bounded
@@ -97,9 +135,14 @@ class ThrottleMiddleware(BaseMiddleware):
         return await handler(event, data)
 
 
-async def _notify(event: TelegramObject, text: str) -> None:
-    if isinstance(event, Update):
-        if isinstance(event.callback_query, CallbackQuery):
-            await event.callback_query.answer(text)
-        elif isinstance(event.message, Message) and event.message.chat.type == "private":
+async def _notify(event: TelegramObject, text: str, answerer: Answerer | None) -> None:
+    if not isinstance(event, Update):
+        return
+    if isinstance(event.callback_query, CallbackQuery):
+        await event.callback_query.answer(text)
+    elif isinstance(event.message, Message) and event.message.chat.type == "private":
+        if answerer is not None:
+            # The chat is flooding: this note must wait its turn like the streams.
+            await answerer.say(event.message, text)
+        else:
             await event.message.answer(text)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
+from collections.abc import Awaitable, Callable
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramForbiddenError
@@ -13,6 +15,7 @@ from sqlalchemy import select
 from bot.telegram.replies import patiently
 from core.db.models import Identity, User
 from core.i18n import pick_language
+from core.liveness import NOTICE_KIND as ANSWER_INTERRUPTED
 from core.notices import render_notice
 from core.outbox import OutgoingMessage, Undeliverable
 from core.services import Services
@@ -22,14 +25,30 @@ log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 
 
+# Shows the end of an answer cut off because its worker stopped (row id, user id).
+ShowInterrupted = Callable[[uuid.UUID, int], Awaitable[None]]
+
+
 class TelegramNotices:
-    def __init__(self, bot: Bot, services: Services, poll_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        services: Services,
+        poll_seconds: float = 5.0,
+        show_interrupted: ShowInterrupted | None = None,
+    ) -> None:
         self.bot = bot
         self.services = services
         self.poll_seconds = poll_seconds
+        self.show_interrupted = show_interrupted
         self._task: asyncio.Task[None] | None = None
 
     async def deliver(self, message: OutgoingMessage) -> None:
+        if message.kind == ANSWER_INTERRUPTED:
+            if self.show_interrupted is not None:
+                row_id = uuid.UUID(str(message.payload["message_id"]))
+                await self.show_interrupted(row_id, message.user_id)
+            return
         async with self.services.db.read() as session:
             row = (
                 await session.execute(

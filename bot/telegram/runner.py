@@ -4,60 +4,88 @@ TELEGRAM_WEBHOOK_URL is set (on the shared aiohttp server)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
-from bot.http import INTERRUPTED_KEY, PAYMENTS_KEY
+from bot.http import PAYMENTS_KEY
 from bot.telegram.factory import build_bot, build_dispatcher, build_storage, register_commands
 from core.services import Services
 
 log = logging.getLogger(__name__)
 
 
-def setup(services: Services, app: web.Application) -> Callable[[], Coroutine[Any, Any, None]]:
-    """Build the bot; in webhook mode mount its route (before the server starts).
-    Returns the coroutine function that runs it."""
-    settings = services.settings.telegram
-    bot = build_bot(settings)
-    storage = build_storage(services.settings.redis.redis_url)
-    dispatcher, answerer = build_dispatcher(
-        services, bot, storage=storage, payments_service=app.get(PAYMENTS_KEY)
-    )
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    if settings.webhook_url:
-        SimpleRequestHandler(dispatcher, bot, secret_token=secret).register(
-            app, path=settings.webhook_path
+class TelegramPlatform:
+    """The bot, its dispatcher and how it stops: first no new updates, then (once
+    the answers in progress have shown their final state) the session closes."""
+
+    name = "telegram"
+
+    def __init__(self, services: Services, app: web.Application) -> None:
+        """Builds everything; in webhook mode mounts the route (before the server starts)."""
+        self.settings = services.settings.telegram
+        self.bot = build_bot(self.settings)
+        self.storage = build_storage(services.settings.redis.redis_url)
+        self.dispatcher, self.answerer = build_dispatcher(
+            services, self.bot, storage=self.storage, payments_service=app.get(PAYMENTS_KEY)
         )
+        secret = self.settings.webhook_secret
+        self.secret = secret.get_secret_value() if secret else None
+        if self.settings.webhook_url:
+            SimpleRequestHandler(self.dispatcher, self.bot, secret_token=self.secret).register(
+                app, path=self.settings.webhook_path
+            )
+        self._stopped = asyncio.Event()
 
-    async def serve() -> None:
-        try:
-            me = await bot.get_me()
-            log.info("Telegram: @%s", me.username)
-            await register_commands(bot)
-            await answerer.announce_interrupted(app.get(INTERRUPTED_KEY, []))
-            allowed = dispatcher.resolve_used_update_types()
-            if settings.webhook_url:
-                await bot.set_webhook(
-                    settings.webhook_url + settings.webhook_path,
-                    secret_token=secret,
-                    allowed_updates=allowed,
-                )
-                # Updates arrive through the HTTP server; startup hooks (the outbox
-                # sender) run here as polling would run them.
-                await dispatcher.emit_startup(bot=bot)
-                try:
-                    await asyncio.Event().wait()
-                finally:
-                    await dispatcher.emit_shutdown(bot=bot)
-            else:
-                await bot.delete_webhook()
-                await dispatcher.start_polling(bot, handle_signals=False, allowed_updates=allowed)
-        finally:
-            await storage.close()
-            await bot.session.close()
+    async def serve(self) -> None:
+        """Take updates until `stop_intake`."""
+        me = await self.bot.get_me()
+        log.info("Telegram: @%s", me.username)
+        await register_commands(self.bot)
+        allowed = self.dispatcher.resolve_used_update_types()
+        if self.settings.webhook_url:
+            await self.bot.set_webhook(
+                self.settings.webhook_url + self.settings.webhook_path,
+                secret_token=self.secret,
+                allowed_updates=allowed,
+            )
+            # Updates arrive through the HTTP server; startup hooks (the outbox
+            # sender) run here as polling would run them.
+            await self.dispatcher.emit_startup(bot=self.bot)
+            try:
+                await self._stopped.wait()
+            finally:
+                await self.dispatcher.emit_shutdown(bot=self.bot)
+        else:
+            await self.bot.delete_webhook()
+            # The session stays open after polling stops: answers still streaming
+            # need it for their final edits.
+            await self.dispatcher.start_polling(
+                self.bot,
+                handle_signals=False,
+                allowed_updates=allowed,
+                close_bot_session=False,
+            )
 
-    return serve
+    async def stop_intake(self) -> None:
+        """No more updates: polling stops (what is not fetched stays with Telegram
+        for the next process)."""
+        self._stopped.set()
+        if not self.settings.webhook_url:
+            # RuntimeError: polling never started (get_me failed).
+            with contextlib.suppress(RuntimeError):
+                await self.dispatcher.stop_polling()
+
+    async def wait_idle(self) -> None:
+        """Until every answer in progress has shown its final state."""
+        await self.answerer.wait_idle()
+
+    async def close(self) -> None:
+        await self.storage.close()
+        await self.bot.session.close()
+
+
+def setup(services: Services, app: web.Application) -> TelegramPlatform:
+    return TelegramPlatform(services, app)

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
 from core.errors import OneAIError
+
+
+@dataclass(frozen=True)
+class BlockingAnswer:
+    """A `streaming` answer in the way of a request, and the worker named on it: if
+    that worker is gone, the answer is ended and the request goes ahead."""
+
+    id: uuid.UUID
+    worker_id: str | None
+    heartbeat_at: datetime | None
 
 
 class ConversationNotFound(OneAIError):
@@ -19,10 +34,23 @@ class ConversationBusy(OneAIError):
     code = "busy"
     user_message = "Still answering — press Stop first."
 
+    def __init__(self, blocking: Sequence[BlockingAnswer] = ()) -> None:
+        super().__init__()
+        self.blocking = tuple(blocking)
+
 
 class TooManyGenerations(OneAIError):
     code = "too_many_generations"
     user_message = "You already have answers streaming. Wait for one to finish or press Stop."
+
+    def __init__(self, blocking: Sequence[BlockingAnswer] = ()) -> None:
+        super().__init__()
+        self.blocking = tuple(blocking)
+
+
+class ShuttingDown(OneAIError):
+    code = "shutting_down"
+    user_message = "The bot is restarting. Please send your message again in a minute."
 
 
 class ConversationFull(OneAIError):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,12 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import utcnow
 from core.conversations import store
 from core.conversations.errors import (
+    BlockingAnswer,
     ConversationBusy,
     NotARevisionTarget,
     RevisionNotFound,
 )
 from core.db.engine import Database
 from core.db.models import ChatMessage, Conversation, MessageStatus, User
+from core.text import storable
+
+if TYPE_CHECKING:
+    from core.liveness import Liveness
+
+T = TypeVar("T")
 
 TITLE_MAX = 200
 
@@ -54,6 +62,11 @@ class ConversationService:
     def __init__(self, db: Database, now: Callable[[], datetime] = utcnow) -> None:
         self.db = db
         self._now = now
+        # Ends answers of gone workers that would make a conversation look busy.
+        self.liveness: Liveness | None = None
+
+    async def _unblocked(self, operation: Callable[[], Awaitable[T]]) -> T:
+        return await (self.liveness.unblocked(operation) if self.liveness else operation())
 
     async def get(self, user_id: int, conversation_id: uuid.UUID) -> Conversation:
         async with self.db.read() as session:
@@ -131,7 +144,7 @@ class ConversationService:
         return ConversationPage(list(items), page, pages, total)
 
     async def rename(self, user_id: int, conversation_id: uuid.UUID, title: str) -> str:
-        title = " ".join(title.split())[:TITLE_MAX]
+        title = " ".join(storable(title).split())[:TITLE_MAX]
         if not title:
             raise ValueError("empty title")
         async with self.db.write() as session:
@@ -160,10 +173,13 @@ class ConversationService:
             await session.execute(
                 update(Conversation)
                 .where(Conversation.id == conversation_id)
-                .values(system_prompt=prompt or None, updated_at=self._now())
+                .values(system_prompt=storable(prompt) if prompt else None, updated_at=self._now())
             )
 
     async def delete(self, user_id: int, conversation_id: uuid.UUID) -> None:
+        await self._unblocked(lambda: self._delete(user_id, conversation_id))
+
+    async def _delete(self, user_id: int, conversation_id: uuid.UUID) -> None:
         async with self.db.write() as session:
             conversation = await store.owned_conversation(session, user_id, conversation_id)
             await self._check_idle(session, conversation_id)
@@ -209,6 +225,11 @@ class ConversationService:
         """Show version `number` (1-based, as people count) of the message's group and
         make its branch the active path: it, its ancestors and, below it, the most
         recently active child at each step. Returns the new active path."""
+        return await self._unblocked(lambda: self._switch_revision(user_id, message_id, number))
+
+    async def _switch_revision(
+        self, user_id: int, message_id: uuid.UUID, number: int
+    ) -> list[ChatMessage]:
         async with self.db.write() as session:
             row = await store.owned_message(session, user_id, message_id)
             target = await session.scalar(
@@ -224,6 +245,9 @@ class ConversationService:
     async def branch_from(self, user_id: int, message_id: uuid.UUID) -> list[ChatMessage]:
         """Continue the conversation from an earlier answer: the path ends there; what
         followed it is kept and comes back by switching to it."""
+        return await self._unblocked(lambda: self._branch_from(user_id, message_id))
+
+    async def _branch_from(self, user_id: int, message_id: uuid.UUID) -> list[ChatMessage]:
         async with self.db.write() as session:
             row = await store.owned_message(session, user_id, message_id)
             if row.role != "assistant":
@@ -238,6 +262,9 @@ class ConversationService:
     async def activate(self, user_id: int, message_id: uuid.UUID) -> list[ChatMessage]:
         """Make the branch through a given row the active path (an old answer's
         buttons act on that answer's branch)."""
+        return await self._unblocked(lambda: self._activate_row(user_id, message_id))
+
+    async def _activate_row(self, user_id: int, message_id: uuid.UUID) -> list[ChatMessage]:
         async with self.db.write() as session:
             row = await store.owned_message(session, user_id, message_id)
             return await self._activate(session, row)
@@ -259,13 +286,13 @@ class ConversationService:
 
     @staticmethod
     async def _check_idle(session: AsyncSession, conversation_id: uuid.UUID) -> None:
-        busy = await session.scalar(
-            select(ChatMessage.id)
-            .where(
-                ChatMessage.conversation_id == conversation_id,
-                ChatMessage.status == MessageStatus.STREAMING,
+        busy = (
+            await session.execute(
+                select(ChatMessage.id, ChatMessage.worker_id, ChatMessage.heartbeat_at).where(
+                    ChatMessage.conversation_id == conversation_id,
+                    ChatMessage.status == MessageStatus.STREAMING,
+                )
             )
-            .limit(1)
-        )
-        if busy is not None:
-            raise ConversationBusy()
+        ).all()
+        if busy:
+            raise ConversationBusy([BlockingAnswer(*row) for row in busy])

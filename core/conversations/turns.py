@@ -20,6 +20,7 @@ from core.clock import utcnow
 from core.config import LimitSettings
 from core.conversations import store
 from core.conversations.errors import (
+    BlockingAnswer,
     ConversationBusy,
     ConversationFull,
     ConversationNotFound,
@@ -38,6 +39,7 @@ from core.llm.catalog import ModelCatalog, ModelInfo
 from core.llm.context import HistoryMessage, build_context
 from core.llm.tokens import TokenEstimator, default_estimator
 from core.quotas import QuotaService, Reservation
+from core.text import storable
 from core.tiers import Tier
 
 TITLE_WORDS = 8
@@ -325,7 +327,8 @@ class TurnPlanner:
     # -- checks ---------------------------------------------------------------------
 
     def _check_text(self, text: str, *, allow_empty: bool = False) -> str:
-        text = text.strip()
+        # Storable on both databases before anything else looks at it.
+        text = storable(text).strip()
         if not text and not allow_empty:
             raise EmptyMessage()
         if len(text) > self.limits.max_input_chars:
@@ -355,7 +358,8 @@ class TurnPlanner:
     @staticmethod
     def _check_idle(path: Sequence[ChatMessage]) -> None:
         if path and path[-1].status == MessageStatus.STREAMING:
-            raise ConversationBusy()
+            last = path[-1]
+            raise ConversationBusy([BlockingAnswer(last.id, last.worker_id, last.heartbeat_at)])
 
     async def _next_revision(self, session: AsyncSession, original_id: uuid.UUID) -> int:
         revision = await store.next_revision(session, original_id)
@@ -401,7 +405,12 @@ class TurnPlanner:
         if user.is_banned:
             raise UserBanned()
         if running >= self.limits.max_concurrent_generations:
-            raise TooManyGenerations()
+            rows = await session.execute(
+                select(ChatMessage.id, ChatMessage.worker_id, ChatMessage.heartbeat_at).where(
+                    ChatMessage.user_id == user_id, ChatMessage.status == MessageStatus.STREAMING
+                )
+            )
+            raise TooManyGenerations([BlockingAnswer(*row) for row in rows])
         return user, current
 
     async def _cut_after(

@@ -1318,17 +1318,21 @@ class FakeTelegram(LocalServer):
         chat_type: str = "private",
         chat_id: int | None = None,
         entities: list[JSON] | None = None,
+        deliver: bool = True,
     ) -> int:
         """The user sends a text message; returns its message_id.
 
         Entities default to what Telegram detects (commands, mentions, URLs,
         hashtags). For groups pass chat_type="group" (chat_id defaults to
         DEFAULT_GROUP_ID); profile fields update the user when given.
+        `deliver=False` puts it in the chat without an update for the bot (one
+        another process already took).
         """
         user, chat = self._sender(user_id, chat_type, chat_id, language_code, first_name, username)
         found = detect_entities(text) if entities is None else entities
         message = self._incoming(user, chat, reply_to, text=text, entities=found)
-        self._push("message", chat, message)
+        if deliver:
+            self._push("message", chat, message)
         return message.message_id
 
     def edit_text(

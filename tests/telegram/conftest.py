@@ -4,7 +4,7 @@ services on the test database and the fake LLM, all over real HTTP."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from core.config import TelegramSettings
 from core.services import Services
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.telegram_server import FakeTelegram, StoredMessage
+from tests.support.wait import until as until  # re-exported for the e2e tests
 
 EDIT_INTERVAL = 0.2
 USER = 1001
@@ -56,14 +57,6 @@ class Harness:
             if data.startswith(prefix):
                 return data
         raise AssertionError(f"no button {prefix!r} on message {message.message_id}")
-
-
-async def until(predicate: Callable[[], object], within: float = 10) -> None:
-    """Poll a condition that may turn true without any call to the fake (a database
-    write, a task ending): there is no event to wait on."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
 
 
 def telegram_settings(tg: FakeTelegram, **overrides: Any) -> TelegramSettings:

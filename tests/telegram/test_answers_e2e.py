@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
-from core.db.models import ChatMessage, Identity, UsageQuota
+from bot.telegram import keyboards
+from core.accounts import PlatformProfile
+from core.conversations.links import PlatformMessage
+from core.db.models import ChatMessage, Identity, OutboxMessage, UsageQuota
+from core.services import Services
 from tests.fakes.llm_server import Reply
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support.chat import all_rows
@@ -184,35 +187,60 @@ async def test_llm_failure_mid_stream_keeps_text_and_refunds(app: Harness) -> No
     assert report[0].used == 0
 
 
-async def test_restart_marks_cut_answers(app: Harness) -> None:
-    app.llm.script(Reply(chunks=[f"c{i} " for i in range(100)], chunk_delay=0.1))
-    app.tg.send_text(USER, "long one")
-    message = await app.tg.wait_for(lambda: next(iter(app.bot_messages()), None))
-    # The worker "dies": its generation stops without settling and its heartbeat
-    # gets old, as after a crash.
-    rows = await _conversation_rows(app)
-    answer = rows[-1]
-    for generation in list(app.services.chat._running.values()):
-        generation._pump_task.cancel()  # type: ignore[union-attr]
-    async with app.services.db.write() as session:
+async def test_answers_of_a_dead_worker_are_shown_cut_from_the_outbox(app: Harness) -> None:
+    """Another process died mid-answer: one answer was showing its first words, one
+    had shown nothing yet. A sweep ends both; the person sees each cut, with 🔄."""
+    user = await app.services.accounts.upsert(PlatformProfile("telegram", str(USER)))
+    dead = Services.build(app.services.settings, llm=app.services.llm, db=app.services.db)
+    # The dead process took these updates; this one never sees them.
+    first_prompt = app.tg.send_text(USER, "long one", deliver=False)
+    second_prompt = app.tg.send_text(USER, "another one", deliver=False)
+    showing = await dead.chat.send(
+        user.id,
+        "long one",
+        new_conversation=True,
+        platform="telegram",
+        prompt_link=PlatformMessage("telegram", str(USER), str(first_prompt)),
+    )
+    await dead.chat.send(
+        user.id,
+        "another one",
+        new_conversation=True,
+        platform="telegram",
+        prompt_link=PlatformMessage("telegram", str(USER), str(second_prompt)),
+    )
+    async with app.services.db.write() as session:  # its last heartbeat saved this
         await session.execute(
             update(ChatMessage)
-            .where(ChatMessage.id == answer.id)
-            .values(status="streaming", heartbeat_at=app.services.chat.now() - timedelta(hours=1))
+            .where(ChatMessage.id == showing.message_id)
+            .values(content="The first words")
         )
-    await app.answered()
-    async with app.services.db.write() as session:
-        await session.execute(
-            update(ChatMessage)
-            .where(ChatMessage.id == answer.id)
-            .values(status="streaming", heartbeat_at=app.services.chat.now() - timedelta(hours=1))
-        )
-    interrupted = await app.services.chat.recover_stale()
-    assert [a.message_id for a in interrupted] == [answer.id]
-    await app.answerer.announce_interrupted(interrupted)
-    final = app.tg.message(USER, message.message_id)
-    assert final.text is not None and final.text.endswith("Press 🔄 to try again.")
+    shown = await app.bot.send_message(
+        USER, "The first words", reply_markup=keyboards.streaming("en", showing.message_id)
+    )
+    await app.answerer.links.show(USER, showing.message_id, [shown.message_id])
+    before = len(app.bot_messages())
+
+    assert await app.services.liveness.sweep(confirm=False) == 2
+    cut_note = "Press 🔄 to try again."
+    await until(lambda: (app.tg.message(USER, shown.message_id).text or "").endswith(cut_note))
+    final = app.tg.message(USER, shown.message_id)
+    assert final.text is not None and final.text.startswith("The first words")
     assert any(b["callback_data"].startswith("a:r:") for b in final.buttons)
+    # The one that showed nothing gets a message of its own below its prompt.
+    await until(lambda: len(app.bot_messages()) == before + 1)
+    notice = app.bot_messages()[-1]
+    assert notice.text is not None and notice.text.endswith(cut_note)
+    assert notice.reply_to == second_prompt
+    assert any(b["callback_data"].startswith("a:r:") for b in notice.buttons)
+    # Its 🔄 works: the answer comes this time.
+    app.tg.press(USER, notice.message_id, app.button(notice, "a:r:"))
+    await until(lambda: "Echo: another one" in (app.tg.message(USER, notice.message_id).text or ""))
+    async with app.services.db.read() as session:
+        pending = await session.scalar(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
+        )
+    assert pending == 0  # each notice went out once
 
 
 async def test_blocked_user_is_marked(app: Harness) -> None:

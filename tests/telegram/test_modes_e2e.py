@@ -6,7 +6,6 @@ import asyncio
 
 from aiohttp import web
 
-from bot.http import INTERRUPTED_KEY
 from bot.telegram import runner
 from core.config import Settings
 from core.services import Services
@@ -36,13 +35,12 @@ async def test_webhook_mode_checks_the_secret(
         ),
     )
     app = web.Application()
-    app[INTERRUPTED_KEY] = []
-    serve = runner.setup(services, app)
+    platform = runner.setup(services, app)
     http = web.AppRunner(app)
     await http.setup()
     port = free_port()
     await web.TCPSite(http, "127.0.0.1", port).start()
-    task = asyncio.create_task(serve())
+    task = asyncio.create_task(platform.serve())
     try:
         await tg.wait_for(lambda: bool(tg.webhook_url))
         assert tg.webhook_url == "https://bot.example.test/telegram/webhook"
@@ -59,8 +57,9 @@ async def test_webhook_mode_checks_the_secret(
         await until(lambda: any(m.buttons for m in tg.messages(USER, from_bot=True)))
         assert fake_llm.requests[0].body["messages"][-1]["content"] == "via webhook"
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await platform.stop_intake()
+        await asyncio.wait_for(task, 10)
+        await platform.close()
         await http.cleanup()
 
 

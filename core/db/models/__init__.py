@@ -13,6 +13,7 @@ from core.db.models.billing import (
     WebhookEvent,
 )
 from core.db.models.conversations import ChatMessage, Conversation, MessageLink, MessageStatus
+from core.db.models.workers import Worker
 
 __all__ = [
     "AuditLog",
@@ -30,4 +31,5 @@ __all__ = [
     "UsageQuota",
     "User",
     "WebhookEvent",
+    "Worker",
 ]

@@ -1,0 +1,370 @@
+"""Answers whose worker is gone: ended by any sweep, never making a conversation
+busy, never counting against the concurrent limit, ended by Stop; and answers
+whose final save fails end `failed` with their unit back, never `streaming`."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, text, update
+
+from core.chat import AnswerNotSaved
+from core.conversations.errors import ConversationBusy
+from core.conversations.links import PlatformMessage
+from core.db.models import ChatMessage, OutboxMessage
+from core.services import Services
+from core.tiers import QuotaKey, Tier
+from core.workers import RedisWorkers
+from tests.fakes.llm_server import FakeLLM, Reply
+from tests.support.chat import finish, new_user
+from tests.support.wait import until
+
+
+async def _used(services: Services, user_id: int) -> int:
+    report = {s.key: s for s in await services.quotas.report(user_id, Tier.FREE)}
+    return report[QuotaKey.SMALL].used
+
+
+async def _row(services: Services, row_id: uuid.UUID) -> ChatMessage:
+    async with services.db.read() as session:
+        row = await session.get(ChatMessage, row_id)
+    assert row is not None
+    return row
+
+
+def _other_process(services: Services, role: str = "bot") -> Services:
+    """Another worker on the same database (a second process, as far as rows and
+    heartbeats tell)."""
+    return Services.build(services.settings, llm=services.llm, db=services.db, role=role)
+
+
+async def _left_streaming(worker: Services, user_id: int, **send: object) -> uuid.UUID:
+    """An answer `worker` wrote and then never streamed or settled: what a process
+    killed mid-answer leaves behind."""
+    generation = await worker.chat.send(user_id, "cut off", **send)  # type: ignore[arg-type]
+    return generation.message_id
+
+
+async def test_a_sweep_ends_answers_of_gone_workers_and_spares_live_ones(
+    services: Services, fake_llm: FakeLLM
+) -> None:
+    user_id = await new_user(services)
+    dead, live = _other_process(services), _other_process(services)
+    await live.workers.beat()
+    dead_row = await _left_streaming(
+        dead,
+        user_id,
+        new_conversation=True,
+        platform="telegram",
+        prompt_link=PlatformMessage("telegram", "77", "5"),
+    )
+    live_row = await _left_streaming(live, user_id, new_conversation=True)
+    assert await _used(services, user_id) == 2
+
+    assert await services.liveness.sweep(confirm=False) == 1
+    ended = await _row(services, dead_row)
+    assert (ended.status, ended.error_code) == ("interrupted", "interrupted")
+    assert ended.finished_at is not None
+    assert (await _row(services, live_row)).status == "streaming"
+    assert await _used(services, user_id) == 1
+    # The person is told where the prompt was shown, from the outbox.
+    async with services.db.read() as session:
+        notices = (await session.scalars(select(OutboxMessage))).all()
+    assert [(n.kind, n.platform, n.payload) for n in notices] == [
+        ("answer.interrupted", "telegram", {"message_id": str(dead_row)})
+    ]
+    # Another sweep (another process) finds nothing more: the unit went back once.
+    assert await services.liveness.sweep(confirm=False) == 0
+    assert await _used(services, user_id) == 1
+
+
+async def test_a_sweep_confirms_before_ending(services: Services) -> None:
+    user_id = await new_user(services)
+    row = await _left_streaming(_other_process(services), user_id)
+    services.liveness.heartbeat_seconds = 0.05
+    assert await services.liveness.sweep() == 0  # first look: only suspected
+    assert (await _row(services, row)).status == "streaming"
+    await asyncio.sleep(0.06)
+    assert await services.liveness.sweep() == 1
+
+
+async def test_an_answer_of_a_gone_worker_never_makes_its_conversation_busy(
+    services: Services, fake_llm: FakeLLM
+) -> None:
+    user_id = await new_user(services)
+    dead = _other_process(services)
+    cut = await dead.chat.send(user_id, "first", new_conversation=True)
+    conversation = cut.turn.conversation.id
+    # Today's message goes ahead; the cut answer ends and its unit comes back.
+    result = await finish(
+        await services.chat.send(user_id, "are you there?", conversation_id=conversation)
+    )
+    assert result.status == "complete"
+    assert (await _row(services, cut.message_id)).status == "interrupted"
+    assert await _used(services, user_id) == 1
+
+
+async def test_an_answer_of_a_live_worker_still_makes_it_busy(services: Services) -> None:
+    user_id = await new_user(services)
+    live = _other_process(services)
+    await live.workers.beat()
+    running = await live.chat.send(user_id, "first", new_conversation=True)
+    with pytest.raises(ConversationBusy):
+        await services.chat.send(user_id, "second", conversation_id=running.turn.conversation.id)
+    assert (await _row(services, running.message_id)).status == "streaming"
+
+
+async def test_answers_of_gone_workers_do_not_count_against_the_concurrent_limit(
+    services: Services, fake_llm: FakeLLM
+) -> None:
+    user_id = await new_user(services)
+    dead = _other_process(services)
+    stuck = [await _left_streaming(dead, user_id, new_conversation=True) for _ in range(2)]
+    result = await finish(await services.chat.send(user_id, "hello", new_conversation=True))
+    assert result.status == "complete"
+    assert {(await _row(services, r)).status for r in stuck} == {"interrupted"}
+    assert await _used(services, user_id) == 1
+
+
+async def test_paging_and_regenerating_past_a_gone_answer(
+    services: Services, fake_llm: FakeLLM
+) -> None:
+    user_id = await new_user(services)
+    first = await finish(await services.chat.send(user_id, "one", new_conversation=True))
+    assert first.status == "complete"
+    conversation = await services.conversations.current(user_id)
+    assert conversation is not None
+    answer = await services.conversations.last_answer(user_id, conversation.id)
+    assert answer is not None
+    dead = _other_process(services)
+    regenerated = await dead.chat.regenerate(user_id, answer.id)  # then the worker dies
+    await services.conversations.switch_revision(user_id, answer.id, 1)
+    assert (await _row(services, regenerated.message_id)).status == "interrupted"
+    again = await finish(await services.chat.regenerate(user_id, answer.id))
+    assert again.status == "complete"
+
+
+async def test_stop_on_an_answer_of_a_gone_worker_ends_it(services: Services) -> None:
+    user_id = await new_user(services)
+    row = await _left_streaming(_other_process(services), user_id)
+    assert await services.chat.request_stop(user_id, row)
+    assert (await _row(services, row)).status == "interrupted"
+    assert await _used(services, user_id) == 0
+    # Someone else's Stop, or one on a finished answer, changes nothing.
+    assert not await services.chat.request_stop(user_id + 1, row)
+    assert not await services.chat.request_stop(user_id, row)
+
+
+async def test_an_answer_of_this_worker_that_no_generation_streams_is_ended(
+    services: Services,
+) -> None:
+    user_id = await new_user(services)
+    generation = await services.chat.send(user_id, "never streamed")
+    # Just written: its generation is about to start, so it is left alone.
+    assert await services.liveness.sweep(confirm=False) == 0
+    async with services.db.write() as session:
+        await session.execute(
+            update(ChatMessage)
+            .where(ChatMessage.id == generation.message_id)
+            .values(heartbeat_at=services.chat.now() - timedelta(minutes=1))
+        )
+    assert await services.liveness.sweep(confirm=False) == 1
+    assert await _used(services, user_id) == 0
+
+
+async def test_abandoning_an_unstreamed_generation_gives_its_unit_back(
+    services: Services,
+) -> None:
+    user_id = await new_user(services)
+    generation = await services.chat.send(user_id, "the platform failed before showing it")
+    await services.chat.abandon(generation)
+    assert generation.result is not None and generation.result.status == "interrupted"
+    assert (await _row(services, generation.message_id)).status == "interrupted"
+    assert await _used(services, user_id) == 0
+    assert not services.chat.running_ids()
+
+
+async def test_a_bot_starting_without_redis_ends_every_other_bots_answers(
+    services: Services,
+) -> None:
+    user_id = await new_user(services)
+    old_bot, chat = _other_process(services), _other_process(services, role="cli")
+    # Both beat a moment ago: the old bot was killed and restarted at once.
+    await old_bot.workers.beat()
+    await chat.workers.beat()
+    bot_row = await _left_streaming(old_bot, user_id, new_conversation=True)
+    chat_row = await _left_streaming(chat, user_id, new_conversation=True)
+    assert await services.liveness.sweep(confirm=False) == 0
+    assert await services.liveness.sweep(confirm=False, role_gone="bot") == 1
+    assert (await _row(services, bot_row)).status == "interrupted"
+    assert (await _row(services, chat_row)).status == "streaming"
+
+
+async def test_go_live_ends_stuck_answers_at_once_and_signs_off_on_close(
+    services: Services, fake_llm: FakeLLM
+) -> None:
+    user_id = await new_user(services)
+    old_bot = _other_process(services)
+    await old_bot.workers.beat()
+    row = await _left_streaming(old_bot, user_id)
+    restarted = _other_process(services)
+    assert await restarted.go_live() == 1
+    assert (await _row(services, row)).status == "interrupted"
+    assert await services.workers.gone([restarted.worker_id]) == set()
+    # A clean exit signs off: at once gone for the others, not after the timeout.
+    restarted._live.cancel()  # type: ignore[union-attr]
+    await restarted.workers.forget()
+    assert await services.workers.gone([restarted.worker_id]) == {restarted.worker_id}
+
+
+# -- the final save ---------------------------------------------------------------------
+
+
+@pytest.fixture
+async def refuse_poison(services: Services, is_postgres: bool) -> AsyncIterator[None]:
+    """The database refuses to complete an answer that says "poison" while a row
+    sits in `faults`: a real refusal, as a dropped connection or a bad byte
+    would give, without touching our code."""
+    db = services.db
+    async with db.engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE faults (id INTEGER PRIMARY KEY)"))
+        await conn.execute(text("INSERT INTO faults (id) VALUES (1)"))
+        if is_postgres:
+            await conn.execute(
+                text(
+                    "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN "
+                    "IF NEW.status = 'complete' AND NEW.content LIKE '%poison%' "
+                    "AND EXISTS (SELECT 1 FROM faults) THEN "
+                    "RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END "
+                    "$$ LANGUAGE plpgsql"
+                )
+            )
+            await conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_poison BEFORE UPDATE ON chat_messages "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+                )
+            )
+        else:
+            await conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_poison BEFORE UPDATE OF status ON chat_messages "
+                    "WHEN NEW.status = 'complete' AND NEW.content LIKE '%poison%' "
+                    "AND EXISTS (SELECT 1 FROM faults) "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+            )
+    try:
+        yield
+    finally:
+        async with db.engine.begin() as conn:
+            await conn.execute(
+                text("DROP TRIGGER IF EXISTS refuse_poison ON chat_messages")
+                if is_postgres
+                else text("DROP TRIGGER IF EXISTS refuse_poison")
+            )
+            if is_postgres:
+                await conn.execute(text("DROP FUNCTION IF EXISTS refuse_poison()"))
+            await conn.execute(text("DROP TABLE faults"))
+
+
+async def test_a_final_save_that_keeps_failing_ends_failed_with_the_unit_back(
+    services: Services, fake_llm: FakeLLM, refuse_poison: None
+) -> None:
+    user_id = await new_user(services)
+    fake_llm.script(Reply(chunks=["a poison ", "answer"]))
+    generation = await services.chat.send(user_id, "hi")
+    result = await asyncio.wait_for(finish(generation), 30)
+    # The person is told it was not kept, and it was not charged.
+    assert result.status == "failed" and not result.charged
+    assert isinstance(result.error, AnswerNotSaved)
+    assert result.content == "a poison answer"
+
+    await until(lambda: _status(services, generation.message_id, "failed"))
+    row = await _row(services, generation.message_id)
+    assert (row.status, row.error_code) == ("failed", "not_saved")
+    assert await _used(services, user_id) == 0
+    await until(lambda: not services.chat.running_ids())
+    # The conversation goes on.
+    assert (await finish(await services.chat.send(user_id, "again"))).status == "complete"
+
+
+async def test_a_final_save_that_fails_once_is_retried(
+    services: Services,
+    fake_llm: FakeLLM,
+    refuse_poison: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    user_id = await new_user(services)
+    fake_llm.script(Reply(chunks=["poison ", "but fine"]))
+    generation = await services.chat.send(user_id, "hi")
+    settle = asyncio.create_task(finish(generation))
+    # The first save is refused (as by a dropped connection); then the fault clears.
+    await until(lambda: "retrying" in caplog.text)
+    async with services.db.write() as session:
+        await session.execute(text("DELETE FROM faults"))
+    result = await asyncio.wait_for(settle, 30)
+    assert result.status == "complete" and result.charged
+    assert (await _row(services, generation.message_id)).status == "complete"
+    assert await _used(services, user_id) == 1
+
+
+async def _status(services: Services, row_id: uuid.UUID, status: str) -> bool:
+    return (await _row(services, row_id)).status == status
+
+
+# -- with Redis --------------------------------------------------------------------------
+
+
+async def test_a_redis_worker_is_gone_as_soon_as_its_process_is(redis_url: str | None) -> None:
+    if redis_url is None:
+        pytest.skip("needs TEST_REDIS_URL")
+    suffix = uuid.uuid4().hex[:8]
+    watcher = RedisWorkers(redis_url, f"watcher-{suffix}", "bot", timeout=20)
+    alive = RedisWorkers(redis_url, f"alive-{suffix}", "bot", timeout=20)
+    killed = RedisWorkers(redis_url, f"killed-{suffix}", "bot", timeout=20)
+    hung = RedisWorkers(redis_url, f"hung-{suffix}", "bot", timeout=1)
+    try:
+        for worker in (alive, killed, hung):
+            await worker.start()
+        names = [alive.worker_id, killed.worker_id, hung.worker_id, f"never-{suffix}"]
+        assert await watcher.gone(names) == {f"never-{suffix}"}
+        # A killed process: its connections close; its key has ~20 s left, but
+        # its subscription is gone at once.
+        await killed.close()
+        assert await watcher.gone(names) == {f"never-{suffix}", killed.worker_id}
+        # A hung process keeps its connection but stops beating: its key runs out.
+        await asyncio.sleep(1.5)
+        assert await watcher.gone(names) == {f"never-{suffix}", killed.worker_id, hung.worker_id}
+    finally:
+        for worker in (watcher, alive, hung):
+            await worker.close()
+
+
+async def test_a_redis_worker_takes_its_subscription_again_after_a_reset(
+    redis_url: str | None,
+) -> None:
+    if redis_url is None:
+        pytest.skip("needs TEST_REDIS_URL")
+    from redis.asyncio import Redis
+
+    suffix = uuid.uuid4().hex[:8]
+    watcher = RedisWorkers(redis_url, f"watcher-{suffix}", "bot", timeout=20)
+    worker = RedisWorkers(redis_url, f"worker-{suffix}", "bot", timeout=20)
+    admin = Redis.from_url(redis_url)
+    try:
+        await worker.start()
+        await admin.client_kill_filter(_type="pubsub")  # a Redis restart, as clients see it
+
+        async def back() -> bool:
+            return not await watcher.gone([worker.worker_id])
+
+        await until(back, 5)
+    finally:
+        await admin.aclose()
+        await watcher.close()
+        await worker.close()
