@@ -61,8 +61,8 @@ class Liveness:
         self._now = now
         # What runs in this process; set by the chat service.
         self.running: Callable[[], Collection[uuid.UUID]] = frozenset
-        # Rows seen gone by a sweep, and when: a second sweep confirms them, so a
-        # worker that only lost Redis for a moment (a Redis restart) is spared.
+        # Rows seen gone by a sweep, and when: a second sweep confirms them where
+        # the registry asks for it (a worker that only lost Redis for a moment).
         self._suspects: dict[uuid.UUID, float] = {}
 
     @property
@@ -192,12 +192,12 @@ class Liveness:
 
     async def sweep(self, *, confirm: bool = True, role_gone: str | None = None) -> int:
         """End every answer whose worker is gone; how many were ended. With
-        `confirm`, a row is ended only when a second sweep, at least a heartbeat
-        later, still finds its worker gone."""
+        `confirm` (and a registry that asks for it), a row is ended only when a
+        second sweep, at least a heartbeat later, still finds its worker gone."""
         gone = await self.gone(await self._streaming(), role_gone=role_gone)
         now = time.monotonic()
         due = []
-        if confirm:
+        if confirm and self.registry.confirm_gone:
             seen = {row.id for row in gone}
             self._suspects = {k: v for k, v in self._suspects.items() if k in seen}
             for row in gone:

@@ -43,6 +43,11 @@ def new_worker_id() -> str:
 class WorkerRegistry(abc.ABC):
     """This process's proof of life, and the others' as far as it can see them."""
 
+    # Whether a worker seen gone should be seen gone twice before its answers are
+    # ended: Redis forgets every key and subscription when it restarts, and live
+    # workers need a heartbeat to come back.
+    confirm_gone = False
+
     def __init__(self, worker_id: str, role: str, timeout: float) -> None:
         self.worker_id = worker_id
         self.role = role
@@ -145,6 +150,8 @@ class RedisWorkers(WorkerRegistry):
     """With Redis: `oneai:worker:<id>` is both a key with a TTL and a channel this
     process listens on. A worker is gone when either is missing: the key runs out
     when the process hangs or loses Redis, the subscription ends with the process."""
+
+    confirm_gone = True
 
     def __init__(self, url: str, worker_id: str, role: str, timeout: float) -> None:
         from core.redis_client import connect

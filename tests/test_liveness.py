@@ -82,14 +82,21 @@ async def test_a_sweep_ends_answers_of_gone_workers_and_spares_live_ones(
     assert await _used(services, user_id) == 1
 
 
-async def test_a_sweep_confirms_before_ending(services: Services) -> None:
+async def test_a_sweep_with_redis_confirms_before_ending(
+    services: Services, redis_url: str | None
+) -> None:
+    if redis_url is None:
+        pytest.skip("needs TEST_REDIS_URL")
     user_id = await new_user(services)
     row = await _left_streaming(_other_process(services), user_id)
+    watcher = RedisWorkers(redis_url, services.worker_id, "bot", timeout=20)
+    services.liveness.registry = watcher
     services.liveness.heartbeat_seconds = 0.05
     assert await services.liveness.sweep() == 0  # first look: only suspected
     assert (await _row(services, row)).status == "streaming"
     await asyncio.sleep(0.06)
     assert await services.liveness.sweep() == 1
+    await watcher.close()
 
 
 async def test_an_answer_of_a_gone_worker_never_makes_its_conversation_busy(

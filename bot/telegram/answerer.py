@@ -27,7 +27,7 @@ from bot.telegram.render import Part
 from bot.telegram.replies import patiently, reply
 from bot.telegram.sink import TelegramSink, show_text
 from core.chat import Generation
-from core.conversations.errors import ConversationBusy, MessageNotFound
+from core.conversations.errors import ConversationBusy, DuplicateMessage, MessageNotFound
 from core.conversations.links import MessageLinks, PlatformMessage
 from core.db.models import ChatMessage, User
 from core.errors import OneAIError
@@ -291,6 +291,9 @@ class Answerer:
     ) -> None:
         try:
             generation = await start()
+        except DuplicateMessage:
+            log.info("message %s was answered before", _ref(message))
+            return
         except ConversationBusy:
             await self.say(message, t(lang, "busy"))
             return

@@ -48,6 +48,13 @@ class TooManyGenerations(OneAIError):
         self.blocking = tuple(blocking)
 
 
+class DuplicateMessage(OneAIError):
+    """The platform delivered a message that was answered already: nothing is
+    written, nothing charged, nothing said."""
+
+    code = "duplicate"
+
+
 class ShuttingDown(OneAIError):
     code = "shutting_down"
     user_message = "The bot is restarting. Please send your message again in a minute."

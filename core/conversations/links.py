@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.engine import Database
 from core.db.models import MessageLink
 from core.db.models.base import table_of
-from core.db.upsert import insert_ignore, insert_or_update
+from core.db.upsert import insert_ignore, insert_new, insert_or_update
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,19 @@ async def link_in(
         _KEY,
         ["chat_message_id", "part"],
     )
+
+
+async def link_new(session: AsyncSession, ref: PlatformMessage, row_id: uuid.UUID) -> bool:
+    """Point a platform message that no row shows yet at `row_id`; False when one
+    already does (the same message delivered again), inside the caller's transaction."""
+    values = {
+        "platform": ref.platform,
+        "chat_id": ref.chat_id,
+        "platform_message_id": ref.message_id,
+        "chat_message_id": row_id,
+        "part": 0,
+    }
+    return await insert_new(session, MessageLink, values, _KEY) is not None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from core.conversations.errors import (
     ConversationBusy,
     ConversationFull,
     ConversationNotFound,
+    DuplicateMessage,
     EmptyMessage,
     InputTooLong,
     MessageNotFound,
@@ -32,7 +33,7 @@ from core.conversations.errors import (
     TooManyRevisions,
     UserBanned,
 )
-from core.conversations.links import PlatformMessage, link_in
+from core.conversations.links import PlatformMessage, link_in, link_new
 from core.db.engine import Database
 from core.db.models import ChatMessage, Conversation, MessageStatus, User
 from core.llm.catalog import ModelCatalog, ModelInfo
@@ -167,8 +168,10 @@ class TurnPlanner:
             )
             answer = self._answer_row(conversation, user_id, seq + 1, prompt, model, reservation)
             await self._insert(session, conversation, [prompt, answer])
-            if prompt_link is not None:
-                await link_in(session, prompt_link, prompt.id)
+            # The same platform message delivered twice (a webhook redelivered, a
+            # second poller) is answered and charged once, across processes.
+            if prompt_link is not None and not await link_new(session, prompt_link, prompt.id):
+                raise DuplicateMessage()
             if created or user.current_conversation_id != conversation.id:
                 await session.execute(
                     update(User)
