@@ -18,7 +18,13 @@ from functools import partial
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
-from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+)
 
 from bot.telegram import keyboards
 from bot.telegram.callbacks import AnswerAction
@@ -414,27 +420,50 @@ class Answerer:
     # -- answers whose worker was gone ----------------------------------------------
 
     async def show_interrupted(self, row_id: uuid.UUID, user_id: int) -> None:
-        """Tell the person an answer was cut off (its worker stopped): where it is
-        shown, it shows its text so far with the note and 🔄; if it never showed,
-        a new message below their prompt says so. Delivered from the outbox."""
+        """Tell the person an answer was cut off (its worker stopped). Where it is
+        shown, its text stays as they saw it (the row may hold less: it is saved
+        only now and then while streaming), ⏹ becomes 🔄 and a note below says it
+        was cut; if it never showed, a new message below their prompt says so.
+        Delivered from the outbox."""
         user = await self.services.accounts.get(user_id)
         lang = pick_language(user.language if user is not None else None)
         try:
             row = await self.services.conversations.message(user_id, row_id)
         except MessageNotFound:
             return
+        note = _note(lang, row.status, None, row.content) or t(lang, "cut")
         try:
             shown = await self.links.displays(row.id)
-            if shown:
-                for chat_id, message_ids in shown:
+            for chat_id, message_ids in shown:
+                if not await self._mark_cut(row, lang, int(chat_id), int(message_ids[-1]), note):
                     await self._show_final(row, lang, int(chat_id), [int(m) for m in message_ids])
-                return
-            if row.parent_message_id is None:
+            if shown or row.parent_message_id is None:
                 return
             for chat_id, prompt_ids in await self.links.displays(row.parent_message_id):
                 await self._show_final(row, lang, int(chat_id), [], reply_to=int(prompt_ids[0]))
         except TelegramForbiddenError as exc:
             raise Undeliverable(exc.message) from None
+
+    async def _mark_cut(
+        self, row: ChatMessage, lang: str, chat_id: int, last: int, note: str
+    ) -> bool:
+        """🔄 under the last part shown and the note below it; False if that message
+        is gone."""
+        markup = await self._answer_markup(row.user_id, lang, row.id)
+        try:
+            await patiently(
+                lambda: self.bot.edit_message_reply_markup(
+                    chat_id=chat_id, message_id=last, reply_markup=markup
+                )
+            )
+        except TelegramBadRequest as exc:
+            if "message to edit not found" in exc.message:
+                return False
+            if "message is not modified" not in exc.message:
+                raise
+        reply_to = ReplyParameters(message_id=last, allow_sending_without_reply=True)
+        await patiently(lambda: self.bot.send_message(chat_id, note, reply_parameters=reply_to))
+        return True
 
     async def _show_final(
         self,
