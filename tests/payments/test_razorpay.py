@@ -479,8 +479,16 @@ async def test_non_ascii_signature_is_400_not_500(rzp: PaymentStack) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{not json", b'{"event": "subscription.activated",', b"[1, 2]", b'{"no": "event"}', b"\xff"],
-    ids=["garbage", "truncated", "array", "no-event", "not-utf8"],
+    [
+        b"{not json",
+        b'{"event": "subscription.activated",',
+        b"[1, 2]",
+        b'{"no": "event"}',
+        b"\xff",
+        b'{"event": "subscription.activated", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"event": "subscription.activated", "created_at": ' + b"1" * 100_000 + b"}",
+    ],
+    ids=["garbage", "truncated", "array", "no-event", "not-utf8", "deep", "huge-number"],
 )
 async def test_signed_malformed_body_is_rejected(rzp: PaymentStack, raw: bytes) -> None:
     user_id = await new_user(rzp.services)

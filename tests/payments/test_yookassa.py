@@ -550,8 +550,20 @@ async def test_forwarded_for_from_untrusted_peer_is_ignored(
         b'{"type": "notification", "event": "payment.succeeded", "object": {}}',
         b'{"type": "notification", "event": "payment.succeeded", "object": {"id": 5}}',
         b'{"type": "notification", "event": "payment.succeeded"}',
+        b'{"event": "payment.succeeded", "object": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"event": "payment.succeeded", "object": {"id": "x", "n": ' + b"9" * 100_000 + b"}}",
     ],
-    ids=["garbage", "not-utf8", "array", "unknown-event", "no-id", "id-not-string", "no-object"],
+    ids=[
+        "garbage",
+        "not-utf8",
+        "array",
+        "unknown-event",
+        "no-id",
+        "id-not-string",
+        "no-object",
+        "deep",
+        "huge-number",
+    ],
 )
 async def test_malformed_notification_is_400(
     yoo: PaymentStack, fake_yookassa: FakeYooKassa, raw: bytes
