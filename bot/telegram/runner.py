@@ -8,11 +8,11 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
 from bot.http import INTERRUPTED_KEY, PAYMENTS_KEY
 from bot.telegram.factory import build_bot, build_dispatcher, build_storage, register_commands
+from bot.telegram.webhook import BoundedRequestHandler
 from core.services import Services
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def setup(services: Services, app: web.Application) -> Callable[[], Coroutine[An
     )
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     if settings.webhook_url:
-        SimpleRequestHandler(dispatcher, bot, secret_token=secret).register(
+        BoundedRequestHandler(dispatcher, bot, secret_token=secret).register(
             app, path=settings.webhook_path
         )
 
