@@ -40,6 +40,11 @@ def _raise_own_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+def _open_files(pid: int) -> int | None:
+    fds = Path(f"/proc/{pid}/fd")
+    return len(list(fds.iterdir())) if fds.is_dir() else None
+
+
 class Output:
     """Drains the process's output as it comes (a flood must not fill the pipe or
     this process's memory): counts every byte, keeps the first few."""
@@ -122,6 +127,9 @@ async def test_half_open_flood_leaves_the_bot_and_health_answering(tmp_path: Pat
             attack = await _open_attack(port)
             # The flood got through to the server: far more than it can hold.
             assert len(attack) >= CHILD_FILE_LIMIT, len(attack)
+            held_files = _open_files(process.pid)
+            if held_files is not None:  # Linux: the bot stays well under its limit
+                assert held_files < CHILD_FILE_LIMIT // 2, held_files
 
             tg.send_text(42, "Hello under load")
             await tg.wait_for(
