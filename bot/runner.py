@@ -17,6 +17,7 @@ from typing import Protocol
 from aiohttp import web
 
 from bot.http import PAYMENTS_KEY, build_app
+from bot.http_server import serve_http
 from core.config import Settings
 from core.db.migrate import prepare_database
 from core.services import Services, check_redis
@@ -115,9 +116,7 @@ async def run_bot(settings: Settings) -> int:
         if settings.payments.scheduler_enabled:
             scheduler.start()
         tasks = [asyncio.create_task(p.serve(), name=p.name) for p in platforms]
-        await runner.setup()
-        site = web.TCPSite(runner, settings.http.host, settings.http.port)
-        await site.start()
+        await serve_http(runner, settings.http)
         log.info("HTTP server on %s:%s", settings.http.host, settings.http.port)
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)

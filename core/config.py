@@ -177,6 +177,15 @@ class HttpSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # A client must send a request's complete headers within this many seconds of
+    # connecting (or of its first byte after an idle keep-alive pause).
+    header_timeout: float = Field(default=10.0, gt=0)
+    # ...and the body within this many seconds after the headers.
+    body_timeout: float = Field(default=30.0, gt=0)
+    # An idle keep-alive connection is closed after this many seconds.
+    keepalive_timeout: float = Field(default=75.0, gt=0)
+    # Open connections at most; never more than a quarter of the process's file limit.
+    max_connections: int = Field(default=256, ge=1)
 
 
 class LimitSettings(BaseSettings):

@@ -10,7 +10,6 @@ is not older than the last one applied (halted -> active after a retry is legal)
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import RazorpaySettings
 from core.db.engine import Database
 from core.db.models import PaymentOrder, Subscription
+from core.json_bounded import BadJSON, loads_bounded
 from core.subscriptions import Purchase, Reason, Status, SubscriptionService
 from core.tiers import Tier
 from payments.ledger import Ledger, LedgerEntry, platform_of
@@ -145,9 +145,9 @@ class RazorpayProvider:
             log.warning("razorpay webhook from %s: bad signature", request.remote)
             return web.json_response({"error": "bad signature"}, status=400)
         try:
-            event = json.loads(body)
-        except json.JSONDecodeError:
-            log.warning("razorpay webhook: signed but not JSON")
+            event = loads_bounded(raw)
+        except BadJSON as exc:
+            log.warning("razorpay webhook: signed but refused: %s", exc)
             return web.json_response({"error": "malformed JSON"}, status=400)
         if not isinstance(event, dict) or not isinstance(event.get("event"), str):
             return web.json_response({"error": "not an event"}, status=400)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,6 +31,7 @@ from core.clock import utcnow
 from core.config import YooKassaSettings
 from core.db.engine import Database
 from core.db.models import Subscription, WebhookEvent
+from core.json_bounded import BadJSON, loads_bounded
 from core.subscriptions import Purchase, Reason, Status, SubscriptionService
 from core.tiers import Tier
 from payments.ledger import Ledger, LedgerEntry, Order, platform_of
@@ -238,9 +238,9 @@ class YooKassaProvider:
             log.warning("yookassa notification from %s: not a YooKassa address", address)
             return web.json_response({"error": "forbidden"}, status=403)
         try:
-            body = json.loads(await request.read())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            log.warning("yookassa notification from %s: malformed JSON", address)
+            body = loads_bounded(await request.read())
+        except BadJSON as exc:
+            log.warning("yookassa notification from %s: refused: %s", address, exc)
             return web.json_response({"error": "malformed JSON"}, status=400)
         event = body.get("event") if isinstance(body, dict) else None
         obj = body.get("object") if isinstance(body, dict) else None

@@ -7,11 +7,11 @@ import asyncio
 import contextlib
 import logging
 
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
 from bot.http import PAYMENTS_KEY
 from bot.telegram.factory import build_bot, build_dispatcher, build_storage, register_commands
+from bot.telegram.webhook import BoundedRequestHandler
 from core.services import Services
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,12 @@ class TelegramPlatform:
         )
         secret = self.settings.webhook_secret
         self.secret = secret.get_secret_value() if secret else None
+        self.webhook: BoundedRequestHandler | None = None
         if self.settings.webhook_url:
-            SimpleRequestHandler(self.dispatcher, self.bot, secret_token=self.secret).register(
-                app, path=self.settings.webhook_path
+            self.webhook = BoundedRequestHandler(
+                self.dispatcher, self.bot, secret_token=self.secret
             )
+            self.webhook.register(app, path=self.settings.webhook_path)
         self._stopped = asyncio.Event()
 
     async def serve(self) -> None:
@@ -71,9 +73,11 @@ class TelegramPlatform:
 
     async def stop_intake(self) -> None:
         """No more updates: polling stops (what is not fetched stays with Telegram
-        for the next process)."""
+        for the next process); the webhook answers 503 (Telegram delivers again)."""
         self._stopped.set()
-        if not self.settings.webhook_url:
+        if self.webhook is not None:
+            self.webhook.closed = True
+        else:
             # RuntimeError: polling never started (get_me failed).
             with contextlib.suppress(RuntimeError):
                 await self.dispatcher.stop_polling()

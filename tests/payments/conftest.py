@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from bot.http import build_app
 from core.config import (
     DatabaseSettings,
     LLMSettings,
@@ -184,7 +185,7 @@ async def start_stack(
             exits.push_async_callback(llm.aclose)
             services = Services.build(settings, llm=llm, db=db)
             payments = Payments.build(services)
-            app = web.Application()
+            app = build_app(services)  # the production app: its body limit included
             payments.mount(app)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
             await runner.setup()

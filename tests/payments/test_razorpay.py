@@ -45,6 +45,7 @@ from tests.payments.conftest import (
     razorpay_settings,
 )
 from tests.support.chat import new_user
+from tests.support.raw_http import chunked, exchange, request_head
 
 PRICE_PAISE = 84900
 # Period ends in whole seconds, as Razorpay sends them.
@@ -479,8 +480,16 @@ async def test_non_ascii_signature_is_400_not_500(rzp: PaymentStack) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{not json", b'{"event": "subscription.activated",', b"[1, 2]", b'{"no": "event"}', b"\xff"],
-    ids=["garbage", "truncated", "array", "no-event", "not-utf8"],
+    [
+        b"{not json",
+        b'{"event": "subscription.activated",',
+        b"[1, 2]",
+        b'{"no": "event"}',
+        b"\xff",
+        b'{"event": "subscription.activated", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"event": "subscription.activated", "created_at": ' + b"1" * 100_000 + b"}",
+    ],
+    ids=["garbage", "truncated", "array", "no-event", "not-utf8", "deep", "huge-number"],
 )
 async def test_signed_malformed_body_is_rejected(rzp: PaymentStack, raw: bytes) -> None:
     user_id = await new_user(rzp.services)
@@ -490,6 +499,32 @@ async def test_signed_malformed_body_is_rejected(rzp: PaymentStack, raw: bytes) 
 
     assert answer.status == 400
     await _rejected(rzp, answer, user_id)
+
+
+async def test_oversized_bodies_are_413_before_they_are_read(rzp: PaymentStack) -> None:
+    user_id = await new_user(rzp.services)
+    sub_id = await subscribed(rzp, user_id)
+    port = int(rzp.url.rsplit(":", 1)[1])
+    # 2 GB announced, a few bytes sent: the answer must not wait for the rest.
+    claimed = request_head(
+        "POST",
+        RAZORPAY_PATH,
+        {"X-Razorpay-Signature": sign(b"{}"), "Content-Length": "2000000000"},
+    )
+    assert (await exchange(port, claimed + b"{}", within=3)).status == 413
+    # A chunked body that grows past the limit.
+    big = json.dumps({"event": "subscription.activated", "pad": "x" * 1_100_000}).encode()
+    streamed = request_head(
+        "POST",
+        RAZORPAY_PATH,
+        {"X-Razorpay-Signature": sign(big), "Transfer-Encoding": "chunked"},
+    )
+    assert (await exchange(port, streamed + chunked(big))).status == 413
+    assert effects(await rzp.counts()) == NOTHING_WRITTEN
+
+    answer = await post_event(rzp, event("subscription.activated", sub_id, created_at=100))
+    assert answer.status == 200, answer.body
+    assert await user_tier(rzp, user_id) == "pro"
 
 
 async def test_unknown_subscription_is_rejected(rzp: PaymentStack) -> None:

@@ -38,6 +38,7 @@ from tests.payments.conftest import (
     yookassa_settings,
 )
 from tests.support.chat import new_user
+from tests.support.raw_http import chunked, exchange, request_head
 
 PRICE_KOPECKS = 99000
 PRICE_TEXT = "990.00"
@@ -550,8 +551,20 @@ async def test_forwarded_for_from_untrusted_peer_is_ignored(
         b'{"type": "notification", "event": "payment.succeeded", "object": {}}',
         b'{"type": "notification", "event": "payment.succeeded", "object": {"id": 5}}',
         b'{"type": "notification", "event": "payment.succeeded"}',
+        b'{"event": "payment.succeeded", "object": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"event": "payment.succeeded", "object": {"id": "x", "n": ' + b"9" * 100_000 + b"}}",
     ],
-    ids=["garbage", "not-utf8", "array", "unknown-event", "no-id", "id-not-string", "no-object"],
+    ids=[
+        "garbage",
+        "not-utf8",
+        "array",
+        "unknown-event",
+        "no-id",
+        "id-not-string",
+        "no-object",
+        "deep",
+        "huge-number",
+    ],
 )
 async def test_malformed_notification_is_400(
     yoo: PaymentStack, fake_yookassa: FakeYooKassa, raw: bytes
@@ -564,6 +577,28 @@ async def test_malformed_notification_is_400(
 
     assert answer.status == 400
     await _nothing_happened(yoo, fake_yookassa, payment_id)
+
+
+async def test_oversized_notifications_are_413_before_they_are_read(
+    yoo: PaymentStack, fake_yookassa: FakeYooKassa
+) -> None:
+    user_id = await new_user(yoo.services)
+    payment_id = await checkout(yoo, user_id)
+    fake_yookassa.succeed(payment_id)
+    port = int(yoo.url.rsplit(":", 1)[1])
+    # 2 GB announced, a few bytes sent: the answer must not wait for the rest.
+    claimed = request_head("POST", YOOKASSA_PATH, {"Content-Length": "2000000000"})
+    assert (await exchange(port, claimed + b"{}", within=3)).status == 413
+    # A chunked body that grows past the limit.
+    big = json.dumps({"event": "payment.succeeded", "pad": "x" * 1_100_000}).encode()
+    streamed = request_head("POST", YOOKASSA_PATH, {"Transfer-Encoding": "chunked"})
+    assert (await exchange(port, streamed + chunked(big))).status == 413
+    await _nothing_happened(yoo, fake_yookassa, payment_id)
+
+    answer = await notify(yoo, fake_yookassa.notification("payment.succeeded", payment_id))
+    assert answer.status == 200
+    await provider(yoo).drain()
+    assert (await user_of(yoo, user_id)).tier == "pro"
 
 
 async def test_fiscal_receipt_goes_with_the_payment_when_enabled(
