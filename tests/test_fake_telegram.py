@@ -208,6 +208,14 @@ async def test_parse_modes(tg: FakeTelegram, bot: Bot) -> None:
         await bot.send_message(USER, "<div>x</div>", parse_mode="HTML")
     with pytest.raises(TelegramBadRequest, match="message text is empty"):
         await bot.send_message(USER, "<b></b>", parse_mode="HTML")
+    # With both, the Bot API parses the text and ignores the entities.
+    await bot.send_message(
+        USER,
+        "<i>Hi</i>",
+        parse_mode="HTML",
+        entities=[MessageEntity(type="bold", offset=0, length=3)],
+    )
+    assert tg.messages(USER)[-1].entities == [{"type": "italic", "offset": 0, "length": 2}]
 
 
 # Telegram's answers for text_link URLs, from tdlib's LinkManager::check_link and

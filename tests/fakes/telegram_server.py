@@ -34,8 +34,9 @@ Where it behaves like Telegram:
   code units after entity parsing -> "message is too long"; captions over 1024 ->
   "message caption is too long". Entities are validated in UTF-16 units
   (in bounds, length > 0, known type, not splitting a surrogate pair -- the
-  last is stricter than Telegram, which silently adjusts). Explicit entities
-  win over parse_mode, as in Telegram.
+  last is stricter than Telegram, which silently adjusts). A parse_mode wins
+  over explicit entities, which are then ignored, as in the Bot API
+  (get_formatted_text in telegram-bot-api's Client.cpp).
 - Links are checked as Telegram checks them (a port of tdlib's parse_url and
   LinkManager::check_link): http/https need a host with a dot (or an IPv6
   address), a valid port and allowed host characters; tg:/ton:/tonsite: need a
@@ -947,9 +948,10 @@ def _trim(text: str, entities: list[JSON]) -> tuple[str, list[JSON]]:
 
 def format_text(text: str, parse_mode: Any, entities: Any) -> tuple[str, list[JSON]]:
     """What Telegram stores for text + parse_mode/entities: (plain text, entities)."""
-    if entities or not parse_mode:  # explicit entities win over parse_mode
+    mode = str(parse_mode or "").lower()
+    if not text or mode in ("", "none"):  # otherwise parse_mode wins: entities are ignored
         return _trim(text, check_entities(text, entities))
-    parser = _PARSERS.get(str(parse_mode).lower())
+    parser = _PARSERS.get(mode)
     if parser is None:
         raise _bad("unsupported parse_mode")
     try:
