@@ -37,7 +37,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from telegramify_markdown import convert, entities_to_markdownv2
 
-from tests.fakes.telegram_server import NOT_MODIFIED, FakeTelegram, utf16_len
+from tests.fakes.telegram_server import ENTITIES_REFUSED, NOT_MODIFIED, FakeTelegram, utf16_len
 
 USER = 42
 
@@ -208,6 +208,102 @@ async def test_parse_modes(tg: FakeTelegram, bot: Bot) -> None:
         await bot.send_message(USER, "<div>x</div>", parse_mode="HTML")
     with pytest.raises(TelegramBadRequest, match="message text is empty"):
         await bot.send_message(USER, "<b></b>", parse_mode="HTML")
+    # With both, the Bot API parses the text and ignores the entities.
+    await bot.send_message(
+        USER,
+        "<i>Hi</i>",
+        parse_mode="HTML",
+        entities=[MessageEntity(type="bold", offset=0, length=3)],
+    )
+    assert tg.messages(USER)[-1].entities == [{"type": "italic", "offset": 0, "length": 2}]
+
+
+# Telegram's answers for text_link URLs, from tdlib's LinkManager::check_link and
+# parse_url (the Bot API prefixes "Bad Request: " and lower-cases the first letter).
+REFUSED_LINKS = {
+    "/etc/app.conf": "URL host is empty",
+    "#intro": "URL host is empty",
+    "": "URL host is empty",
+    "javascript:alert(1)": "Wrong port number specified in the URL",
+    "data:text/html,<b>x</b>": "Wrong port number specified in the URL",
+    "D:/work/CLAUDE.md:1": "Wrong port number specified in the URL",
+    "docs/guide.md": "Wrong HTTP URL",
+    "http://localhost:3000/a": "Wrong HTTP URL",
+    "@some_bot": "Wrong HTTP URL",
+    "./a.png": "Host is invalid",
+    "ftp://x.org/file": "Unsupported URL protocol",
+    "file:///etc/passwd": "Unsupported URL protocol",
+    "https://exa mple.com": "Disallowed character in URL host",
+    "https://x.org:0": "Wrong port number specified in the URL",
+    "tg://resolve:80?domain=x": "Wrong tg URL",
+}
+
+
+async def test_text_link_urls_are_checked_like_telegram(tg: FakeTelegram, bot: Bot) -> None:
+    for url, reason in REFUSED_LINKS.items():
+        link = MessageEntity(type="text_link", offset=0, length=4, url=url)
+        with pytest.raises(TelegramBadRequest) as refused:
+            await bot.send_message(USER, "link text", entities=[link])
+        assert refused.value.message == f"Bad Request: entity URL '{url}' is invalid: {reason}"
+    # The same check guards edits and drafts.
+    sent = await bot.send_message(USER, "link text")
+    bad = [MessageEntity(type="text_link", offset=0, length=4, url="/etc/app.conf")]
+    with pytest.raises(TelegramBadRequest, match="URL host is empty"):
+        await bot.edit_message_text("link", chat_id=USER, message_id=sent.message_id, entities=bad)
+    with pytest.raises(TelegramBadRequest, match="URL host is empty"):
+        await bot.send_message_draft(chat_id=USER, draft_id=1, text="link", entities=bad)
+    assert tg.messages(USER)[-1].text == "link text"
+
+    # Accepted links are stored the way Telegram normalizes them.
+    accepted = {
+        "https://x.org": "https://x.org/",
+        "HTTP://Example.COM/A b?q=1#f": "http://example.com/A%20b?q=1#f",
+        "README.md": "http://readme.md/",  # a bare host: Telegram assumes http
+        "tg://resolve?domain=oneai_test_bot": "tg://resolve?domain=oneai_test_bot",
+        "https://[::1]:8443/x": "https://[::1]:8443/x",
+    }
+    for url, stored in accepted.items():
+        link = MessageEntity(type="text_link", offset=0, length=4, url=url)
+        sent = await bot.send_message(USER, "link text", entities=[link])
+        assert sent.entities is not None and sent.entities[0].url == stored
+    # tg://user?id=N is a mention of that user.
+    mention = MessageEntity(type="text_link", offset=0, length=3, url=f"tg://user?id={USER}")
+    sent = await bot.send_message(USER, "Ann, hi", entities=[mention])
+    assert sent.entities is not None and sent.entities[0].type == "text_mention"
+    assert sent.entities[0].user is not None and sent.entities[0].user.first_name == "Ann"
+
+
+async def test_parse_modes_keep_the_text_of_a_refused_link(tg: FakeTelegram, bot: Bot) -> None:
+    # No error: Telegram drops a link it refuses from parsed markup and keeps its text.
+    for source, mode in [
+        (r"See [conf](/etc/app.conf) and [web](https://x.org)\.", "MarkdownV2"),
+        ('See <a href="/etc/app.conf">conf</a> and <a href="https://x.org">web</a>.', "HTML"),
+        ("See [conf](/etc/app.conf) and [web](https://x.org).", "Markdown"),
+    ]:
+        await bot.send_message(USER, source, parse_mode=mode)
+        stored = tg.messages(USER)[-1]
+        assert stored.text == "See conf and web.", mode
+        assert stored.entities == [
+            {"type": "text_link", "offset": 13, "length": 3, "url": "https://x.org/"}
+        ], mode
+    await bot.send_message(USER, "<a>https://x.org</a> <a>plain</a>", parse_mode="HTML")
+    assert tg.messages(USER)[-1].entities == [
+        {"type": "text_link", "offset": 0, "length": 13, "url": "https://x.org/"}
+    ]
+
+
+async def test_refuse_entities_once(tg: FakeTelegram, bot: Bot) -> None:
+    bold = [MessageEntity(type="bold", offset=0, length=4)]
+    tg.refuse_entities_once()
+    await bot.send_message(USER, "no entities here")  # only a text with entities counts
+    with pytest.raises(TelegramBadRequest) as refused:
+        await bot.send_message(USER, "Bold text", entities=bold)
+    assert refused.value.message == ENTITIES_REFUSED
+    await bot.send_message(USER, "Bold text", entities=bold)  # once only
+    tg.refuse_entities_once("Bad Request: can't parse entities: nope")
+    with pytest.raises(TelegramBadRequest, match="nope"):
+        await bot.edit_message_text("Bold", chat_id=USER, message_id=2, entities=bold)
+    assert [m.text for m in tg.messages(USER)] == ["no entities here", "Bold text"]
 
 
 async def test_flood_control() -> None:

@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramRetryAfter
+from aiogram.types import MessageEntity
 
 from bot.telegram.render import Part
-from bot.telegram.sink import FinalMarkup, TelegramSink
+from bot.telegram.sink import FinalMarkup, TelegramSink, plain_if_refused
 from core.streaming import RetryLater, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -79,14 +80,17 @@ class DraftSink(TelegramSink):
             await self._send(parts[index], None)
         await super().finish(parts, status)
 
+    async def _send_draft(self, part: Part) -> None:
+        async def send(entities: list[MessageEntity]) -> bool:
+            return await self.bot.send_message_draft(
+                chat_id=self.chat_id, draft_id=self.draft_id, text=part.text, entities=entities
+            )
+
+        await plain_if_refused(send, part, self.chat_id)
+
     async def _show_draft(self, index: int, part: Part) -> None:
         try:
-            await self.bot.send_message_draft(
-                chat_id=self.chat_id,
-                draft_id=self.draft_id,
-                text=part.text,
-                entities=list(part.entities),
-            )
+            await self._send_draft(part)
         except TelegramRetryAfter as exc:
             raise RetryLater(exc.retry_after) from None
         self._draft, self._draft_index = part, index
@@ -99,12 +103,7 @@ class DraftSink(TelegramSink):
             if self._draft is None:
                 return
             with contextlib.suppress(Exception):  # best effort: the next update retries
-                await self.bot.send_message_draft(
-                    chat_id=self.chat_id,
-                    draft_id=self.draft_id,
-                    text=self._draft.text,
-                    entities=list(self._draft.entities),
-                )
+                await self._send_draft(self._draft)
 
     def _stop_refreshing(self) -> None:
         if self._refresher is not None:

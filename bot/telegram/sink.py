@@ -5,6 +5,10 @@ understands.
 An answer may already have messages (Regenerate and paging reuse the parts that
 show the old revision): `existing` are their ids, reused in order; any left over
 at the end are deleted.
+
+An answer is never lost to formatting: when Telegram refuses a text because of its
+entities ("entity URL '...' is invalid: ...", "can't parse entities: ..."), the same
+text goes out again at once without them, in the same call.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
-from aiogram.types import InlineKeyboardMarkup, MessageEntity, ReplyParameters
+from aiogram.types import InlineKeyboardMarkup, Message, MessageEntity, ReplyParameters
 
 from bot.telegram.render import TELEGRAM_LIMIT, Part, render, utf16_len
 from core.streaming import ChatUnavailable, RetryLater, SinkLimits, StreamStatus
@@ -23,6 +28,7 @@ from core.streaming import ChatUnavailable, RetryLater, SinkLimits, StreamStatus
 log = logging.getLogger(__name__)
 
 FinalMarkup = Callable[[], Awaitable[InlineKeyboardMarkup | None]]
+T = TypeVar("T")
 
 
 def _not_modified(error: TelegramBadRequest) -> bool:
@@ -33,6 +39,35 @@ def _gone(error: TelegramBadRequest) -> bool:
     return "message to edit not found" in error.message or (
         "message to delete not found" in error.message
     )
+
+
+def entities_refused(error: TelegramBadRequest) -> bool:
+    """Whether Telegram refused a text for its entities, so the same text without
+    them would go through: "entity URL '...' is invalid: URL host is empty", "can't
+    parse entities: ...", "Wrong HTTP URL", "entity beginning at UTF-16 offset ...".
+    A refused button URL is about the markup, which a plain text does not change."""
+    message = error.message.lower()
+    if any(word in message for word in ("button", "keyboard", "markup")):
+        return False
+    return any(word in message for word in ("entit", "url", "can't parse"))
+
+
+async def plain_if_refused(
+    call: Callable[[list[MessageEntity]], Awaitable[T]], part: Part, chat_id: int
+) -> T:
+    """`call` with the part's entities, or at once without them if Telegram refuses
+    them: the answer must show, formatted or not."""
+    try:
+        return await call(list(part.entities))
+    except TelegramBadRequest as exc:
+        if not part.entities or not entities_refused(exc):
+            raise
+        log.warning(
+            "Telegram refused the formatting in chat %s (%s); sending the text plain",
+            chat_id,
+            exc.message,
+        )
+    return await call([])
 
 
 def with_note(part: Part, note: str) -> Part | None:
@@ -160,14 +195,18 @@ class TelegramSink:
             if self.reply_to is not None and not self.message_ids
             else None
         )
-        try:
-            sent = await self.bot.send_message(
+
+        async def send(entities: list[MessageEntity]) -> Message:
+            return await self.bot.send_message(
                 self.chat_id,
                 part.text,
-                entities=list(part.entities),
+                entities=entities,
                 reply_markup=markup,
                 reply_parameters=reply,
             )
+
+        try:
+            sent = await plain_if_refused(send, part, self.chat_id)
         except TelegramRetryAfter as exc:
             raise RetryLater(exc.retry_after) from None
         except TelegramForbiddenError:
@@ -183,14 +222,18 @@ class TelegramSink:
 
     async def _edit(self, index: int, part: Part, markup: InlineKeyboardMarkup | None) -> None:
         message_id = self.message_ids[index]
-        try:
-            await self.bot.edit_message_text(
+
+        async def edit(entities: list[MessageEntity]) -> Message | bool:
+            return await self.bot.edit_message_text(
                 text=part.text,
                 chat_id=self.chat_id,
                 message_id=message_id,
-                entities=list(part.entities),
+                entities=entities,
                 reply_markup=markup,
             )
+
+        try:
+            await plain_if_refused(edit, part, self.chat_id)
         except TelegramRetryAfter as exc:
             raise RetryLater(exc.retry_after) from None
         except TelegramForbiddenError:

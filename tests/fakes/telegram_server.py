@@ -34,8 +34,29 @@ Where it behaves like Telegram:
   code units after entity parsing -> "message is too long"; captions over 1024 ->
   "message caption is too long". Entities are validated in UTF-16 units
   (in bounds, length > 0, known type, not splitting a surrogate pair -- the
-  last is stricter than Telegram, which silently adjusts). Explicit entities
-  win over parse_mode, as in Telegram.
+  last is stricter than Telegram, which silently adjusts). A parse_mode wins
+  over explicit entities, which are then ignored, as in the Bot API
+  (get_formatted_text in telegram-bot-api's Client.cpp).
+- Links are checked as Telegram checks them (a port of tdlib's parse_url and
+  LinkManager::check_link): http/https need a host with a dot (or an IPv6
+  address), a valid port and allowed host characters; tg:/ton:/tonsite: need a
+  plain host; every other scheme is refused. The URL stored is Telegram's
+  normalized one (`https://x.org` -> `https://x.org/`, host lower-cased, a bare
+  `x.org` -> `http://x.org/`), and `tg://user?id=N` becomes a text_mention.
+  * An explicit `text_link` entity with a refused URL -> 400 with Telegram's
+    wording, "Bad Request: entity URL '<url>' is invalid: <reason>", the reason
+    one of "URL host is empty" (`/etc/app.conf`, `#intro`, ``), "Wrong HTTP URL"
+    (`docs/a.md`, `http://localhost`), "Wrong port number specified in the URL"
+    (`javascript:alert(1)`, `data:text/html,x`, `D:/a.md:1`), "Unsupported URL
+    protocol" (`ftp://x.org`, `file:///etc`), "Host is invalid" (`./a.md`),
+    "Disallowed character in URL host", "Wrong tg URL", ...
+  * A link written in parse_mode MarkdownV2/HTML/Markdown with a refused URL is
+    no error: Telegram keeps its text and drops the link (tdlib uses
+    get_checked_link there), and so does the fake. `<a>` without href links to
+    its own text, as `[https://x.y]` does in MarkdownV2.
+- `refuse_entities_once()` makes the next text carrying entities fail with a
+  400 about them (`ENTITIES_REFUSED` by default): Telegram refusing formatting
+  for a reason a bot cannot foresee.
 - parse_mode MarkdownV2, HTML and legacy Markdown are parsed into plain text
   + entities. They are approximations of Telegram's parsers: MarkdownV2
   requires `_*[]()~`>#+-=|{}.!` to be escaped outside markup (a `\\` escapes
@@ -83,6 +104,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import json
 import math
@@ -116,6 +138,12 @@ NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup"
     " of the specified message are exactly the same as a current content and reply markup"
     " of the message"
+)
+# What `refuse_entities_once` answers by default: the shape of Telegram's complaints
+# about explicit entities ("Entity beginning at UTF-16 offset ..." in tdlib).
+ENTITIES_REFUSED = (
+    "Bad Request: entity beginning at UTF-16 offset 0 ends after the end of the text"
+    " at UTF-16 offset 1"
 )
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 
@@ -284,6 +312,179 @@ def _sorted_entities(entities: list[JSON]) -> list[JSON]:
     return sorted(entities, key=lambda e: (e["offset"], -e["length"], e["type"]))
 
 
+# -- links ---------------------------------------------------------------------
+# A port of what Telegram checks in a link (tdlib: parse_url in tdutils/td/utils/
+# HttpUrl.cpp, LinkManager::check_link_impl and LinkManager::get_link_user_id in
+# td/telegram/LinkManager.cpp). The messages are Telegram's, word for word.
+
+
+class LinkError(Exception):
+    """Why Telegram refuses a link, e.g. "URL host is empty"."""
+
+
+_URL_PART_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_!$,~*'();&+="
+)
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_TD_SPACES = " \t\r\n\0\v"  # td::is_space
+
+
+@dataclass(frozen=True)
+class HttpUrl:
+    protocol: str  # "http" or "https"
+    userinfo: str
+    host: str  # lower-cased (ASCII only, as tdlib does)
+    is_ipv6: bool
+    specified_port: int  # 0: none given
+    query: str  # starts with "/"
+
+    def url(self) -> str:
+        userinfo = f"{self.userinfo}@" if self.userinfo else ""
+        port = f":{self.specified_port}" if self.specified_port else ""
+        return f"{self.protocol}://{userinfo}{self.host}{port}{self.query}"
+
+
+def _check_url_part(part: str, name: str, *, allow_colon: bool) -> None:
+    i = 0
+    while i < len(part):
+        char = part[i]
+        if char in _URL_PART_CHARS or (allow_colon and char == ":") or ord(char) >= 128:
+            i += 1
+            continue
+        if char == "%":
+            if part[i + 1 : i + 2] in _HEX_DIGITS and part[i + 2 : i + 3] in _HEX_DIGITS:
+                i += 3
+                continue
+            raise LinkError(f"Wrong percent-encoded symbol in URL {name}")
+        raise LinkError(f"Disallowed character in URL {name}")
+
+
+def _port(value: str) -> int:
+    """td::to_integer_safe<int>: only the canonical spelling of an int parses; -1 if not."""
+    while len(value) > 1 and value[0] == "0":
+        value = value[1:]
+    if not re.fullmatch(r"-?[0-9]+", value) or value == "-0":
+        return -1
+    number = int(value)
+    return number if -(2**31) <= number < 2**31 and number != 0 else -1
+
+
+def parse_url(url: str) -> HttpUrl:
+    """tdlib's parse_url: [http[s]://][userinfo@]host[:port][/query]."""
+    scheme_end = next((i for i, c in enumerate(url) if c in ":/?#@[]"), len(url))
+    rest = url
+    protocol = "http"  # the default when no "scheme://" is given
+    if url.startswith("://", scheme_end):
+        scheme = url[:scheme_end].translate(_ASCII_LOWER)
+        if scheme not in ("http", "https"):
+            raise LinkError("Unsupported URL protocol")
+        protocol, rest = scheme, url[scheme_end + 3 :]
+    authority_end = next((i for i, c in enumerate(rest) if c in "/?#"), len(rest))
+    authority, query = rest[:authority_end], rest[authority_end:]
+
+    port = 0
+    colon = len(authority) - 1
+    while colon > 0 and authority[colon] not in ":]@":
+        colon -= 1
+    userinfo_host = authority
+    if colon > 0 and authority[colon] == ":":
+        port = _port(authority[colon + 1 :])
+        userinfo_host = authority[:colon]
+    if not 0 <= port <= 65535:
+        raise LinkError("Wrong port number specified in the URL")
+
+    userinfo, _, host = userinfo_host.rpartition("@")
+    is_ipv6 = False
+    if host.startswith("[") and host.endswith("]") and len(host) > 1:
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise LinkError("Wrong IPv6 address specified in the URL") from None
+        is_ipv6 = True
+    if not host:
+        raise LinkError("URL host is empty")
+    if host == ".":
+        raise LinkError("Host is invalid")
+
+    query = query.rstrip(_TD_SPACES) or "/"
+    if not query.startswith("/"):
+        query = "/" + query
+    query = "".join(f"%{ord(c):02X}" if ord(c) <= 0x20 else c for c in query)
+
+    host = host.translate(_ASCII_LOWER)
+    if is_ipv6:
+        if any(c not in "0123456789abcdef:." for c in host[1:-1]):
+            raise LinkError("Wrong IPv6 URL host")
+    else:
+        _check_url_part(host, "host", allow_colon=False)
+        _check_url_part(userinfo, "userinfo", allow_colon=True)
+    return HttpUrl(protocol, userinfo, host, is_ipv6, port, query)
+
+
+def check_link(link: str) -> str:
+    """The URL Telegram stores for a link (normalized), or LinkError with its reason.
+
+    http and https links need a host with a dot (or an IPv6 address); tg:, ton: and
+    tonsite: links need a plain host. Anything else is refused: a path, a
+    fragment, another scheme (`javascript:` reads as a host and a bad port).
+    """
+    lowered = link.translate(_ASCII_LOWER)
+    kind = next((k for k in ("tg", "ton", "tonsite") if lowered.startswith(k + ":")), "")
+    rest = link[len(kind) + 1 :] if kind else link
+    if kind and rest.startswith("//"):
+        rest = rest[2:]
+    url = parse_url(rest)
+    if kind:
+        if (
+            rest.translate(_ASCII_LOWER).startswith("http://")
+            or url.protocol == "https"
+            or url.userinfo
+            or url.specified_port
+            or url.is_ipv6
+        ):
+            raise LinkError("Wrong tg URL" if kind == "tg" else "Wrong ton URL")
+        query = url.query[1:] if url.query.startswith("/?") else url.query
+        allowed = "-_." if kind == "tonsite" else "-_"
+        if any(not (c.isascii() and c.isalnum()) and c not in allowed for c in url.host):
+            raise LinkError("Unallowed characters in URL host")
+        return f"{kind}://{url.host}{query}"
+    if "." not in url.host and not url.is_ipv6:
+        raise LinkError("Wrong HTTP URL")
+    return url.url()
+
+
+def link_user_id(link: str) -> int | None:
+    """The user a tg://user?id=N link names (Telegram makes it a text mention)."""
+    url = link.lower()
+    if not url.startswith("tg:"):
+        return None
+    url = url[3:].removeprefix("//")
+    if not url.startswith("user") or (len(url) > 4 and url[4] not in "/?#"):
+        return None
+    url = url[4:].removeprefix("/")
+    if not url.startswith("?"):
+        return None
+    for parameter in url[1:].split("#", 1)[0].split("&"):
+        key, _, value = parameter.partition("=")
+        if key == "id":
+            valid = re.fullmatch(r"[1-9][0-9]{0,12}", value) and int(value) < 2**40
+            return int(value) if valid else None
+    return None
+
+
+def parsed_link(url: str) -> JSON | None:
+    """What a parse_mode link becomes: Telegram drops a link it refuses and keeps
+    the text (no error), and turns tg://user?id=N into a text mention."""
+    user_id = link_user_id(url)
+    if user_id is not None:
+        return {"type": "text_mention", "user": {"id": user_id}}
+    try:
+        return {"type": "text_link", "url": check_link(url)}
+    except LinkError:
+        return None
+
+
 def check_entities(text: str, entities: Any) -> list[JSON]:
     """Validate explicit entities against `text`; returns them normalized."""
     if entities is None:
@@ -312,14 +513,31 @@ def check_entities(text: str, entities: Any) -> list[JSON]:
                 f"can't parse entities: {where} with offset {offset} and length {length}"
                 " splits a UTF-16 surrogate pair"
             )
-        if kind == "text_link" and not raw.get("url"):
+        if kind == "text_link" and not isinstance(raw.get("url"), str):
             raise _bad(f"can't parse entities: {where} has no url")
         if kind == "text_mention" and not isinstance(raw.get("user"), dict):
             raise _bad(f"can't parse entities: {where} has no user")
         if kind == "custom_emoji" and not raw.get("custom_emoji_id"):
             raise _bad(f"can't parse entities: {where} has no custom_emoji_id")
-        result.append({key: raw[key] for key in _ENTITY_KEYS if raw.get(key) is not None})
+        entity = {key: raw[key] for key in _ENTITY_KEYS if raw.get(key) is not None}
+        if kind == "text_link":
+            entity = _explicit_link(entity)
+        result.append(entity)
     return _sorted_entities(result)
+
+
+def _explicit_link(entity: JSON) -> JSON:
+    """A text_link entity as Telegram stores it, or its 400 for a URL it refuses."""
+    url = str(entity["url"])
+    user_id = link_user_id(url)
+    if user_id is not None:
+        mention = {k: v for k, v in entity.items() if k != "url"}
+        return {**mention, "type": "text_mention", "user": {"id": user_id}}
+    try:
+        return {**entity, "url": check_link(url)}
+    except LinkError as error:
+        # tdlib: "Entity URL '...' is invalid: ..."; the Bot API lower-cases the first letter.
+        raise _bad(f"entity URL '{url}' is invalid: {error}") from None
 
 
 @dataclass
@@ -476,8 +694,11 @@ def parse_markdown_v2(source: str) -> tuple[str, list[JSON]]:
                     if match is None:
                         raise _ParseError("Custom emoji entity must contain a tg://emoji URL")
                     top.extra["custom_emoji_id"] = match.group(1)
+                elif (link := parsed_link(url)) is not None:
+                    top.kind = link.pop("type")
+                    top.extra.update(link)
                 else:
-                    top.extra["url"] = url
+                    continue  # a refused link: its text stays, without the entity
             out.close(top)
             continue
         if (
@@ -580,14 +801,7 @@ def _html_open(tag: str, attributes: str, start: int, part: int, source_at: int)
     if tag == "span" and attrs.get("class") != "tg-spoiler":
         raise _ParseError(f'Tag "span" must have class "tg-spoiler" {where}')
     if tag == "a":
-        href = attrs.get("href", "")
-        user = re.fullmatch(r"tg://user\?id=(\d+)", href)
-        if user:
-            entity.kind, entity.extra["user"] = "text_mention", {"id": int(user.group(1))}
-        elif href:
-            entity.extra["url"] = href
-        else:
-            entity.kind = ""  # <a> without href is plain text
+        entity.extra["url"] = attrs.get("href", "")  # checked when the tag closes
     if tag == "code" and attrs.get("class", "").startswith("language-"):
         entity.extra["language"] = attrs["class"].removeprefix("language-")
     if tag == "blockquote" and "expandable" in attrs:
@@ -633,6 +847,13 @@ def parse_html(source: str) -> tuple[str, list[JSON]]:
                 # <pre><code class="language-x"> is one pre entity with a language.
                 if "language" in top.extra:
                     stack[-1].extra["language"] = top.extra["language"]
+            elif top.tag == "a":
+                # Without href the text is the URL; a refused link stays plain text.
+                link = parsed_link(top.extra.pop("url") or out.text_since(top))
+                if link is not None:
+                    top.kind = link.pop("type")
+                    top.extra.update(link)
+                    out.close(top)
             elif top.kind:
                 out.close(top)
             i = end.end()
@@ -685,7 +906,11 @@ def parse_markdown(source: str) -> tuple[str, list[JSON]]:
             link = _MD_LINK.match(source, i)
             if link is None:
                 raise unclosed
-            entity.kind, entity.extra["url"], i = "text_link", link.group(2), link.end()
+            resolved = parsed_link(link.group(2))
+            if resolved is not None:  # a refused link stays plain text
+                entity.kind = resolved.pop("type")
+                entity.extra.update(resolved)
+            i = link.end()
             out.add(link.group(1))
         else:
             end = source.find(char, i + 1)
@@ -694,7 +919,8 @@ def parse_markdown(source: str) -> tuple[str, list[JSON]]:
             entity.kind = {"_": "italic", "*": "bold", "`": "code"}[char]
             out.add(source[i + 1 : end])
             i = end + 1
-        out.close(entity)
+        if entity.kind:
+            out.close(entity)
     return out.result()
 
 
@@ -722,9 +948,10 @@ def _trim(text: str, entities: list[JSON]) -> tuple[str, list[JSON]]:
 
 def format_text(text: str, parse_mode: Any, entities: Any) -> tuple[str, list[JSON]]:
     """What Telegram stores for text + parse_mode/entities: (plain text, entities)."""
-    if entities or not parse_mode:  # explicit entities win over parse_mode
+    mode = str(parse_mode or "").lower()
+    if not text or mode in ("", "none"):  # otherwise parse_mode wins: entities are ignored
         return _trim(text, check_entities(text, entities))
-    parser = _PARSERS.get(str(parse_mode).lower())
+    parser = _PARSERS.get(mode)
     if parser is None:
         raise _bad("unsupported parse_mode")
     try:
@@ -1191,6 +1418,7 @@ class FakeTelegram(LocalServer):
         self._last_send: dict[int, float] = {}
         self._recent_sends: deque[float] = deque()
         self._storms: dict[str, _Storm] = {}
+        self._entity_refusals: deque[str] = deque()
         self._methods: dict[str, Callable[[_Params], Any]] = {
             "getMe": self._get_me,
             "logOut": lambda p: True,
@@ -1283,6 +1511,12 @@ class FakeTelegram(LocalServer):
     def flood_storm(self, method: str, count: int = 1, *, retry_after: int = 1) -> None:
         """Answer the next `count` calls of `method` with 429, whatever the limits say."""
         self._storms[self._canonical.get(method.lower(), method)] = _Storm(count, retry_after)
+
+    def refuse_entities_once(self, description: str = ENTITIES_REFUSED) -> None:
+        """Answer the next text (send, edit, draft or caption) that carries entities with
+        400 `description`: Telegram refusing formatting for a reason the bot could not
+        foresee. Calls several times to refuse several texts in a row."""
+        self._entity_refusals.append(description)
 
     def register_file(
         self,
@@ -2048,13 +2282,32 @@ class FakeTelegram(LocalServer):
         raw = params.string(key)
         if not raw.strip() and not caption:
             raise _bad("message text is empty")
-        text, entities = format_text(raw, params.get("parse_mode"), params.get(entities_key))
+        text, entities = self._checked_format(raw, params, entities_key)
         if not text.strip() and not caption:
             raise _bad("message text is empty")  # e.g. "<b></b>"
         if caption and utf16_len(text) > MAX_CAPTION:
             raise _bad("message caption is too long")
         if utf16_len(text) > MAX_TEXT:
             raise _bad("message is too long")
+        return text, entities
+
+    def _checked_format(
+        self, raw: str, params: _Params, entities_key: str
+    ) -> tuple[str, list[JSON]]:
+        """format_text, then a refusal the test asked for, then text mentions filled in."""
+        text, entities = format_text(raw, params.get("parse_mode"), params.get(entities_key))
+        if entities and self._entity_refusals:
+            raise ApiError(400, self._entity_refusals.popleft())
+        for entity in entities:
+            if entity["type"] == "text_mention" and set(entity["user"]) == {"id"}:
+                user_id = entity["user"]["id"]
+                known = self.users.get(user_id)
+                # Telegram answers the whole user; one it has never seen gets a name.
+                entity["user"] = (
+                    known.to_json()
+                    if known
+                    else {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+                )
         return text, entities
 
     def _post(self, chat: FakeChat, params: _Params, **content: Any) -> JSON:
@@ -2180,7 +2433,7 @@ class FakeTelegram(LocalServer):
             raise _bad("DRAFT_ID_INVALID")
         # An empty draft is allowed (it shows a "Thinking…" placeholder); 4096 still applies.
         raw = params.string("text")
-        text, entities = format_text(raw, params.get("parse_mode"), params.get("entities"))
+        text, entities = self._checked_format(raw, params, "entities")
         if utf16_len(text) > MAX_TEXT:
             raise _bad("message is too long")
         chat.draft = Draft(draft_id, text, entities, time.monotonic(), params.flag("can_stop"))
