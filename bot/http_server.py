@@ -21,7 +21,6 @@ every request the application handles, and closes a connection when
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
@@ -34,6 +33,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from core.config import HttpSettings
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +166,8 @@ class ConnectionGuard:
             self._sweeper = asyncio.create_task(self._sweep(), name="http-guard")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
 
     # -- what the connections report ---------------------------------------------------
 

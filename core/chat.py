@@ -31,6 +31,7 @@ from core.llm.client import LLMClient, Usage
 from core.llm.context import build_context
 from core.quotas import QuotaService
 from core.stop_signals import RedisStopBus
+from core.tasks import cancel_and_wait
 from core.text import StreamCleaner
 
 log = logging.getLogger(__name__)
@@ -413,9 +414,7 @@ class ChatService:
     async def close(self) -> None:
         """Stop retrying unsaved answers (the process ends; a sweep elsewhere ends them)."""
         for task in list(self._settling):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def _save(self, generation: Generation, status: str, charged: bool) -> None:
         turn = generation.turn

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,6 +23,7 @@ from core.llm.tokens import default_estimator
 from core.outbox import Outbox
 from core.quotas import QuotaService
 from core.subscriptions import SubscriptionService
+from core.tasks import cancel_and_wait
 from core.workers import DatabaseWorkers, RedisWorkers, WorkerRegistry, new_worker_id
 
 log = logging.getLogger(__name__)
@@ -146,9 +146,7 @@ class Services:
 
     async def close(self) -> None:
         if self._live is not None:
-            self._live.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._live
+            await cancel_and_wait(self._live)
             # A clean exit: this worker is gone at once, not after its timeout.
             try:
                 await self.workers.forget()

@@ -28,6 +28,7 @@ from core.db.engine import Database
 from core.db.models import Worker
 from core.db.models.base import table_of
 from core.db.upsert import insert_or_update
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -215,16 +216,11 @@ class RedisWorkers(WorkerRegistry):
         }
 
     async def forget(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        await cancel_and_wait(self._listener)
+        self._listener = None
         await self._redis.delete(self.name)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await cancel_and_wait(self._listener)
+        self._listener = None
         await self._redis.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from core.liveness import NOTICE_KIND as ANSWER_INTERRUPTED
 from core.notices import render_notice
 from core.outbox import OutgoingMessage, Undeliverable
 from core.services import Services
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,5 @@ class TelegramNotices:
             )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -6,29 +6,39 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 from tests.support.process import clean_env, free_port
 
+KEPT_OUTPUT = 1024 * 1024  # bytes of output kept to read (a flood must not fill memory)
+
 
 class BotProcess:
-    """A running `oneai run`; its output is collected as it comes."""
+    """A running `oneai run`; its output is drained as it comes: every byte is
+    counted, the first megabyte kept."""
 
     def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
         self.process = process
         self.port = port
+        self.size = 0
         self._output = bytearray()
         assert process.stdout is not None
         self._reader = asyncio.create_task(self._read(process.stdout))
 
     async def _read(self, stream: asyncio.StreamReader) -> None:
         while chunk := await stream.read(65536):
-            self._output += chunk
+            self.size += len(chunk)
+            if len(self._output) < KEPT_OUTPUT:
+                self._output += chunk[: KEPT_OUTPUT - len(self._output)]
 
     @property
     def output(self) -> str:
         return self._output.decode(errors="replace")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def kill(self) -> None:
         """SIGKILL: no cleanup of any kind, as an OOM kill or a crash."""
@@ -45,16 +55,14 @@ class BotProcess:
 
 
 @contextlib.asynccontextmanager
-async def bot_process(cwd: Path, **variables: str) -> AsyncIterator[BotProcess]:
+async def bot_process(
+    cwd: Path, variables: Mapping[str, str], *, preexec_fn: Callable[[], object] | None = None
+) -> AsyncIterator[BotProcess]:
     """Start `python -m bot run` in `cwd` with the project's variables cleared and
-    `variables` set; it is killed at the end if still running."""
-    port = int(variables.pop("HTTP_PORT", "0")) or free_port()
-    env = clean_env(
-        HTTP_PORT=str(port),
-        MODEL_CATALOG_REFRESH_HOURS="0",
-        PAYMENTS_SCHEDULER_ENABLED="false",
-        **variables,
-    )
+    `variables` set (`preexec_fn` runs in the child first, e.g. to set a limit);
+    it is killed at the end if still running."""
+    port = int(variables.get("HTTP_PORT", "0")) or free_port()
+    env = clean_env(MODEL_CATALOG_REFRESH_HOURS="0", **{**variables, "HTTP_PORT": str(port)})
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -64,6 +72,7 @@ async def bot_process(cwd: Path, **variables: str) -> AsyncIterator[BotProcess]:
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=preexec_fn,
     )
     running = BotProcess(process, port)
     try:

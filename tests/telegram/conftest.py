@@ -4,6 +4,7 @@ services on the test database and the fake LLM, all over real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,18 +13,24 @@ import pytest
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiohttp import web
 from pydantic import SecretStr
 
+from bot.http import build_app
+from bot.http_server import serve_http
+from bot.telegram import runner
 from bot.telegram.answerer import Answerer
 from bot.telegram.factory import build_dispatcher
-from core.config import TelegramSettings
+from core.config import HttpSettings, Settings, TelegramSettings
 from core.services import Services
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.telegram_server import FakeTelegram, StoredMessage
+from tests.support.process import free_port
 from tests.support.wait import until as until  # re-exported for the e2e tests
 
 EDIT_INTERVAL = 0.2
 USER = 1001
+WEBHOOK_SECRET = "s3cret"
 
 
 @dataclass
@@ -109,3 +116,41 @@ async def app(services: Services, tg: FakeTelegram, fake_llm: FakeLLM) -> AsyncI
         yield harness
     finally:
         await stop_harness(harness)
+
+
+@dataclass
+class WebhookBot:
+    url: str
+    port: int
+    platform: runner.TelegramPlatform
+
+
+@contextlib.asynccontextmanager
+async def webhook_bot(services: Services, tg: FakeTelegram) -> AsyncIterator[WebhookBot]:
+    """The bot in webhook mode on `oneai run`'s HTTP server (its app, guard and
+    limits), checking WEBHOOK_SECRET."""
+    settings = services.settings
+    services.settings = Settings(
+        db=settings.db,
+        llm=settings.llm,
+        limits=settings.limits,
+        telegram=telegram_settings(
+            tg, webhook_url="https://bot.example.test", webhook_secret=WEBHOOK_SECRET
+        ),
+    )
+    app = build_app(services)
+    platform = runner.setup(services, app)
+    http_runner = web.AppRunner(app)
+    port = free_port()
+    await serve_http(http_runner, HttpSettings(host="127.0.0.1", port=port))
+    task = asyncio.create_task(platform.serve())
+    try:
+        await tg.wait_for(lambda: bool(tg.webhook_url))
+        yield WebhookBot(
+            f"http://127.0.0.1:{port}{services.settings.telegram.webhook_path}", port, platform
+        )
+    finally:
+        await platform.stop_intake()
+        await asyncio.wait_for(task, 10)
+        await platform.close()
+        await http_runner.cleanup()

@@ -7,29 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from bot.telegram import runner
 from bot.telegram.factory import build_storage
-from core.config import Settings
 from core.services import Services
 from core.tiers import QuotaKey, Tier
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.telegram_server import TINY_PNG, FakeTelegram
-from tests.support.process import free_port
 from tests.telegram.conftest import (
     USER,
+    WEBHOOK_SECRET,
     Harness,
     start_harness,
     stop_harness,
-    telegram_settings,
     until,
+    webhook_bot,
 )
 
 
@@ -44,51 +40,22 @@ def _answers(tg: FakeTelegram, text: str) -> list[Any]:
     return [m for m in tg.messages(USER, from_bot=True) if text in (m.text or "")]
 
 
-@pytest.fixture
-async def webhook(
-    services: Services, tg: FakeTelegram, fake_llm: FakeLLM
-) -> AsyncIterator[tuple[str, runner.TelegramPlatform]]:
-    """The bot in webhook mode on a local HTTP server; yields the webhook URL."""
-    settings = services.settings
-    services.settings = Settings(
-        db=settings.db,
-        llm=settings.llm,
-        limits=settings.limits,
-        telegram=telegram_settings(
-            tg, webhook_url="https://bot.example.test", webhook_secret="s3cret"
-        ),
-    )
-    app = web.Application()
-    platform = runner.setup(services, app)
-    http = web.AppRunner(app)
-    await http.setup()
-    port = free_port()
-    await web.TCPSite(http, "127.0.0.1", port).start()
-    task = asyncio.create_task(platform.serve())
-    try:
-        await tg.wait_for(lambda: bool(tg.webhook_url))
-        yield f"http://127.0.0.1:{port}/telegram/webhook", platform
-    finally:
-        await platform.stop_intake()
-        await asyncio.wait_for(task, 10)
-        await platform.close()
-        await http.cleanup()
-
-
 async def test_a_webhook_update_redelivered_after_a_slow_answer_is_answered_once(
-    webhook: tuple[str, runner.TelegramPlatform], tg: FakeTelegram, fake_llm: FakeLLM
+    services: Services, tg: FakeTelegram, fake_llm: FakeLLM
 ) -> None:
-    url, platform = webhook
-    tg.send_text(USER, "only once")
-    update = tg.pending_updates[0]
-    assert (await tg.deliver_webhook(url, update, secret_token="s3cret")).status == 200
-    await until(lambda: any(m.buttons for m in _answers(tg, "Echo: only once")))
-    # Telegram did not see the 200 in time and delivers it again.
-    assert (await tg.deliver_webhook(url, update, secret_token="s3cret")).status == 200
-    await asyncio.sleep(0.5)
-    assert len(_answers(tg, "Echo: only once")) == 1
-    assert fake_llm.requests_count == 1
-    assert await _used(platform.answerer.services) == 1
+    async with webhook_bot(services, tg) as bot:
+        tg.send_text(USER, "only once")
+        update = tg.pending_updates[0]
+        delivered = await tg.deliver_webhook(bot.url, update, secret_token=WEBHOOK_SECRET)
+        assert delivered.status == 200
+        await until(lambda: any(m.buttons for m in _answers(tg, "Echo: only once")))
+        # Telegram did not see the 200 in time and delivers it again.
+        again = await tg.deliver_webhook(bot.url, update, secret_token=WEBHOOK_SECRET)
+        assert again.status == 200
+        await asyncio.sleep(0.5)
+        assert len(_answers(tg, "Echo: only once")) == 1
+        assert fake_llm.requests_count == 1
+        assert await _used(services) == 1
 
 
 async def test_an_update_a_second_process_gets_again_is_answered_once(

@@ -5,11 +5,8 @@ answering, and the log stays small."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import resource
-import signal
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import pytest
 
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.fakes.telegram_server import FakeTelegram
-from tests.support.process import clean_env, free_port
+from tests.support.bot_process import bot_process
 
 CHILD_FILE_LIMIT = 1024
 ATTACKERS = 1100
@@ -43,27 +40,6 @@ def _raise_own_file_limit() -> None:
 def _open_files(pid: int) -> int | None:
     fds = Path(f"/proc/{pid}/fd")
     return len(list(fds.iterdir())) if fds.is_dir() else None
-
-
-class Output:
-    """Drains the process's output as it comes (a flood must not fill the pipe or
-    this process's memory): counts every byte, keeps the first few."""
-
-    def __init__(self, stream: asyncio.StreamReader) -> None:
-        self.size = 0
-        self.kept = bytearray()
-        self.emfile_lines = 0
-        self._task = asyncio.create_task(self._drain(stream))
-
-    async def _drain(self, stream: asyncio.StreamReader) -> None:
-        while chunk := await stream.read(65536):
-            self.size += len(chunk)
-            self.emfile_lines += chunk.count(b"Too many open files")
-            if len(self.kept) < KEPT_OUTPUT:
-                self.kept += chunk[: KEPT_OUTPUT - len(self.kept)]
-
-    async def wait(self) -> None:
-        await self._task
 
 
 async def _half_open(port: int) -> asyncio.StreamWriter | None:
@@ -91,80 +67,60 @@ async def _open_attack(port: int) -> list[asyncio.StreamWriter]:
 
 async def test_half_open_flood_leaves_the_bot_and_health_answering(tmp_path: Path) -> None:
     _raise_own_file_limit()
-    port = free_port()
     async with FakeTelegram(per_chat_interval=0.5) as tg, FakeLLM(default=Reply(text=None)) as llm:
         tg.user(42, first_name="Op")
-        env = clean_env(
-            TELEGRAM_BOT_TOKEN=tg.token,
-            TELEGRAM_API_URL=tg.url,
-            LLM_BASE_URL=llm.base_url,
-            DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
-            HTTP_PORT=str(port),
-            MODEL_CATALOG_REFRESH_HOURS="0",
+        variables = {
+            "TELEGRAM_BOT_TOKEN": tg.token,
+            "TELEGRAM_API_URL": tg.url,
+            "LLM_BASE_URL": llm.base_url,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
             # The half-open clients stay for the whole test: what is measured is
             # the connection cap, not the header timeout (tests/test_http_guard.py).
-            HTTP_HEADER_TIMEOUT="120",
-        )
+            "HTTP_HEADER_TIMEOUT": "120",
+        }
         started = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "run",
-            cwd=tmp_path,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=_child_file_limit,
-        )
-        assert process.stdout is not None
-        output = Output(process.stdout)
         attack: list[asyncio.StreamWriter] = []
-        try:
-            await tg.wait_for_call("setMyCommands", timeout=30)
-            await tg.wait_for(lambda: tg.waiting_pollers > 0, timeout=30)
+        async with bot_process(tmp_path, variables, preexec_fn=_child_file_limit) as bot:
+            try:
+                await tg.wait_for_call("setMyCommands", timeout=30)
+                await tg.wait_for(lambda: tg.waiting_pollers > 0, timeout=30)
 
-            attack = await _open_attack(port)
-            # The flood got through to the server: far more than it can hold.
-            assert len(attack) >= CHILD_FILE_LIMIT, len(attack)
-            held_files = _open_files(process.pid)
-            if held_files is not None:  # Linux: the bot stays well under its limit
-                assert held_files < CHILD_FILE_LIMIT // 2, held_files
+                attack = await _open_attack(bot.port)
+                # The flood got through to the server: far more than it can hold.
+                assert len(attack) >= CHILD_FILE_LIMIT, len(attack)
+                held_files = _open_files(bot.pid)
+                if held_files is not None:  # Linux: the bot stays well under its limit
+                    assert held_files < CHILD_FILE_LIMIT // 2, held_files
 
-            tg.send_text(42, "Hello under load")
-            await tg.wait_for(
-                lambda: any(
-                    m.text == "Echo: Hello under load" and m.buttons
-                    for m in tg.messages(42, from_bot=True)
-                ),
-                timeout=20,
-            )
-            timeout = aiohttp.ClientTimeout(total=10)
-            async with aiohttp.ClientSession(timeout=timeout) as http:
-                async with http.get(f"http://127.0.0.1:{port}/health") as response:
-                    assert response.status == 200
-                    assert await response.json() == {"status": "ok"}
-                async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
-                    assert response.status == 200
-                    metrics = await response.text()
-            # The server still holds the half-open clients it has room for.
-            held = re.search(r"^oneai_http_connections_open (\d+)$", metrics, re.MULTILINE)
-            assert held is not None, metrics
-            assert int(held.group(1)) >= 200
-        finally:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 30)
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            await output.wait()
-            for writer in attack:
-                writer.close()
+                tg.send_text(42, "Hello under load")
+                await tg.wait_for(
+                    lambda: any(
+                        m.text == "Echo: Hello under load" and m.buttons
+                        for m in tg.messages(42, from_bot=True)
+                    ),
+                    timeout=20,
+                )
+                timeout = aiohttp.ClientTimeout(total=10)
+                async with aiohttp.ClientSession(timeout=timeout) as http:
+                    async with http.get(f"http://127.0.0.1:{bot.port}/health") as response:
+                        assert response.status == 200
+                        assert await response.json() == {"status": "ok"}
+                    async with http.get(f"http://127.0.0.1:{bot.port}/metrics") as response:
+                        assert response.status == 200
+                        metrics = await response.text()
+                # The server still holds the half-open clients it has room for.
+                held = re.search(r"^oneai_http_connections_open (\d+)$", metrics, re.MULTILINE)
+                assert held is not None, metrics
+                assert int(held.group(1)) >= 200
+            finally:
+                bot.terminate()
+                code = await bot.wait()
+                for writer in attack:
+                    writer.close()
         elapsed = time.monotonic() - started
-        text = output.kept.decode(errors="replace")
-        assert process.returncode == 0, text
-        assert output.size < OUTPUT_LIMIT, (output.size, text)
-        assert output.emfile_lines <= 1, (output.emfile_lines, text)
+        text = bot.output
+        assert code == 0, text
+        assert bot.size < OUTPUT_LIMIT, (bot.size, text[:KEPT_OUTPUT])
+        assert text.count("Too many open files") <= 1, text[:KEPT_OUTPUT]
         assert "Traceback" not in text
-        print(f"flood test: {elapsed:.1f}s, process wrote {output.size} bytes")
+        print(f"flood test: {elapsed:.1f}s, process wrote {bot.size} bytes")

@@ -2,65 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from aiohttp import web
-
-from bot.telegram import runner
-from core.config import Settings
 from core.services import Services
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.fakes.telegram_server import FakeTelegram
-from tests.support.process import free_port
 from tests.telegram.conftest import (
     USER,
+    WEBHOOK_SECRET,
     Harness,
     start_harness,
     stop_harness,
-    telegram_settings,
     until,
+    webhook_bot,
 )
 
 
 async def test_webhook_mode_checks_the_secret(
     services: Services, tg: FakeTelegram, fake_llm: FakeLLM
 ) -> None:
-    settings = services.settings
-    services.settings = Settings(
-        db=settings.db,
-        llm=settings.llm,
-        limits=settings.limits,
-        telegram=telegram_settings(
-            tg, webhook_url="https://bot.example.test", webhook_secret="s3cret"
-        ),
-    )
-    app = web.Application()
-    platform = runner.setup(services, app)
-    http = web.AppRunner(app)
-    await http.setup()
-    port = free_port()
-    await web.TCPSite(http, "127.0.0.1", port).start()
-    task = asyncio.create_task(platform.serve())
-    try:
-        await tg.wait_for(lambda: bool(tg.webhook_url))
+    async with webhook_bot(services, tg) as bot:
         assert tg.webhook_url == "https://bot.example.test/telegram/webhook"
-        assert tg.webhook_secret == "s3cret"
-        url = f"http://127.0.0.1:{port}/telegram/webhook"
+        assert tg.webhook_secret == WEBHOOK_SECRET
+        url = bot.url
         tg.send_text(USER, "via webhook")
         forged = await tg.deliver_webhook(url, secret_token="wrong")
         assert forged.status == 401
         unsigned = await tg.deliver_webhook(url)
         assert unsigned.status == 401
         assert fake_llm.requests_count == 0
-        accepted = await tg.deliver_webhook(url, secret_token="s3cret")
+        accepted = await tg.deliver_webhook(url, secret_token=WEBHOOK_SECRET)
         assert accepted.status == 200
         await until(lambda: any(m.buttons for m in tg.messages(USER, from_bot=True)))
         assert fake_llm.requests[0].body["messages"][-1]["content"] == "via webhook"
-    finally:
-        await platform.stop_intake()
-        await asyncio.wait_for(task, 10)
-        await platform.close()
-        await http.cleanup()
 
 
 async def test_draft_mode_streams_a_draft_then_sends_the_message(

@@ -108,7 +108,7 @@ async def test_killed_mid_answer_and_restarted_at_once_nothing_is_stuck(
 ) -> None:
     variables = _variables(tg, llm, db, redis_url)
     llm.script(_long_reply(20))
-    async with bot_process(tmp_path, **variables) as first:
+    async with bot_process(tmp_path, variables) as first:
         await _polling(tg, first)
         tg.send_text(ANN, "tell me a long story")
         await tg.wait_for(lambda: any("w3" in (m.text or "") for m in _bot_messages(tg, ANN)), 30)
@@ -117,7 +117,7 @@ async def test_killed_mid_answer_and_restarted_at_once_nothing_is_stuck(
         await first.wait()
     # Ann does not wait for anything and writes again at once.
     tg.send_text(ANN, "are you there?")
-    async with bot_process(tmp_path, **variables) as second:
+    async with bot_process(tmp_path, variables) as second:
         await _told_cut(tg, ANN)
         told = time.monotonic() - killed
         await tg.wait_for(lambda: _final(tg, ANN, "Echo: are you there?"), 30)
@@ -142,8 +142,8 @@ async def test_a_second_process_notices_a_dead_first_one_on_its_own(
     }
     llm.script(_long_reply(60))
     async with (
-        bot_process(tmp_path, **variables) as first,
-        bot_process(tmp_path, **variables) as second,
+        bot_process(tmp_path, variables) as first,
+        bot_process(tmp_path, variables) as second,
     ):
         for bot in (first, second):
             await _healthy(bot)
@@ -209,7 +209,7 @@ async def _two_streaming(tg: FakeTelegram, llm: FakeLLM, seconds: float) -> None
 async def test_sigterm_lets_streaming_answers_finish(
     tmp_path: Path, tg: FakeTelegram, llm: FakeLLM, db: Database, redis_url: str | None
 ) -> None:
-    async with bot_process(tmp_path, **_variables(tg, llm, db, redis_url)) as bot:
+    async with bot_process(tmp_path, _variables(tg, llm, db, redis_url)) as bot:
         await _polling(tg, bot)
         await _two_streaming(tg, llm, seconds=4)
         bot.terminate()
@@ -230,7 +230,7 @@ async def test_sigterm_cuts_answers_that_outlast_the_grace(
     tmp_path: Path, tg: FakeTelegram, llm: FakeLLM, db: Database, redis_url: str | None
 ) -> None:
     variables = {**_variables(tg, llm, db, redis_url), "SHUTDOWN_GRACE": "1"}
-    async with bot_process(tmp_path, **variables) as bot:
+    async with bot_process(tmp_path, variables) as bot:
         await _polling(tg, bot)
         await _two_streaming(tg, llm, seconds=60)
         bot.terminate()

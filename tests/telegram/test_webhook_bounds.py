@@ -3,27 +3,20 @@ are absurd get a 4xx (never a 500), and a valid update still works after them.""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from bot.http import build_app
-from bot.http_server import serve_http
-from bot.telegram import runner
-from core.config import HttpSettings, Settings
 from core.services import Services
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.telegram_server import FakeTelegram
-from tests.support.process import free_port
 from tests.support.raw_http import chunked, exchange, request_head
-from tests.telegram.conftest import USER, telegram_settings, until
+from tests.telegram.conftest import USER, WEBHOOK_SECRET, until, webhook_bot
 
-SECRET = "s3cret"
+SECRET = WEBHOOK_SECRET
 PATH = "/telegram/webhook"
 SIGNED = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET}
 
@@ -40,34 +33,13 @@ class Webhook:
 
 
 @pytest.fixture
-async def webhook(
-    services: Services, tg: FakeTelegram, fake_llm: FakeLLM
-) -> AsyncIterator[Webhook]:
+async def webhook(services: Services, tg: FakeTelegram) -> AsyncIterator[Webhook]:
     """`oneai run`'s HTTP server (app, guard, limits) with Telegram in webhook mode."""
-    settings = services.settings
-    services.settings = Settings(
-        db=settings.db,
-        llm=settings.llm,
-        limits=settings.limits,
-        telegram=telegram_settings(
-            tg, webhook_url="https://bot.example.test", webhook_secret=SECRET
-        ),
-    )
-    app = build_app(services)
-    platform = runner.setup(services, app)
-    http_runner = web.AppRunner(app)
-    port = free_port()
-    await serve_http(http_runner, HttpSettings(host="127.0.0.1", port=port))
-    task = asyncio.create_task(platform.serve())
-    try:
-        await tg.wait_for(lambda: bool(tg.webhook_url))
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-            yield Webhook(port, f"http://127.0.0.1:{port}{PATH}", http)
-    finally:
-        await platform.stop_intake()
-        await asyncio.wait_for(task, 10)
-        await platform.close()
-        await http_runner.cleanup()
+    async with (
+        webhook_bot(services, tg) as bot,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+    ):
+        yield Webhook(bot.port, bot.url, http)
 
 
 def update(text: str, update_id: int | str = 1) -> str:
