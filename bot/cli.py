@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from core.config import ConfigError, Settings, load_settings
-from core.db.migrate import DatabaseNotMigrated, prepare_database, upgrade_head_async
+from core.db.migrate import prepare_database, upgrade_head_async
 from core.errors import OneAIError
 
 log = logging.getLogger("oneai")
@@ -143,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(COMMANDS[args.command](settings, args))
     except KeyboardInterrupt:
         return 130
-    except (DatabaseNotMigrated, OneAIError) as exc:
-        message = exc.user_message if isinstance(exc, OneAIError) else str(exc)
-        return _fail(message)
+    except ConfigError as exc:  # the database at DATABASE_URL cannot be used
+        return _fail(str(exc))
+    except OneAIError as exc:
+        return _fail(exc.user_message)
     except ValueError as exc:  # a malformed catalog override file names itself
         return _fail(str(exc))
     except OSError as exc:
