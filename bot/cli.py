@@ -1,4 +1,8 @@
-"""The `oneai` command: run, migrate, chat, models."""
+"""The `oneai` command: run, migrate, chat, models, grant.
+
+A problem the operator can fix (configuration, a file, a port, a token, the database)
+stops it with exit code 2 and one line on stderr naming the variable.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from bot.startup import check_run, load_catalog
 from core.config import ConfigError, Settings, load_settings
 from core.db.migrate import prepare_database, upgrade_head_async
 from core.errors import OneAIError
@@ -44,14 +49,9 @@ async def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _cmd_models(settings: Settings, _args: argparse.Namespace) -> int:
-    from core.llm.catalog import ModelCatalog
     from core.tiers import TIERS
 
-    catalog = ModelCatalog.load(
-        settings.llm.default_model,
-        override_file=settings.llm.catalog_file,
-        cache_file=settings.llm.catalog_cache_file,
-    )
+    catalog = load_catalog(settings)
     for key, models in catalog.grouped().items():
         print(key.value)
         for model in models:
@@ -68,8 +68,9 @@ async def _cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     from bot.console.app import ConsoleChat
     from core.services import Services
 
+    catalog = load_catalog(settings)
     await prepare_database(settings.db.database_url)
-    services = Services.build(settings)
+    services = Services.build(settings, catalog=catalog)
     try:
         return await ConsoleChat(services, user_name=args.user, model=args.model).run()
     finally:
@@ -81,6 +82,7 @@ async def _cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
 
     if settings.telegram.bot_token is None and settings.discord.bot_token is None:
         return _fail(NO_PLATFORM)
+    await check_run(settings)
     return await run_bot(settings)
 
 
@@ -88,8 +90,9 @@ async def _cmd_grant(settings: Settings, args: argparse.Namespace) -> int:
     from core.grants import GrantError, grant
     from core.services import Services
 
+    catalog = load_catalog(settings)
     await prepare_database(settings.db.database_url)
-    services = Services.build(settings)
+    services = Services.build(settings, catalog=catalog)
     try:
         change = await grant(services, args.user, args.tier, args.days)
     except GrantError as exc:
@@ -143,11 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(COMMANDS[args.command](settings, args))
     except KeyboardInterrupt:
         return 130
-    except ConfigError as exc:  # the database at DATABASE_URL cannot be used
+    except ConfigError as exc:  # the database, a file, a port, a token
         return _fail(str(exc))
     except OneAIError as exc:
         return _fail(exc.user_message)
-    except ValueError as exc:  # a malformed catalog override file names itself
-        return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))
