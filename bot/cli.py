@@ -11,6 +11,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from importlib import metadata
 from typing import Any
 
 from bot.startup import check_run, load_catalog
@@ -115,23 +116,71 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any,
 }
 
 
+def _version() -> str:
+    try:
+        return metadata.version("oneai")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oneai", description="OneAI: chat with 20+ LLMs in Telegram and Discord."
     )
+    parser.add_argument("--version", action="version", version=f"oneai {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start every platform that has a token configured")
-    sub.add_parser("migrate", help="bring the database schema up to date")
-    chat = sub.add_parser("chat", help="chat in the terminal (needs only an LLM endpoint)")
+    sub.add_parser(
+        "run",
+        help="start every platform that has a token configured",
+        description=(
+            "Start the Telegram and/or Discord bot (whichever has a token) and the HTTP "
+            "server for health, metrics and webhooks. The embedded SQLite database "
+            "migrates itself; PostgreSQL needs `oneai migrate` first."
+        ),
+    )
+    sub.add_parser(
+        "migrate",
+        help="bring the database schema up to date",
+        description=(
+            "Bring the schema of the database at DATABASE_URL to the latest version. "
+            "Run it once per deploy on PostgreSQL."
+        ),
+    )
+    chat = sub.add_parser(
+        "chat",
+        help="chat in the terminal (needs only an LLM endpoint)",
+        description=(
+            "Chat with the models in the terminal, on the same services the bots use. "
+            "Reads lines from stdin, so it can be piped; /help lists the commands."
+        ),
+    )
     chat.add_argument("--model", help="model id to use (see `oneai models`)")
     chat.add_argument("--user", help="local user name (default: your login)")
-    sub.add_parser("models", help="list the model catalog")
+    sub.add_parser(
+        "models",
+        help="list the model catalog",
+        description=(
+            "List the models by quota, with context size, price per million tokens and "
+            "the lowest plan that may use each; * marks the default."
+        ),
+    )
     grant = sub.add_parser(
-        "grant", help="give a person a plan for some days (Enterprise is granted, not sold)"
+        "grant",
+        help="give a person a plan for some days (Enterprise is granted, not sold)",
+        description=(
+            "Give a person a plan for DAYS days (added to the current end when they have "
+            "it already), or take their plan away with `free`. Recorded in the plan "
+            "history and the audit log, and the person is told."
+        ),
     )
     grant.add_argument("user", help="our user id, or telegram:ID / discord:ID")
     grant.add_argument("tier", help="free, pro or enterprise")
-    grant.add_argument("days", type=int, help="days from today (or from the current end)")
+    grant.add_argument(
+        "days",
+        type=int,
+        nargs="?",
+        help="days from today (or from the current end); not needed for free",
+    )
     return parser
 
 

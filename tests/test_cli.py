@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from importlib import metadata
 from pathlib import Path
+
+import pytest
 
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.support.process import clean_env
@@ -171,3 +174,39 @@ async def test_grant_gives_a_plan_and_refuses_bad_input(tmp_path: Path) -> None:
     code, out, err = await _oneai("grant", "1", "free", "1", cwd=tmp_path, env=env)
     assert code == 0, err
     assert "enterprise -> free" in out
+
+
+async def test_version(tmp_path: Path) -> None:
+    code, out, err = await _oneai("--version", cwd=tmp_path)
+    assert code == 0, err
+    assert out.strip() == f"oneai {metadata.version('oneai')}"
+
+
+@pytest.mark.parametrize("command", ["run", "migrate", "chat", "models", "grant"])
+async def test_every_command_describes_itself(command: str, tmp_path: Path) -> None:
+    code, out, err = await _oneai(command, "--help", cwd=tmp_path)
+    assert code == 0, err
+    # argparse prints: usage, a blank line, the description, a blank line, the arguments.
+    paragraphs = out.split("\n\n")
+    assert paragraphs[0].startswith(f"usage: oneai {command}")
+    description = paragraphs[1].strip()
+    assert not description.startswith(("options:", "positional arguments:")), out
+    assert len(description.split()) >= 8, description
+
+
+async def test_grant_free_takes_no_days_and_paid_plans_need_them(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'grant.db'}"}
+    async with FakeLLM(default=Reply(text="hi")) as llm:
+        code, _, err = await _oneai(
+            "chat", "--user", "ann", cwd=tmp_path, env={**env, "LLM_BASE_URL": llm.base_url},
+            stdin="hello",
+        )  # fmt: skip
+    assert code == 0, err
+    code, _, err = await _oneai("grant", "1", "pro", cwd=tmp_path, env=env)
+    assert code == 2
+    assert err.strip() == "oneai: a pro plan needs DAYS (1 to 3660): oneai grant USER pro DAYS"
+    code, out, err = await _oneai("grant", "1", "pro", "30", cwd=tmp_path, env=env)
+    assert code == 0, err
+    code, out, err = await _oneai("grant", "1", "free", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert "user 1: pro -> free" in out
