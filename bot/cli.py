@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # the database, a file, a port, a token
         return _fail(str(exc))
     except OneAIError as exc:
-        return _fail(exc.user_message)
+        from bot.console.app import terminal_message
+
+        return _fail(terminal_message(exc))
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))

@@ -210,3 +210,48 @@ async def test_grant_free_takes_no_days_and_paid_plans_need_them(tmp_path: Path)
     code, out, err = await _oneai("grant", "1", "free", cwd=tmp_path, env=env)
     assert code == 0, err
     assert "user 1: pro -> free" in out
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("no/such-model", "I don't know the model “no/such-model”. Use `oneai models` to see"),
+        ("anthropic/claude-opus-4", "pick another model with `oneai models`."),
+    ],
+    ids=["unknown", "locked"],
+)
+async def test_chat_with_a_model_it_cannot_use_points_to_oneai_models(
+    model: str, message: str, tmp_path: Path
+) -> None:
+    async with FakeLLM(default=Reply(text="never")) as llm:
+        code, out, err = await _oneai(
+            "chat",
+            "--model",
+            model,
+            cwd=tmp_path,
+            env={
+                "LLM_BASE_URL": llm.base_url,
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
+                "MODEL_CATALOG_REFRESH_HOURS": "0",
+            },
+            stdin="hello\n",
+        )
+        sent = llm.requests_count
+    assert code == 2
+    assert err.startswith("oneai: ") and message in err, err
+    assert "/models" not in err and "Traceback" not in err
+    assert sent == 0
+    # In the session, the same refusal names the same place.
+    async with FakeLLM(default=Reply(text="ok")) as llm:
+        code, out, err = await _oneai(
+            "chat",
+            cwd=tmp_path,
+            env={
+                "LLM_BASE_URL": llm.base_url,
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
+                "MODEL_CATALOG_REFRESH_HOURS": "0",
+            },
+            stdin=f"/model {model}\n",
+        )
+    assert code == 0, err
+    assert any(line.startswith("! ") and message in line for line in out.splitlines()), out

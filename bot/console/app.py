@@ -20,8 +20,12 @@ from core.chat import Generation
 from core.conversations.export import export_json, export_markdown
 from core.db.models import ChatMessage, User
 from core.errors import OneAIError
+from core.llm.catalog import ModelChoiceError
 from core.services import Services
 from core.tiers import TIERS, Tier
+
+# The terminal's model list: `oneai models` (Telegram's /model does not exist here).
+MODELS_COMMAND = "`oneai models`"
 
 HELP = """Commands:
   /new              start a new conversation
@@ -38,6 +42,14 @@ HELP = """Commands:
   /help             this text
   /quit             leave
 Anything else is sent to the model. Ctrl-C stops an answer that is streaming."""
+
+
+def terminal_message(error: OneAIError) -> str:
+    """What the terminal says for an error: its message, with the terminal's own name
+    for the model list where it points to one."""
+    if isinstance(error, ModelChoiceError):
+        return error.pointing_to(MODELS_COMMAND)
+    return error.user_message
 
 
 class ConsoleChat:
@@ -101,7 +113,7 @@ class ConsoleChat:
                 else:
                     await self._send(line)
             except OneAIError as exc:
-                self.write(f"! {exc.user_message}")
+                self.write(f"! {terminal_message(exc)}")
         return 0
 
     def _install_interrupt(self) -> None:
