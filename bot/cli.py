@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from bot.startup import check_run, load_catalog
@@ -20,6 +21,9 @@ from core.db.migrate import prepare_database, upgrade_head_async
 from core.errors import OneAIError
 
 log = logging.getLogger("oneai")
+
+# Where an interactive `oneai chat` logs, so log lines do not break into the answers.
+CHAT_LOG = Path("oneai-chat.log")
 
 NO_PLATFORM = (
     "Nothing to run: set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN "
@@ -33,14 +37,28 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _setup_logging(settings: Settings) -> None:
+def _setup_logging(settings: Settings, log_file: Path | None = None) -> Path | None:
+    """Logs go to stderr, or to `log_file` when given. Returns the file in use: None when
+    there is none, or it cannot be written (then only warnings reach stderr)."""
+    level: str = settings.app.log_level
+    handler: logging.Handler = logging.StreamHandler()
+    if log_file is not None:
+        try:
+            handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError:
+            log_file = None
+            if logging.getLevelName(level) < logging.WARNING:
+                level = "WARNING"
     logging.basicConfig(
-        level=settings.app.log_level,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[handler],
+        force=True,
     )
     if settings.app.log_level != "DEBUG":
         # Migration chatter on every start says nothing an operator needs.
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    return log_file
 
 
 async def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
@@ -72,8 +90,15 @@ async def _cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     catalog = load_catalog(settings)
     await prepare_database(settings.db.database_url)
     services = Services.build(settings, catalog=catalog)
+    chat = ConsoleChat(
+        services,
+        user_name=args.user,
+        model=args.model,
+        interactive=args.interactive,
+        log_file=args.log_file,
+    )
     try:
-        return await ConsoleChat(services, user_name=args.user, model=args.model).run()
+        return await chat.run()
     finally:
         await services.close()
 
@@ -151,7 +176,8 @@ def _parser() -> argparse.ArgumentParser:
         help="chat in the terminal (needs only an LLM endpoint)",
         description=(
             "Chat with the models in the terminal, on the same services the bots use. "
-            "Reads lines from stdin, so it can be piped; /help lists the commands."
+            "Reads lines from stdin, so it can be piped; /help lists the commands. "
+            f"In a terminal, logs go to {CHAT_LOG}."
         ),
     )
     chat.add_argument("--model", help="model id to use (see `oneai models`)")
@@ -186,11 +212,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # A terminal chat is interactive; a piped one answers line by line.
+    args.interactive = args.command == "chat" and sys.stdin.isatty()
     try:
         settings = load_settings()
     except ConfigError as exc:
         return _fail(str(exc))
-    _setup_logging(settings)
+    args.log_file = _setup_logging(settings, CHAT_LOG if args.interactive else None)
     try:
         return asyncio.run(COMMANDS[args.command](settings, args))
     except KeyboardInterrupt:
