@@ -1,4 +1,8 @@
-"""The `oneai` command: run, migrate, chat, models."""
+"""The `oneai` command: run, migrate, chat, models, grant.
+
+A problem the operator can fix (configuration, a file, a port, a token, the database)
+stops it with exit code 2 and one line on stderr naming the variable.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,19 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
+from bot.startup import check_run, load_catalog
 from core.config import ConfigError, Settings, load_settings
-from core.db.migrate import DatabaseNotMigrated, prepare_database, upgrade_head_async
+from core.db.migrate import prepare_database, upgrade_head_async
 from core.errors import OneAIError
 
 log = logging.getLogger("oneai")
+
+# Where an interactive `oneai chat` logs, so log lines do not break into the answers.
+CHAT_LOG = Path("oneai-chat.log")
 
 NO_PLATFORM = (
     "Nothing to run: set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN "
@@ -27,14 +37,28 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _setup_logging(settings: Settings) -> None:
+def _setup_logging(settings: Settings, log_file: Path | None = None) -> Path | None:
+    """Logs go to stderr, or to `log_file` when given. Returns the file in use: None when
+    there is none, or it cannot be written (then only warnings reach stderr)."""
+    level: str = settings.app.log_level
+    handler: logging.Handler = logging.StreamHandler()
+    if log_file is not None:
+        try:
+            handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError:
+            log_file = None
+            if logging.getLevelName(level) < logging.WARNING:
+                level = "WARNING"
     logging.basicConfig(
-        level=settings.app.log_level,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[handler],
+        force=True,
     )
     if settings.app.log_level != "DEBUG":
         # Migration chatter on every start says nothing an operator needs.
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    return log_file
 
 
 async def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
@@ -44,14 +68,9 @@ async def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _cmd_models(settings: Settings, _args: argparse.Namespace) -> int:
-    from core.llm.catalog import ModelCatalog
     from core.tiers import TIERS
 
-    catalog = ModelCatalog.load(
-        settings.llm.default_model,
-        override_file=settings.llm.catalog_file,
-        cache_file=settings.llm.catalog_cache_file,
-    )
+    catalog = load_catalog(settings)
     for key, models in catalog.grouped().items():
         print(key.value)
         for model in models:
@@ -66,12 +85,24 @@ async def _cmd_models(settings: Settings, _args: argparse.Namespace) -> int:
 
 async def _cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     from bot.console.app import ConsoleChat
-    from core.services import Services
+    from core.services import Services, check_redis
 
+    catalog = load_catalog(settings)
+    await check_redis(settings.redis.redis_url)
     await prepare_database(settings.db.database_url)
-    services = Services.build(settings)
+    # A worker like the bot's: it proves it is alive, so a bot running beside it
+    # never takes its answers for a dead worker's.
+    services = Services.build(settings, catalog=catalog, role="cli")
+    chat = ConsoleChat(
+        services,
+        user_name=args.user,
+        model=args.model,
+        interactive=args.interactive,
+        log_file=args.log_file,
+    )
     try:
-        return await ConsoleChat(services, user_name=args.user, model=args.model).run()
+        await services.go_live()
+        return await chat.run()
     finally:
         await services.close()
 
@@ -81,6 +112,7 @@ async def _cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
 
     if settings.telegram.bot_token is None and settings.discord.bot_token is None:
         return _fail(NO_PLATFORM)
+    await check_run(settings)
     return await run_bot(settings)
 
 
@@ -88,8 +120,9 @@ async def _cmd_grant(settings: Settings, args: argparse.Namespace) -> int:
     from core.grants import GrantError, grant
     from core.services import Services
 
+    catalog = load_catalog(settings)
     await prepare_database(settings.db.database_url)
-    services = Services.build(settings)
+    services = Services.build(settings, catalog=catalog)
     try:
         change = await grant(services, args.user, args.tier, args.days)
     except GrantError as exc:
@@ -112,41 +145,93 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any,
 }
 
 
+def _version() -> str:
+    try:
+        return metadata.version("oneai")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oneai", description="OneAI: chat with 20+ LLMs in Telegram and Discord."
     )
+    parser.add_argument("--version", action="version", version=f"oneai {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start every platform that has a token configured")
-    sub.add_parser("migrate", help="bring the database schema up to date")
-    chat = sub.add_parser("chat", help="chat in the terminal (needs only an LLM endpoint)")
+    sub.add_parser(
+        "run",
+        help="start every platform that has a token configured",
+        description=(
+            "Start the Telegram and/or Discord bot (whichever has a token) and the HTTP "
+            "server for health, metrics and webhooks. The embedded SQLite database "
+            "migrates itself; PostgreSQL needs `oneai migrate` first."
+        ),
+    )
+    sub.add_parser(
+        "migrate",
+        help="bring the database schema up to date",
+        description=(
+            "Bring the schema of the database at DATABASE_URL to the latest version. "
+            "Run it once per deploy on PostgreSQL."
+        ),
+    )
+    chat = sub.add_parser(
+        "chat",
+        help="chat in the terminal (needs only an LLM endpoint)",
+        description=(
+            "Chat with the models in the terminal, on the same services the bots use. "
+            "Reads lines from stdin, so it can be piped; /help lists the commands. "
+            f"In a terminal, logs go to {CHAT_LOG}."
+        ),
+    )
     chat.add_argument("--model", help="model id to use (see `oneai models`)")
     chat.add_argument("--user", help="local user name (default: your login)")
-    sub.add_parser("models", help="list the model catalog")
+    sub.add_parser(
+        "models",
+        help="list the model catalog",
+        description=(
+            "List the models by quota, with context size, price per million tokens and "
+            "the lowest plan that may use each; * marks the default."
+        ),
+    )
     grant = sub.add_parser(
-        "grant", help="give a person a plan for some days (Enterprise is granted, not sold)"
+        "grant",
+        help="give a person a plan for some days (Enterprise is granted, not sold)",
+        description=(
+            "Give a person a plan for DAYS days (added to the current end when they have "
+            "it already), or take their plan away with `free`. Recorded in the plan "
+            "history and the audit log, and the person is told."
+        ),
     )
     grant.add_argument("user", help="our user id, or telegram:ID / discord:ID")
     grant.add_argument("tier", help="free, pro or enterprise")
-    grant.add_argument("days", type=int, help="days from today (or from the current end)")
+    grant.add_argument(
+        "days",
+        type=int,
+        nargs="?",
+        help="days from today (or from the current end); not needed for free",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # A terminal chat is interactive; a piped one answers line by line.
+    args.interactive = args.command == "chat" and sys.stdin.isatty()
     try:
         settings = load_settings()
     except ConfigError as exc:
         return _fail(str(exc))
-    _setup_logging(settings)
+    args.log_file = _setup_logging(settings, CHAT_LOG if args.interactive else None)
     try:
         return asyncio.run(COMMANDS[args.command](settings, args))
     except KeyboardInterrupt:
         return 130
-    except (DatabaseNotMigrated, OneAIError) as exc:
-        message = exc.user_message if isinstance(exc, OneAIError) else str(exc)
-        return _fail(message)
-    except ValueError as exc:  # a malformed catalog override file names itself
+    except ConfigError as exc:  # the database, a file, a port, a token
         return _fail(str(exc))
+    except OneAIError as exc:
+        from bot.console.app import terminal_message
+
+        return _fail(terminal_message(exc))
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))

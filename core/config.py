@@ -5,9 +5,11 @@ Every variable here is listed in `.env.example` and in the README's table.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -46,6 +48,21 @@ def _split_ids(value: Any) -> Any:
 IdList = Annotated[list[int], NoDecode]
 
 
+def _check_database_url(url: str) -> None:
+    """Parse it now, so a typo is a configuration error rather than a driver's traceback.
+    The messages never repeat the URL: it may carry a password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    expected = "expected postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE"
+    try:
+        port = make_url(url).port
+    except (ArgumentError, ValueError):
+        raise ValueError(f"is not a valid URL ({expected})") from None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range ({expected})")
+
+
 class DatabaseSettings(BaseSettings):
     model_config = _section()
 
@@ -66,6 +83,7 @@ class DatabaseSettings(BaseSettings):
             url = "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
         if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
+        _check_database_url(url)
         return url
 
     @property
@@ -85,6 +103,13 @@ class RedisSettings(BaseSettings):
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        try:
+            urlsplit(value.strip()).port  # noqa: B018 -- parsing is the check
+        except ValueError:
+            # Not the parser's words: they may quote the URL, password included.
+            raise ValueError(
+                "is not a valid Redis URL (expected redis://[:PASSWORD@]HOST[:PORT][/DB])"
+            ) from None
         return value.strip()
 
 
@@ -124,6 +149,10 @@ class LLMSettings(BaseSettings):
         return value.rstrip("/")
 
 
+# What BotFather issues: the bot's numeric id, a colon, then the secret part.
+_BOT_TOKEN = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
+
+
 class TelegramSettings(BaseSettings):
     model_config = _section("TELEGRAM_")
 
@@ -142,6 +171,22 @@ class TelegramSettings(BaseSettings):
     webhook_path: str = "/telegram/webhook"
 
     _split = field_validator("admin_ids", mode="before")(_split_ids)
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, not by aiogram when the bot is built: its error is a traceback,
+        # and the message must never echo the token.
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if _BOT_TOKEN.fullmatch(token) is None:
+            raise ValueError(
+                "is not a bot token: expected the bot's numeric id, a colon, then the "
+                "secret part (letters, digits, _ and -), as BotFather gives it: "
+                "123456789:AAE..."
+            )
+        return SecretStr(token)
 
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> TelegramSettings:
@@ -440,7 +485,11 @@ def describe_validation_error(error: ValidationError, cls: type[BaseSettings]) -
     prefix = str(cls.model_config.get("env_prefix") or "")
     lines = []
     for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else ""
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if not item["loc"]:  # a check across fields names its variables itself
+            lines.append(message)
+            continue
+        field = str(item["loc"][0])
         info = cls.model_fields.get(field)
         env_name = (prefix + field).upper()
         alias = info.validation_alias if info is not None else None
@@ -448,7 +497,6 @@ def describe_validation_error(error: ValidationError, cls: type[BaseSettings]) -
             env_name = str(alias.choices[0]).upper()
         elif isinstance(alias, str):
             env_name = alias.upper()
-        message = str(item["msg"]).removeprefix("Value error, ")
         lines.append(f"{env_name}: {message}")
     return "; ".join(lines)
 

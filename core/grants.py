@@ -1,4 +1,4 @@
-"""Plans given by an operator (`oneai grant USER TIER DAYS`), recorded like any
+"""Plans given by an operator (`oneai grant USER TIER [DAYS]`), recorded like any
 other change (history, quotas, a message to the person) plus an audit row."""
 
 from __future__ import annotations
@@ -31,12 +31,21 @@ async def find_user(services: Services, who: str) -> int:
     return user.id
 
 
-async def grant(services: Services, who: str, tier_name: str, days: int) -> PlanChange:
+async def grant(
+    services: Services, who: str, tier_name: str, days: int | None = None
+) -> PlanChange:
+    """`days` is needed for a paid tier; taking a plan away (free) has no length."""
     try:
         tier = Tier(tier_name.lower())
     except ValueError:
         raise GrantError(f"tier must be one of free, pro, enterprise, not {tier_name!r}") from None
-    if not 0 < days <= MAX_DAYS:
+    if tier is Tier.FREE:
+        days = None
+    elif days is None:
+        raise GrantError(
+            f"a {tier.value} plan needs DAYS (1 to {MAX_DAYS}): oneai grant USER {tier.value} DAYS"
+        )
+    elif not 0 < days <= MAX_DAYS:
         raise GrantError(f"days must be between 1 and {MAX_DAYS}")
     user_id = await find_user(services, who)
     async with services.db.write() as session:
@@ -46,6 +55,7 @@ async def grant(services: Services, who: str, tier_name: str, days: int) -> Plan
             if change is None:
                 raise GrantError(f"user {user_id} has no plan to take away")
         else:
+            assert days is not None  # checked above for paid tiers
             change = await services.subscriptions.activate(
                 session,
                 user_id,

@@ -125,7 +125,9 @@ def test_lookups(catalog: ModelCatalog) -> None:
         catalog.require("no/such-model")
     assert info.value.code == "unknown_model"
     assert "no/such-model" in info.value.user_message
-    assert "/models" in info.value.user_message
+    # Chat platforms point to their /model command; the terminal names its own.
+    assert "Use /model to see" in info.value.user_message
+    assert "Use `oneai models` to see" in info.value.pointing_to("`oneai models`")
     assert info.value.details == {"model": "no/such-model"}
 
 
@@ -138,6 +140,7 @@ def test_check_access_by_tier(catalog: ModelCatalog) -> None:
             catalog.check_access(opus.id, tier)
         assert info.value.code == "model_locked"
         assert "Enterprise" in info.value.user_message
+        assert info.value.user_message.endswith("pick another model with /model.")
         assert info.value.details == {"model": opus.id, "required_tier": Tier.ENTERPRISE}
 
     pro_model = next(m for m in catalog.all() if m.min_tier is Tier.PRO)

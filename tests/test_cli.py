@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import sys
+from importlib import metadata
 from pathlib import Path
+
+import pytest
 
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.support.process import clean_env
 
 
 async def _oneai(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str = ""
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | bytes = ""
 ) -> tuple[int, str, str]:
     full_env = clean_env(**(env or {}))
     process = await asyncio.create_subprocess_exec(
@@ -27,7 +32,8 @@ async def _oneai(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 120)
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    out, err = await asyncio.wait_for(process.communicate(data), 120)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
@@ -171,3 +177,205 @@ async def test_grant_gives_a_plan_and_refuses_bad_input(tmp_path: Path) -> None:
     code, out, err = await _oneai("grant", "1", "free", "1", cwd=tmp_path, env=env)
     assert code == 0, err
     assert "enterprise -> free" in out
+
+
+async def test_version(tmp_path: Path) -> None:
+    code, out, err = await _oneai("--version", cwd=tmp_path)
+    assert code == 0, err
+    assert out.strip() == f"oneai {metadata.version('oneai')}"
+
+
+@pytest.mark.parametrize("command", ["run", "migrate", "chat", "models", "grant"])
+async def test_every_command_describes_itself(command: str, tmp_path: Path) -> None:
+    code, out, err = await _oneai(command, "--help", cwd=tmp_path)
+    assert code == 0, err
+    # argparse prints: usage, a blank line, the description, a blank line, the arguments.
+    paragraphs = out.split("\n\n")
+    assert paragraphs[0].startswith(f"usage: oneai {command}")
+    description = paragraphs[1].strip()
+    assert not description.startswith(("options:", "positional arguments:")), out
+    assert len(description.split()) >= 8, description
+
+
+async def test_grant_free_takes_no_days_and_paid_plans_need_them(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'grant.db'}"}
+    async with FakeLLM(default=Reply(text="hi")) as llm:
+        code, _, err = await _oneai(
+            "chat", "--user", "ann", cwd=tmp_path, env={**env, "LLM_BASE_URL": llm.base_url},
+            stdin="hello",
+        )  # fmt: skip
+    assert code == 0, err
+    code, _, err = await _oneai("grant", "1", "pro", cwd=tmp_path, env=env)
+    assert code == 2
+    assert err.strip() == "oneai: a pro plan needs DAYS (1 to 3660): oneai grant USER pro DAYS"
+    code, out, err = await _oneai("grant", "1", "pro", "30", cwd=tmp_path, env=env)
+    assert code == 0, err
+    code, out, err = await _oneai("grant", "1", "free", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert "user 1: pro -> free" in out
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("no/such-model", "I don't know the model “no/such-model”. Use `oneai models` to see"),
+        ("anthropic/claude-opus-4", "pick another model with `oneai models`."),
+    ],
+    ids=["unknown", "locked"],
+)
+async def test_chat_with_a_model_it_cannot_use_points_to_oneai_models(
+    model: str, message: str, tmp_path: Path
+) -> None:
+    async with FakeLLM(default=Reply(text="never")) as llm:
+        code, out, err = await _oneai(
+            "chat",
+            "--model",
+            model,
+            cwd=tmp_path,
+            env={
+                "LLM_BASE_URL": llm.base_url,
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
+                "MODEL_CATALOG_REFRESH_HOURS": "0",
+            },
+            stdin="hello\n",
+        )
+        sent = llm.requests_count
+    assert code == 2
+    assert err.startswith("oneai: ") and message in err, err
+    assert "/models" not in err and "Traceback" not in err
+    assert sent == 0
+    # In the session, the same refusal names the same place.
+    async with FakeLLM(default=Reply(text="ok")) as llm:
+        code, out, err = await _oneai(
+            "chat",
+            cwd=tmp_path,
+            env={
+                "LLM_BASE_URL": llm.base_url,
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
+                "MODEL_CATALOG_REFRESH_HOURS": "0",
+            },
+            stdin=f"/model {model}\n",
+        )
+    assert code == 0, err
+    assert any(line.startswith("! ") and message in line for line in out.splitlines()), out
+
+
+@pytest.fixture
+def chat_database(database_url: str, is_postgres: bool, tmp_path: Path) -> str:
+    """The suite's PostgreSQL database in the PostgreSQL pass; else a SQLite file of the
+    test's own (the session's SQLite file is a template other tests copy)."""
+    return database_url if is_postgres else f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+
+
+async def test_piped_chat_answers_lines_with_nul_and_invalid_utf8(
+    chat_database: str, tmp_path: Path
+) -> None:
+    script = b"hello\n\xff\xfe bad\nagain \x00 nul\n/quit\n"
+    async with FakeLLM(default=Reply(text=None)) as llm:
+        code, out, err = await _oneai(
+            "chat",
+            "--user",
+            "pipe-nul",
+            cwd=tmp_path,
+            env={
+                "LLM_BASE_URL": llm.base_url,
+                "DATABASE_URL": chat_database,
+                "MODEL_CATALOG_REFRESH_HOURS": "0",
+            },
+            stdin=script,
+        )
+        sent = [r.body["messages"][-1]["content"] for r in llm.requests]
+    assert code == 0, err
+    assert "Traceback" not in err + out
+    # Every line got its answer; what could not be decoded (or stored) shows as U+FFFD.
+    assert sent == ["hello", "\ufffd\ufffd bad", "again \ufffd nul"]
+    for text in sent:
+        assert f"Echo: {text}" in out
+
+
+async def test_a_line_that_fails_unexpectedly_does_not_end_the_chat(
+    chat_database: str, tmp_path: Path
+) -> None:
+    # "²" passes str.isdigit() but not int(): a fault the console does not expect.
+    script = "hello\n/history ²\nstill here\n"
+    async with FakeLLM(default=Reply(text=None)) as llm:
+        code, out, err = await _oneai(
+            "chat",
+            "--user",
+            "pipe-fault",
+            cwd=tmp_path,
+            env={
+                "LLM_BASE_URL": llm.base_url,
+                "DATABASE_URL": chat_database,
+                "MODEL_CATALOG_REFRESH_HOURS": "0",
+            },
+            stdin=script,
+        )
+    assert code == 0, err
+    assert "Traceback" not in err + out
+    faults = [line for line in out.splitlines() if line.startswith("! ")]
+    assert len(faults) == 1 and faults[0].startswith("! Sorry, that went wrong"), out
+    assert "Echo: hello" in out and "Echo: still here" in out
+
+
+def _read_terminal(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the process closed the terminal
+        return b""
+
+
+async def test_interactive_chat_keeps_log_lines_out_of_the_terminal(tmp_path: Path) -> None:
+    """A real terminal (a pseudo-terminal): stdin, stdout and stderr all show on it, as
+    they would on a screen."""
+    import pty
+
+    async with FakeLLM(default=Reply(text="Terminal answer.")) as llm:
+        controller, terminal = pty.openpty()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "chat",
+            cwd=tmp_path,
+            env=clean_env(
+                LLM_BASE_URL=llm.base_url,
+                DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
+                MODEL_CATALOG_REFRESH_HOURS="0",
+                LOG_LEVEL="INFO",
+            ),
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        screen = bytearray()
+
+        async def until(marker: bytes, count: int = 1) -> None:
+            async with asyncio.timeout(60):
+                while screen.count(marker) < count:
+                    chunk = await asyncio.to_thread(_read_terminal, controller)
+                    if not chunk:
+                        raise AssertionError(f"terminal closed; it showed {bytes(screen)!r}")
+                    screen.extend(chunk)
+
+        try:
+            await until(b"you> ")
+            os.write(controller, b"hello\n")
+            await until(b"you> ", 2)
+            os.write(controller, b"/quit\n")
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            os.close(controller)
+        requests = llm.requests_count
+    shown = screen.decode(errors="replace")
+    assert requests == 1
+    assert "Terminal answer." in shown
+    assert "(Logs go to oneai-chat.log.)" in shown
+    assert not re.search(r"\b(INFO|DEBUG)\b", shown), shown
+    assert "HTTP Request" not in shown and "Traceback" not in shown
+    log = (tmp_path / "oneai-chat.log").read_text()
+    assert "HTTP Request: POST" in log  # the lines went to the file instead

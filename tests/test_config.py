@@ -65,6 +65,53 @@ def test_empty_token_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert TelegramSettings().bot_token is None
 
 
+@pytest.mark.parametrize(
+    ("token", "secret"),
+    [
+        ("abc:AAsecretAfterLetters", "AAsecretAfterLetters"),
+        ("4242:", "4242:"),
+        ("4242:AA secret with spaces", "AA secret with spaces"),
+        ("4242AAsecretWithoutColon", "AAsecretWithoutColon"),
+    ],
+    ids=["letters-before-colon", "no-secret", "spaces", "no-colon"],
+)
+def test_malformed_bot_token_is_named_not_shown(
+    monkeypatch: pytest.MonkeyPatch, token: str, secret: str
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith("configuration error: TELEGRAM_BOT_TOKEN: ")
+    assert "numeric id, a colon, then the secret part" in message
+    assert secret not in message
+
+
+def test_bot_token_is_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", " 123456789:AA_secret-part \n")
+    token = TelegramSettings().bot_token
+    assert token is not None and token.get_secret_value() == "123456789:AA_secret-part"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "postgresql+asyncpg://ann:pw-secret@db:five432/oneai"),
+        ("DATABASE_URL", "postgresql+asyncpg://ann:pw-secret@db:70000/oneai"),
+        ("REDIS_URL", "redis://:pw-secret@cache:sixthousand/0"),
+        ("REDIS_URL", "redis://:pw-secret@[::1/0"),
+    ],
+)
+def test_malformed_urls_are_named_without_their_password(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).startswith(f"configuration error: {variable}: ")
+    assert "pw-secret" not in str(info.value)
+
+
 def test_database_urls_are_normalized(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db/oneai")
     assert DatabaseSettings().database_url == "postgresql+asyncpg://u:p@db/oneai"
@@ -97,10 +144,16 @@ async def test_reachable_redis_passes(redis_url: str | None) -> None:
     await check_redis(redis_url)
 
 
-def test_webhook_mode_needs_a_secret() -> None:
+def test_webhook_mode_needs_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError, match="TELEGRAM_WEBHOOK_SECRET must be set"):
         TelegramSettings(webhook_url="https://bot.example.com")
     TelegramSettings(webhook_url="https://bot.example.com", webhook_secret="s3cret")
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_URL", "https://bot.example.com")
+    monkeypatch.delenv("TELEGRAM_WEBHOOK_SECRET", raising=False)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    # A check across fields names its variables itself: no field prefix in front.
+    assert str(info.value).startswith("configuration error: TELEGRAM_WEBHOOK_SECRET must be set")
 
 
 def test_receipts_need_a_buyer_email() -> None:

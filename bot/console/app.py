@@ -1,7 +1,8 @@
 """`oneai chat`: a terminal chat on the same services the bots use.
 
 Reads lines from stdin (a terminal or a pipe); lines starting with `/` are commands.
-Answers stream to stdout as they arrive. Ends with exit code 0 at end of input.
+Answers stream to stdout as they arrive. Ends with exit code 0 at end of input. A line
+that fails gets one line starting with "!" and the chat goes on with the next.
 """
 
 from __future__ import annotations
@@ -9,19 +10,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import logging
 import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TextIO
+from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from core.accounts import PlatformProfile
 from core.chat import Generation
 from core.conversations.export import export_json, export_markdown
 from core.db.models import ChatMessage, User
 from core.errors import OneAIError
+from core.llm.catalog import ModelChoiceError
 from core.services import Services
+from core.text import decode_lenient
 from core.tiers import TIERS, Tier
+
+log = logging.getLogger(__name__)
+
+# The terminal's model list: `oneai models` (Telegram's /model does not exist here).
+MODELS_COMMAND = "`oneai models`"
 
 HELP = """Commands:
   /new              start a new conversation
@@ -40,6 +50,14 @@ HELP = """Commands:
 Anything else is sent to the model. Ctrl-C stops an answer that is streaming."""
 
 
+def terminal_message(error: OneAIError) -> str:
+    """What the terminal says for an error: its message, with the terminal's own name
+    for the model list where it points to one."""
+    if isinstance(error, ModelChoiceError):
+        return error.pointing_to(MODELS_COMMAND)
+    return error.user_message
+
+
 class ConsoleChat:
     def __init__(
         self,
@@ -47,15 +65,21 @@ class ConsoleChat:
         *,
         user_name: str | None = None,
         model: str | None = None,
-        stdin: TextIO | None = None,
+        stdin: BinaryIO | None = None,
         stdout: TextIO | None = None,
+        interactive: bool | None = None,
+        log_file: Path | None = None,
     ) -> None:
+        """`stdin` is read as bytes: a pipe may carry anything. `interactive` (prompts,
+        Ctrl-C stops an answer) defaults to whether stdin is a terminal; `log_file` is
+        where logging goes meanwhile, said once at the start."""
         self.services = services
         self.user_name = user_name or _local_user()
         self.initial_model = model
-        self.stdin = stdin or sys.stdin
+        self.stdin = stdin or sys.stdin.buffer
         self.out = stdout or sys.stdout
-        self.interactive = self.stdin.isatty()
+        self.interactive = self.stdin.isatty() if interactive is None else interactive
+        self.log_file = log_file
         self.user: User | None = None
         self.conversation_id: uuid.UUID | None = None
         self._history_ids: list[uuid.UUID] = []
@@ -71,8 +95,9 @@ class ConsoleChat:
         if self.interactive:
             self.out.write("you> ")
             self.out.flush()
-        line = await asyncio.to_thread(self.stdin.readline)
-        return None if line == "" else line.rstrip("\r\n")
+        raw = await asyncio.to_thread(self.stdin.readline)
+        # Invalid UTF-8 and NUL become U+FFFD: one odd line must not end the session.
+        return None if raw == b"" else decode_lenient(raw).rstrip("\r\n")
 
     # -- main loop ------------------------------------------------------------------
 
@@ -86,6 +111,8 @@ class ConsoleChat:
         self.conversation_id = current.id if current else None
         if self.interactive:
             self.write(f"OneAI playground — model {await self._model_id()}. /help lists commands.")
+            if self.log_file is not None:
+                self.write(f"(Logs go to {self.log_file}.)")
         self._install_interrupt()
         while True:
             line = await self._readline()
@@ -101,7 +128,12 @@ class ConsoleChat:
                 else:
                     await self._send(line)
             except OneAIError as exc:
-                self.write(f"! {exc.user_message}")
+                self.write(f"! {terminal_message(exc)}")
+            except Exception as exc:
+                # A fault behind one line (a bug, the database) must not end the chat.
+                log.warning("%r failed", line[:80], exc_info=log.isEnabledFor(logging.DEBUG))
+                reason = (str(exc).splitlines() or [""])[0][:200]
+                self.write(f"! Sorry, that went wrong ({type(exc).__name__}: {reason}).")
         return 0
 
     def _install_interrupt(self) -> None:

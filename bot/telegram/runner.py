@@ -7,14 +7,38 @@ import asyncio
 import contextlib
 import logging
 
+from aiogram.exceptions import AiogramError, TelegramNetworkError, TelegramUnauthorizedError
 from aiohttp import web
 
 from bot.http import PAYMENTS_KEY
 from bot.telegram.factory import build_bot, build_dispatcher, build_storage, register_commands
 from bot.telegram.webhook import BoundedRequestHandler
+from core.config import ConfigError, TelegramSettings
 from core.services import Services
 
 log = logging.getLogger(__name__)
+
+
+async def check_token(settings: TelegramSettings) -> None:
+    """Ask Telegram who the bot is before anything starts: a refused token stops start-up
+    with one line instead of a platform task that fails beside running ones."""
+    assert settings.bot_token is not None
+    secret = settings.bot_token.get_secret_value()
+    bot = build_bot(settings)
+    try:
+        await bot.get_me(request_timeout=30)
+    except TelegramUnauthorizedError:
+        raise ConfigError("TELEGRAM_BOT_TOKEN was refused by Telegram (Unauthorized)") from None
+    except TelegramNetworkError as exc:
+        reason = exc.message.replace(secret, "***")  # a URL in it would carry the token
+        raise ConfigError(f"TELEGRAM_API_URL: cannot reach {settings.api_url} ({reason})") from None
+    except AiogramError as exc:
+        reason = str(exc).replace(secret, "***")
+        raise ConfigError(
+            f"TELEGRAM_BOT_TOKEN / TELEGRAM_API_URL: getMe at {settings.api_url} failed ({reason})"
+        ) from None
+    finally:
+        await bot.session.close()
 
 
 class TelegramPlatform:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
 import migrations
+from core.db.errors import DatabaseUnavailable, reaching, sqlite_directory_error, sqlite_path
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
 
@@ -24,9 +27,26 @@ def upgrade_head(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
+def check_sqlite(url: str) -> None:
+    """Create the SQLite file's directory, and open the file once with the plain driver.
+    A file that cannot be opened, or is not a database, then fails here, before alembic:
+    aiosqlite's thread outlives a failed connect and prints a traceback of its own."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise sqlite_directory_error(path.parent, exc) from None
+    with reaching(url), contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA schema_version").fetchone()
+
+
 async def upgrade_head_async(url: str) -> None:
-    # alembic's env.py runs its own event loop; keep it off ours.
-    await asyncio.to_thread(upgrade_head, url)
+    check_sqlite(url)
+    with reaching(url):
+        # alembic's env.py runs its own event loop; keep it off ours.
+        await asyncio.to_thread(upgrade_head, url)
 
 
 async def current_revision(url: str) -> str | None:
@@ -50,7 +70,7 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-class DatabaseNotMigrated(Exception):
+class DatabaseNotMigrated(DatabaseUnavailable):
     pass
 
 
@@ -60,9 +80,11 @@ async def prepare_database(url: str) -> None:
     if url.startswith("sqlite"):
         await upgrade_head_async(url)
         return
-    current, head = await current_revision(url), head_revision()
+    with reaching(url):
+        current = await current_revision(url)
+    head = head_revision()
     if current != head:
         raise DatabaseNotMigrated(
-            f"the database is at revision {current or 'none'}, the code needs "
-            f"{head}: run `oneai migrate` first"
+            f"DATABASE_URL: the database is at revision {current or 'none'}, the code "
+            f"needs {head}: run `oneai migrate` first"
         )

@@ -66,24 +66,43 @@ class ModelInfo:
         return tier.rank >= self.min_tier.rank
 
 
-class UnknownModel(OneAIError):
+# How the chat platforms name their model list (Telegram's /model). The terminal has
+# its own name for it: see `ModelChoiceError.pointing_to`.
+MODELS_COMMAND = "/model"
+
+
+class ModelChoiceError(OneAIError):
+    """A model that cannot be picked. The message ends by pointing to the model list,
+    which each platform names its own way."""
+
+    def __init__(self, reason: str, hint: str, **details: object) -> None:
+        self._reason, self._hint = reason, hint
+        super().__init__(self.pointing_to(MODELS_COMMAND), **details)
+
+    def pointing_to(self, models_command: str) -> str:
+        """The message, naming `models_command` as the place to see the models."""
+        return f"{self._reason} {self._hint.format(models=models_command)}"
+
+
+class UnknownModel(ModelChoiceError):
     code = "unknown_model"
 
     def __init__(self, model_id: str) -> None:
         super().__init__(
-            f"I don't know the model “{model_id}”. Use /models to see the ones you can pick.",
+            f"I don't know the model “{model_id}”.",
+            "Use {models} to see the ones you can pick.",
             model=model_id,
         )
 
 
-class ModelLocked(OneAIError):
+class ModelLocked(ModelChoiceError):
     code = "model_locked"
 
     def __init__(self, model: ModelInfo) -> None:
         plan = TIERS[model.min_tier].name
         super().__init__(
-            f"{model.name} is available on the {plan} plan and above. "
-            "Upgrade your plan, or pick another model with /models.",
+            f"{model.name} is available on the {plan} plan and above.",
+            "Upgrade your plan, or pick another model with {models}.",
             model=model.id,
             required_tier=model.min_tier,
         )

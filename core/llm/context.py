@@ -119,7 +119,7 @@ def _too_long(
         # Even an empty message would not fit (huge system prompt or tiny context).
         text = (
             f"{model.name} can't take a message this size here. "
-            "Please pick a model with a larger context in /models."
+            "Please pick a model with a larger context in /model."
         )
     else:
         share = math.ceil(100 * excess / text_tokens)
