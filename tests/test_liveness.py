@@ -15,6 +15,7 @@ from sqlalchemy import select, text, update
 from core.chat import AnswerNotSaved
 from core.conversations.errors import ConversationBusy
 from core.conversations.links import PlatformMessage
+from core.db.engine import null_pool_engine
 from core.db.models import ChatMessage, OutboxMessage
 from core.services import Services
 from core.tiers import QuotaKey, Tier
@@ -375,3 +376,50 @@ async def test_a_redis_worker_takes_its_subscription_again_after_a_reset(
         await admin.aclose()
         await watcher.close()
         await worker.close()
+
+
+async def test_connections_killed_while_answers_finish_leave_nothing_streaming(
+    services: Services, fake_llm: FakeLLM, is_postgres: bool
+) -> None:
+    """PostgreSQL drops every connection, again and again, while ten answers make
+    their final saves: each ends saved (charged) or failed (its unit back)."""
+    if not is_postgres:
+        pytest.skip("kills PostgreSQL backends")
+    users = [await new_user(services) for _ in range(10)]
+    fake_llm.default = Reply(chunks=[f"w{i} " for i in range(20)], chunk_delay=0.02)
+    generations = [await services.chat.send(user, "hello") for user in users]
+    killer = null_pool_engine(services.db.url)
+    stop = asyncio.Event()
+
+    async def kill_connections() -> int:
+        killed = 0
+        async with killer.connect() as conn:
+            while not stop.is_set():
+                killed += int(
+                    await conn.scalar(
+                        text(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    )
+                    or 0
+                )
+                await conn.commit()
+                await asyncio.sleep(0.01)
+        return killed
+
+    chaos = asyncio.create_task(kill_connections())
+    runs = [asyncio.create_task(finish(g)) for g in generations]
+    await asyncio.sleep(1.5)  # through the streams and their first final saves
+    stop.set()
+    killed = await chaos
+    await killer.dispose()
+    results = await asyncio.wait_for(asyncio.gather(*runs), 60)
+    await until(lambda: not services.chat.running_ids(), 30)
+    assert killed > 0
+    print("\noutcomes:", sorted(r.status for r in results))
+    for user, generation, result in zip(users, generations, results, strict=True):
+        row = await _row(services, generation.message_id)
+        assert row.status == result.status, (row.status, result)
+        assert row.status in ("complete", "failed")
+        assert await _used(services, user) == (1 if result.charged else 0)
