@@ -15,9 +15,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+)
 from aiogram.types import (
     BufferedInputFile,
     CallbackQuery,
@@ -30,7 +36,7 @@ from bot.telegram import keyboards
 from bot.telegram.callbacks import AnswerAction
 from bot.telegram.draft_sink import DraftSink
 from bot.telegram.render import Part
-from bot.telegram.replies import patiently, reply
+from bot.telegram.replies import FLOOD_ATTEMPTS, patiently, reply
 from bot.telegram.sink import TelegramSink, show_text
 from core.chat import Generation
 from core.conversations.errors import ConversationBusy, DuplicateMessage, MessageNotFound
@@ -44,6 +50,8 @@ from core.streaming import DriverResult, StreamDriver
 from core.tiers import Tier
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # The photo size sent to vision models: big enough to read, small enough to store.
 PHOTO_MAX_SIDE = 1280
@@ -395,27 +403,31 @@ class Answerer:
         return keyboards.answer(lang, row_id, index + 1, len(revisions.items))
 
     async def say(self, message: Message, text: str) -> None:
-        """A short reply, taking the chat's turn like the streams do and waiting out
-        a flood limit: a refusal or a queue notice must not be lost to a 429."""
+        """A short reply that a refusal or a queue notice must not lose to a 429."""
         chat_id = message.chat.id
-        for _ in range(5):
+        try:
+            await self._in_turn(chat_id, lambda: self.bot.send_message(chat_id, text))
+        except TelegramForbiddenError:
+            if message.from_user is not None:
+                await self.services.accounts.mark_blocked("telegram", str(message.from_user.id))
+        except TelegramAPIError as exc:
+            log.warning("could not answer %s: %s", chat_id, exc)
+
+    async def _in_turn(self, chat_id: int, call: Callable[[], Awaitable[T]]) -> T:
+        """One call to a chat outside a stream, taking the chat's turn as the streams
+        do (so it neither meets nor causes a flood limit) and waiting one out."""
+        for attempt in range(FLOOD_ATTEMPTS):
             async with self.driver.chats.turn(("telegram", chat_id)) as gate:
                 try:
-                    await self.bot.send_message(chat_id, text)
+                    result = await call()
                 except TelegramRetryAfter as exc:
                     gate.hold(exc.retry_after)
+                    if attempt + 1 == FLOOD_ATTEMPTS:
+                        raise
                     continue
-                except TelegramForbiddenError:
-                    if message.from_user is not None:
-                        await self.services.accounts.mark_blocked(
-                            "telegram", str(message.from_user.id)
-                        )
-                    return
-                except TelegramBadRequest as exc:
-                    log.warning("could not answer %s: %s", chat_id, exc)
-                    return
                 gate.hold(self.edit_interval)
-                return
+                return result
+        raise AssertionError("unreachable")
 
     # -- answers whose worker was gone ----------------------------------------------
 
@@ -451,10 +463,11 @@ class Answerer:
         is gone."""
         markup = await self._answer_markup(row.user_id, lang, row.id)
         try:
-            await patiently(
+            await self._in_turn(
+                chat_id,
                 lambda: self.bot.edit_message_reply_markup(
                     chat_id=chat_id, message_id=last, reply_markup=markup
-                )
+                ),
             )
         except TelegramBadRequest as exc:
             if "message to edit not found" in exc.message:
@@ -462,7 +475,9 @@ class Answerer:
             if "message is not modified" not in exc.message:
                 raise
         reply_to = ReplyParameters(message_id=last, allow_sending_without_reply=True)
-        await patiently(lambda: self.bot.send_message(chat_id, note, reply_parameters=reply_to))
+        await self._in_turn(
+            chat_id, lambda: self.bot.send_message(chat_id, note, reply_parameters=reply_to)
+        )
         return True
 
     async def _show_final(
