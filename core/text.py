@@ -14,7 +14,6 @@ import re
 REPLACEMENT = "\ufffd"
 
 _UNSAFE = re.compile("[\x00\ud800-\udfff]")
-_HIGH_SURROGATE = re.compile("[\ud800-\udbff]$")
 
 
 def storable(text: str) -> str:
@@ -43,7 +42,7 @@ class StreamCleaner:
     def feed(self, piece: str) -> str:
         piece = self._held + piece
         self._held = ""
-        if _HIGH_SURROGATE.search(piece) is not None:
+        if piece and "\ud800" <= piece[-1] <= "\udbff":
             piece, self._held = piece[:-1], piece[-1]
         return storable(piece)
 
