@@ -42,13 +42,10 @@ class AccountService:
         One read in the common case; a write only for a new person or a stale
         last-seen time. Two first contacts at once both end on the same user.
         """
-        profile = dataclasses.replace(
-            profile,
-            username=storable(profile.username) if profile.username else profile.username,
-            display_name=(
-                storable(profile.display_name) if profile.display_name else profile.display_name
-            ),
-        )
+        username = storable(profile.username) if profile.username else profile.username
+        name = storable(profile.display_name) if profile.display_name else profile.display_name
+        if (username, name) != (profile.username, profile.display_name):
+            profile = dataclasses.replace(profile, username=username, display_name=name)
         async with self.db.read() as session:
             row = (
                 await session.execute(

@@ -37,6 +37,13 @@ async def insert_ignore(
     await session.execute(stmt.on_conflict_do_nothing(index_elements=list(conflict)))
 
 
+@functools.cache
+def _insert_new(dialect: str, table: Table, conflict: tuple[str, ...]) -> Any:
+    # Built once per shape and executed with parameters (see _upsert).
+    stmt = _insert_for(dialect)(table).on_conflict_do_nothing(index_elements=list(conflict))
+    return stmt.returning(table.c.id)
+
+
 async def insert_new(
     session: AsyncSession,
     model: type[DeclarativeBase],
@@ -45,13 +52,10 @@ async def insert_new(
 ) -> int | None:
     """Insert one row unless its `conflict` key is taken: its id, or None for a
     row that was there already (a concurrent twin waits, then finds it taken)."""
-    stmt = (
-        _dialect_insert(session)(model)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=list(conflict))
-        .returning(model.id)  # type: ignore[attr-defined]
-    )
-    inserted: int | None = (await session.execute(stmt)).scalar_one_or_none()
+    table = model.__table__
+    assert isinstance(table, Table)
+    stmt = _insert_new(_dialect(session), table, tuple(conflict))
+    inserted: int | None = (await session.execute(stmt, values)).scalar_one_or_none()
     return inserted
 
 
