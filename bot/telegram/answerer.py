@@ -416,18 +416,19 @@ class Answerer:
     async def _in_turn(self, chat_id: int, call: Callable[[], Awaitable[T]]) -> T:
         """One call to a chat outside a stream, taking the chat's turn as the streams
         do (so it neither meets nor causes a flood limit) and waiting one out."""
-        for attempt in range(FLOOD_ATTEMPTS):
+        refused = 0
+        while True:
             async with self.driver.chats.turn(("telegram", chat_id)) as gate:
                 try:
                     result = await call()
                 except TelegramRetryAfter as exc:
                     gate.hold(exc.retry_after)
-                    if attempt + 1 == FLOOD_ATTEMPTS:
+                    refused += 1
+                    if refused == FLOOD_ATTEMPTS:
                         raise
                     continue
                 gate.hold(self.edit_interval)
                 return result
-        raise AssertionError("unreachable")
 
     # -- answers whose worker was gone ----------------------------------------------
 
