@@ -250,3 +250,4 @@ async def test_sigterm_cuts_answers_that_outlast_the_grace(
         assert await _used(db, chat, tg) == 0
     assert took < 10, bot.output
     assert "Traceback" not in bot.output, bot.output
+    print(f"\nSIGTERM with SHUTDOWN_GRACE=1 -> both answers cut, exit 0 after {took:.2f} s")
