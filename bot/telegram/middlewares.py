@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
-def _is_payment(update: Update) -> bool:
+def is_payment(update: Update) -> bool:
+    """Telegram gives these 10 seconds: no throttle, lock or queue may hold them up."""
     if update.pre_checkout_query is not None:
         return True
     message = update.message
@@ -56,7 +57,7 @@ class OnceMiddleware(BaseMiddleware):
         self.seen = seen
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        if isinstance(event, Update) and not _is_payment(event):
+        if isinstance(event, Update) and not is_payment(event):
             bot = data.get("bot")
             bot_id = bot.id if bot is not None else 0
             if not await self.seen.first(delivery_keys(bot_id, event)):
@@ -96,7 +97,7 @@ class BanMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user = data.get("user")
-        if user is None or not user.is_banned or (isinstance(event, Update) and _is_payment(event)):
+        if user is None or not user.is_banned or (isinstance(event, Update) and is_payment(event)):
             return await handler(event, data)
         text = t(data.get("lang"), "blocked")
         if isinstance(event, Update):
@@ -118,7 +119,7 @@ class ThrottleMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         sender: TgUser | None = data.get("event_from_user")
-        if sender is None or (isinstance(event, Update) and _is_payment(event)):
+        if sender is None or (isinstance(event, Update) and is_payment(event)):
             return await handler(event, data)
         now = time.monotonic()
         stamps = self._seen.setdefault(sender.id, deque())

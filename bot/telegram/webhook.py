@@ -23,19 +23,12 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot.telegram.middlewares import is_payment
 from core.json_bounded import BadJSON, loads_bounded
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-
-
-def _is_payment(update: Update) -> bool:
-    message = update.message
-    return update.pre_checkout_query is not None or (
-        message is not None
-        and (message.successful_payment is not None or message.refunded_payment is not None)
-    )
 
 
 class BoundedRequestHandler(SimpleRequestHandler):
@@ -54,7 +47,7 @@ class BoundedRequestHandler(SimpleRequestHandler):
         except ValidationError as exc:
             log.warning("telegram webhook: not an update (%d errors)", exc.error_count())
             return web.json_response({"error": "not an update"}, status=400)
-        if self.closed and not _is_payment(update):
+        if self.closed and not is_payment(update):
             return web.json_response({"error": "stopping"}, status=503)
         if self.handle_in_background:
             # aiogram's own background path, fed the update already parsed.
