@@ -238,18 +238,8 @@ class Answerer:
             await query.answer(error_text(lang, exc), show_alert=True)
             return
         await query.answer()
-        shown = revisions.items[target - 1]
         parts = [int(m) for m in await self.links.parts(message.chat.id, row_id)]
-        sink = TelegramSink(
-            self.bot,
-            message.chat.id,
-            min_interval=self.edit_interval,
-            existing=parts,
-            final_markup=lambda: self._answer_markup(user.id, lang, shown.id),
-            note=lambda _status: _note(lang, shown.status, None, shown.content),
-        )
-        await show_text(sink, shown.content)
-        await self.links.show(message.chat.id, shown.id, sink.message_ids)
+        await self._show_final(revisions.items[target - 1], lang, message.chat.id, parts)
 
     # -- generating and streaming ------------------------------------------------
 
@@ -456,6 +446,8 @@ class Answerer:
                 await self._show_final(row, lang, int(chat_id), [], reply_to=int(prompt_ids[0]))
         except TelegramForbiddenError as exc:
             raise Undeliverable(exc.message) from None
+        except TelegramBadRequest as exc:
+            log.info("could not show the end of answer %s: %s", row.id, exc)
 
     async def _mark_cut(
         self, row: ChatMessage, lang: str, chat_id: int, last: int, note: str
@@ -490,6 +482,10 @@ class Answerer:
         *,
         reply_to: int | None = None,
     ) -> None:
+        """Show a finished row in the messages `message_ids` (or new ones below
+        `reply_to`), with its buttons and the note on how it ended; they are then
+        linked to it."""
+
         async def markup() -> InlineKeyboardMarkup | None:
             return await self._answer_markup(row.user_id, lang, row.id)
 
@@ -502,13 +498,8 @@ class Answerer:
             final_markup=markup,
             note=lambda _status: _note(lang, row.status, None, row.content),
         )
-        try:
-            await show_text(sink, row.content)
-        except TelegramBadRequest as exc:
-            log.info("could not show the end of answer %s: %s", row.id, exc)
-            return
-        if sink.message_ids != message_ids:
-            await self.links.show(chat_id, row.id, sink.message_ids)
+        await show_text(sink, row.content)
+        await self.links.show(chat_id, row.id, sink.message_ids)
 
 
 def _ref(message: Message) -> PlatformMessage:
