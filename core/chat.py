@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import update
 
@@ -94,8 +95,7 @@ class Generation:
         """Stop generating at the person's request; text received so far is kept
         (and charged once a token came)."""
         self._stop_requested = True
-        if self._pump_task is not None and not self._pump_task.done():
-            self._pump_task.cancel()
+        self.interrupt()
 
     def interrupt(self) -> None:
         """Cut the answer short for a reason of ours (the process is stopping): the
@@ -378,30 +378,8 @@ class ChatService:
         try:
             while True:
                 try:
-                    async with self.db.write() as session:
-                        messages = table_of(ChatMessage)
-                        rows = messages.c
-                        ended = await session.execute(
-                            update(messages)
-                            .where(
-                                rows.id == turn.answer.id,
-                                rows.status == MessageStatus.STREAMING,
-                            )
-                            .values(
-                                status=MessageStatus.FAILED,
-                                error_code=AnswerNotSaved.code,
-                                finished_at=self.now(),
-                                heartbeat_at=None,
-                            )
-                            .returning(rows.id)
-                        )
-                        if ended.first() is not None:
-                            await self.quotas.release(
-                                session,
-                                turn.user_id,
-                                turn.reservation.quota_key.value,
-                                turn.reservation.window_start,
-                            )
+                    values = {"status": MessageStatus.FAILED, "error_code": AnswerNotSaved.code}
+                    await self._end_row(turn, values, release=True)
                     turn.answer.status = MessageStatus.FAILED
                     return
                 except Exception as exc:
@@ -417,36 +395,38 @@ class ChatService:
             await cancel_and_wait(task)
 
     async def _save(self, generation: Generation, status: str, charged: bool) -> None:
-        turn = generation.turn
         usage = generation._usage
         error = generation._error
-        now = self.now()
+        values = {
+            "content": generation.text,
+            "status": status,
+            "error_code": error.code if error else None,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+        }
+        await self._end_row(generation.turn, values, release=not charged)
+        generation.turn.answer.status = status
+        generation.turn.answer.content = generation.text
+
+    async def _end_row(self, turn: Turn, values: dict[str, Any], *, release: bool) -> None:
+        """Move the answer row out of `streaming` with `values`; with `release`, its
+        unit goes back. A row someone else ended already is left as it is."""
         async with self.db.write() as session:
             # On the table, not the entity: no ORM objects to synchronize here, and
             # the ORM's bulk-update path costs more than the statement.
             messages = table_of(ChatMessage)
             rows = messages.c
-            updated = await session.execute(
+            ended = await session.execute(
                 update(messages)
                 .where(rows.id == turn.answer.id, rows.status == MessageStatus.STREAMING)
-                .values(
-                    content=generation.text,
-                    status=status,
-                    error_code=error.code if error else None,
-                    prompt_tokens=usage.prompt_tokens if usage else None,
-                    completion_tokens=usage.completion_tokens if usage else None,
-                    finished_at=now,
-                    heartbeat_at=None,
-                )
+                .values(**values, finished_at=self.now(), heartbeat_at=None)
                 .returning(rows.id)
             )
             # Only the writer that moved the row out of `streaming` settles its unit.
-            if updated.first() is not None and not charged:
+            if ended.first() is not None and release:
                 await self.quotas.release(
                     session,
                     turn.user_id,
                     turn.reservation.quota_key.value,
                     turn.reservation.window_start,
                 )
-        turn.answer.status = status
-        turn.answer.content = generation.text
