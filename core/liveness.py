@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 
 from core.clock import utcnow
 from core.conversations.errors import BlockingAnswer, ConversationBusy, TooManyGenerations
+from core.conversations.store import streaming_answers
 from core.db.engine import Database
 from core.db.models import ChatMessage, MessageLink, MessageStatus
 from core.db.models.base import table_of
@@ -166,29 +167,16 @@ class Liveness:
     async def streaming_row(self, user_id: int, message_id: uuid.UUID) -> BlockingAnswer | None:
         """The person's answer `message_id` if it is streaming."""
         async with self.db.read() as session:
-            row = (
-                await session.execute(
-                    select(ChatMessage.id, ChatMessage.worker_id, ChatMessage.heartbeat_at).where(
-                        ChatMessage.id == message_id,
-                        ChatMessage.user_id == user_id,
-                        ChatMessage.status == MessageStatus.STREAMING,
-                    )
-                )
-            ).one_or_none()
-        return BlockingAnswer(*row) if row is not None else None
+            rows = await streaming_answers(
+                session, ChatMessage.id == message_id, ChatMessage.user_id == user_id
+            )
+        return rows[0] if rows else None
 
     # -- sweeping -------------------------------------------------------------------
 
     async def _streaming(self) -> list[BlockingAnswer]:
         async with self.db.read() as session:
-            rows = (
-                await session.execute(
-                    select(ChatMessage.id, ChatMessage.worker_id, ChatMessage.heartbeat_at).where(
-                        ChatMessage.status == MessageStatus.STREAMING
-                    )
-                )
-            ).all()
-        return [BlockingAnswer(*row) for row in rows]
+            return await streaming_answers(session)
 
     async def sweep(self, *, confirm: bool = True, role_gone: str | None = None) -> int:
         """End every answer whose worker is gone; how many were ended. With

@@ -16,13 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import utcnow
 from core.conversations import store
 from core.conversations.errors import (
-    BlockingAnswer,
     ConversationBusy,
     NotARevisionTarget,
     RevisionNotFound,
 )
 from core.db.engine import Database
-from core.db.models import ChatMessage, Conversation, MessageStatus, User
+from core.db.models import ChatMessage, Conversation, User
 from core.text import storable
 
 if TYPE_CHECKING:
@@ -286,13 +285,8 @@ class ConversationService:
 
     @staticmethod
     async def _check_idle(session: AsyncSession, conversation_id: uuid.UUID) -> None:
-        busy = (
-            await session.execute(
-                select(ChatMessage.id, ChatMessage.worker_id, ChatMessage.heartbeat_at).where(
-                    ChatMessage.conversation_id == conversation_id,
-                    ChatMessage.status == MessageStatus.STREAMING,
-                )
-            )
-        ).all()
+        busy = await store.streaming_answers(
+            session, ChatMessage.conversation_id == conversation_id
+        )
         if busy:
-            raise ConversationBusy([BlockingAnswer(*row) for row in busy])
+            raise ConversationBusy(busy)

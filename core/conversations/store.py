@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.conversations.errors import ConversationNotFound, MessageNotFound
+from core.conversations.errors import BlockingAnswer, ConversationNotFound, MessageNotFound
 from core.conversations.tree import Node, Tree
-from core.db.models import ChatMessage, Conversation
+from core.db.models import ChatMessage, Conversation, MessageStatus
 
 
 async def owned_message(session: AsyncSession, user_id: int, message_id: uuid.UUID) -> ChatMessage:
@@ -108,3 +109,13 @@ async def next_revision(session: AsyncSession, original_id: uuid.UUID) -> int:
         )
     )
     return 0 if current is None else current + 1
+
+
+async def streaming_answers(session: AsyncSession, *where: Any) -> list[BlockingAnswer]:
+    """The `streaming` rows matching `where`, each with the worker named on it."""
+    rows = await session.execute(
+        select(ChatMessage.id, ChatMessage.worker_id, ChatMessage.heartbeat_at).where(
+            ChatMessage.status == MessageStatus.STREAMING, *where
+        )
+    )
+    return [BlockingAnswer(*row) for row in rows]

@@ -408,12 +408,9 @@ class TurnPlanner:
         if user.is_banned:
             raise UserBanned()
         if running >= self.limits.max_concurrent_generations:
-            rows = await session.execute(
-                select(ChatMessage.id, ChatMessage.worker_id, ChatMessage.heartbeat_at).where(
-                    ChatMessage.user_id == user_id, ChatMessage.status == MessageStatus.STREAMING
-                )
+            raise TooManyGenerations(
+                await store.streaming_answers(session, ChatMessage.user_id == user_id)
             )
-            raise TooManyGenerations([BlockingAnswer(*row) for row in rows])
         return user, current
 
     async def _cut_after(
