@@ -112,8 +112,8 @@ async def _cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
 
     if settings.telegram.bot_token is None and settings.discord.bot_token is None:
         return _fail(NO_PLATFORM)
-    await check_run(settings)
-    return await run_bot(settings)
+    catalog = await check_run(settings)
+    return await run_bot(settings, catalog=catalog)
 
 
 async def _cmd_grant(settings: Settings, args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from bot.http import PAYMENTS_KEY, build_app
 from bot.http_server import serve_http
 from core.config import Settings
 from core.db.migrate import prepare_database
+from core.llm.catalog import ModelCatalog
 from core.services import Services, check_redis
 from core.stop_signals import RedisStopBus
 from payments.scheduler import PlanScheduler
@@ -79,7 +80,7 @@ def _enabled(settings: Settings) -> list[tuple[str, Setup]]:
     return enabled
 
 
-async def run_bot(settings: Settings) -> int:
+async def run_bot(settings: Settings, *, catalog: ModelCatalog | None = None) -> int:
     try:
         enabled = _enabled(settings)
     except PlatformMissing as exc:
@@ -87,7 +88,7 @@ async def run_bot(settings: Settings) -> int:
         return 2
     await check_redis(settings.redis.redis_url)
     await prepare_database(settings.db.database_url)
-    services = Services.build(settings)
+    services = Services.build(settings, catalog=catalog)
     payments = Payments.build(services)
     app = build_app(services)
     app[PAYMENTS_KEY] = payments

@@ -71,13 +71,14 @@ def _bind_error(exc: OSError, where: str, port: int) -> str:
     return f"HTTP_HOST/HTTP_PORT: cannot listen on {where}: {exc.strerror or exc}"
 
 
-async def check_run(settings: Settings) -> None:
+async def check_run(settings: Settings) -> ModelCatalog:
     """Everything `oneai run` can be refused before it starts serving: its files, its
-    HTTP port, and each platform's token."""
-    load_catalog(settings)
+    HTTP port, and each platform's token. Returns the catalog it loaded."""
+    catalog = load_catalog(settings)
     check_plans(settings)
     check_http_port(settings.http)
     if settings.telegram.bot_token is not None:
         from bot.telegram.runner import check_token
 
         await check_token(settings.telegram)
+    return catalog
