@@ -267,24 +267,33 @@ def chat_database(database_url: str, is_postgres: bool, tmp_path: Path) -> str:
     return database_url if is_postgres else f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
 
 
-async def test_piped_chat_answers_lines_with_nul_and_invalid_utf8(
-    chat_database: str, tmp_path: Path
-) -> None:
-    script = b"hello\n\xff\xfe bad\nagain \x00 nul\n/quit\n"
+async def _piped_chat(
+    user: str, script: str | bytes, database: str, cwd: Path
+) -> tuple[int, str, str, list[str]]:
+    """`oneai chat` with `script` piped in, against a fake LLM that echoes: its exit
+    code, output, errors and the messages the model was sent."""
     async with FakeLLM(default=Reply(text=None)) as llm:
         code, out, err = await _oneai(
             "chat",
             "--user",
-            "pipe-nul",
-            cwd=tmp_path,
+            user,
+            cwd=cwd,
             env={
                 "LLM_BASE_URL": llm.base_url,
-                "DATABASE_URL": chat_database,
+                "DATABASE_URL": database,
                 "MODEL_CATALOG_REFRESH_HOURS": "0",
             },
             stdin=script,
         )
         sent = [r.body["messages"][-1]["content"] for r in llm.requests]
+    return code, out, err, sent
+
+
+async def test_piped_chat_answers_lines_with_nul_and_invalid_utf8(
+    chat_database: str, tmp_path: Path
+) -> None:
+    script = b"hello\n\xff\xfe bad\nagain \x00 nul\n/quit\n"
+    code, out, err, sent = await _piped_chat("pipe-nul", script, chat_database, tmp_path)
     assert code == 0, err
     assert "Traceback" not in err + out
     # Every line got its answer; what could not be decoded (or stored) shows as U+FFFD.
@@ -298,19 +307,7 @@ async def test_a_line_that_fails_unexpectedly_does_not_end_the_chat(
 ) -> None:
     # "²" passes str.isdigit() but not int(): a fault the console does not expect.
     script = "hello\n/history ²\nstill here\n"
-    async with FakeLLM(default=Reply(text=None)) as llm:
-        code, out, err = await _oneai(
-            "chat",
-            "--user",
-            "pipe-fault",
-            cwd=tmp_path,
-            env={
-                "LLM_BASE_URL": llm.base_url,
-                "DATABASE_URL": chat_database,
-                "MODEL_CATALOG_REFRESH_HOURS": "0",
-            },
-            stdin=script,
-        )
+    code, out, err, _ = await _piped_chat("pipe-fault", script, chat_database, tmp_path)
     assert code == 0, err
     assert "Traceback" not in err + out
     faults = [line for line in out.splitlines() if line.startswith("! ")]

@@ -33,6 +33,19 @@ def test_sqlite_file_problems_are_described_and_statement_errors_are_not(
     assert describe(typo.value, f"sqlite+aiosqlite:///{good}") is None
 
 
+async def _connect_error(url: str) -> BaseException:
+    """What connecting to `url` raises, however SQLAlchemy wraps the driver's error
+    (describe() looks inside)."""
+    engine = null_pool_engine(url)
+    try:
+        with pytest.raises(Exception) as info:
+            async with engine.connect():
+                pass
+    finally:
+        await engine.dispose()
+    return info.value
+
+
 @pytest.mark.parametrize(
     ("sqlstate", "message", "expected"),
     [
@@ -48,15 +61,7 @@ async def test_postgres_errors_by_sqlstate(
 ) -> None:
     async with RefusingPostgres(sqlstate=sqlstate, message=message) as server:
         url = f"postgresql+asyncpg://ann:{PASSWORD}@127.0.0.1:{server.port}/oneai"
-        engine = null_pool_engine(url)
-        try:
-            # Whatever SQLAlchemy wraps the driver's error in: describe() looks inside.
-            with pytest.raises(Exception) as info:
-                async with engine.connect():
-                    pass
-        finally:
-            await engine.dispose()
-    line = describe(info.value, url)
+        line = describe(await _connect_error(url), url)
     if expected is None:
         assert line is None
     else:
@@ -68,12 +73,5 @@ async def test_postgres_errors_by_sqlstate(
 async def test_a_password_a_server_echoes_is_not_repeated() -> None:
     async with RefusingPostgres(message=f"no, {PASSWORD} is not it") as server:
         url = f"postgresql+asyncpg://ann:{PASSWORD}@127.0.0.1:{server.port}/oneai"
-        engine = null_pool_engine(url)
-        try:
-            with pytest.raises(Exception) as info:
-                async with engine.connect():
-                    pass
-        finally:
-            await engine.dispose()
-    line = describe(info.value, url)
+        line = describe(await _connect_error(url), url)
     assert line is not None and PASSWORD not in line and "no, *** is not it" in line

@@ -9,6 +9,8 @@ import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
+from tests.fakes.llm_server import FakeLLM
+from tests.fakes.telegram_server import FakeTelegram
 from tests.support.process import clean_env, free_port
 
 KEPT_OUTPUT = 1024 * 1024  # bytes of output kept to read (a flood must not fill memory)
@@ -52,6 +54,16 @@ class BotProcess:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._reader, 5)
         return code
+
+
+def bot_variables(tg: FakeTelegram, llm: FakeLLM, database_url: str) -> dict[str, str]:
+    """What `oneai run` needs to serve `tg`'s bot with `llm` on `database_url`."""
+    return {
+        "TELEGRAM_BOT_TOKEN": tg.token,
+        "TELEGRAM_API_URL": tg.url,
+        "LLM_BASE_URL": llm.base_url,
+        "DATABASE_URL": database_url,
+    }
 
 
 @contextlib.asynccontextmanager

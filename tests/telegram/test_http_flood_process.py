@@ -15,7 +15,7 @@ import pytest
 
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.fakes.telegram_server import FakeTelegram
-from tests.support.bot_process import bot_process
+from tests.support.bot_process import bot_process, bot_variables
 
 CHILD_FILE_LIMIT = 1024
 ATTACKERS = 1100
@@ -70,10 +70,7 @@ async def test_half_open_flood_leaves_the_bot_and_health_answering(tmp_path: Pat
     async with FakeTelegram(per_chat_interval=0.5) as tg, FakeLLM(default=Reply(text=None)) as llm:
         tg.user(42, first_name="Op")
         variables = {
-            "TELEGRAM_BOT_TOKEN": tg.token,
-            "TELEGRAM_API_URL": tg.url,
-            "LLM_BASE_URL": llm.base_url,
-            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+            **bot_variables(tg, llm, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"),
             # The half-open clients stay for the whole test: what is measured is
             # the connection cap, not the header timeout (tests/test_http_guard.py).
             "HTTP_HEADER_TIMEOUT": "120",

@@ -24,7 +24,7 @@ from core.quotas import QuotaService
 from core.tiers import QuotaKey, Tier
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.fakes.telegram_server import FakeTelegram, StoredMessage
-from tests.support.bot_process import BotProcess, bot_process
+from tests.support.bot_process import BotProcess, bot_process, bot_variables
 
 ANN, BOB = 42, 43
 CUT = "⚠️ This answer was cut off by a restart. Press 🔄 to try again."
@@ -56,13 +56,7 @@ async def llm() -> AsyncIterator[FakeLLM]:
 def _variables(
     tg: FakeTelegram, llm: FakeLLM, db: Database, redis_url: str | None
 ) -> dict[str, str]:
-    variables = {
-        "TELEGRAM_BOT_TOKEN": tg.token,
-        "TELEGRAM_API_URL": tg.url,
-        "TELEGRAM_EDIT_INTERVAL": "0.5",
-        "LLM_BASE_URL": llm.base_url,
-        "DATABASE_URL": db.url,
-    }
+    variables = {**bot_variables(tg, llm, db.url), "TELEGRAM_EDIT_INTERVAL": "0.5"}
     if redis_url:
         variables["REDIS_URL"] = redis_url
     return variables

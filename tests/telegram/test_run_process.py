@@ -8,18 +8,13 @@ import aiohttp
 
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.fakes.telegram_server import FakeTelegram
-from tests.support.bot_process import bot_process
+from tests.support.bot_process import bot_process, bot_variables
 
 
 async def test_oneai_run_answers_in_telegram_and_stops_cleanly(tmp_path: Path) -> None:
     async with FakeTelegram(per_chat_interval=0.5) as tg, FakeLLM(default=Reply(text=None)) as llm:
         tg.user(42, first_name="Op")
-        variables = {
-            "TELEGRAM_BOT_TOKEN": tg.token,
-            "TELEGRAM_API_URL": tg.url,
-            "LLM_BASE_URL": llm.base_url,
-            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
-        }
+        variables = bot_variables(tg, llm, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
         async with bot_process(tmp_path, variables) as bot:
             await tg.wait_for_call("setMyCommands", timeout=30)
             await tg.wait_for(lambda: tg.waiting_pollers > 0, timeout=30)
