@@ -213,8 +213,16 @@ class DiscordSettings(BaseSettings):
 
     bot_token: SecretStr | None = None
     admin_ids: IdList = Field(default_factory=list)
+    # Slash commands are synced to these servers at start (instant, for development)
+    # and globally otherwise (Discord may take up to an hour to show them).
+    guild_ids: IdList = Field(default_factory=list)
+    # Streaming: at most one edit per channel per interval, and a budget for all.
+    edit_interval: float = Field(default=1.0, gt=0)
+    global_edits_per_second: float = Field(default=40.0, gt=0)
+    # The SKU whose entitlement gives the pro plan (Discord premium apps); unset: none.
+    sku_pro: int | None = None
 
-    _split = field_validator("admin_ids", mode="before")(_split_ids)
+    _split = field_validator("admin_ids", "guild_ids", mode="before")(_split_ids)
 
 
 class HttpSettings(BaseSettings):
