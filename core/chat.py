@@ -32,6 +32,7 @@ from core.llm.client import LLMClient, Usage
 from core.llm.context import build_context
 from core.quotas import QuotaService
 from core.stop_signals import RedisStopBus
+from core.streaming.sink import Outcome
 from core.tasks import cancel_and_wait
 from core.text import StreamCleaner
 
@@ -90,6 +91,16 @@ class Generation:
     @property
     def started(self) -> bool:
         return self._started
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """How the answer ended (for the final message), once its stream is over."""
+        result = self.result
+        return None if result is None else Outcome(result.status, result.error)
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        """The text deltas (`stream()`); with `outcome`, an `AnswerSource`."""
+        return self.stream()
 
     def stop(self) -> None:
         """Stop generating at the person's request; text received so far is kept

@@ -24,6 +24,7 @@ from core.streaming import (
     ChatThrottle,
     ChatUnavailable,
     DriverResult,
+    Outcome,
     RateLimiter,
     RetryLater,
     SinkLimits,
@@ -111,7 +112,7 @@ class FakeSink:
         self.calls: list[Call] = []
         self._split = split
         self.messages: dict[int, str] = {}
-        self.final: tuple[list[str], StreamStatus] | None = None
+        self.final: tuple[list[str], str] | None = None
         self.problems: list[str] = []
 
     def split(self, text: str) -> list[str]:
@@ -152,7 +153,7 @@ class FakeSink:
         await self._call("delete", index)
         del self.messages[index]
 
-    async def finish(self, parts: Sequence[str], status: StreamStatus) -> None:
+    async def finish(self, parts: Sequence[str], outcome: Outcome) -> None:
         last = len(parts) - 1
         self._check(
             [self.messages.get(i) for i in range(last)] == list(parts[:-1]),
@@ -162,7 +163,7 @@ class FakeSink:
         await self._call("finish", last, parts[-1] if parts else "")
         if parts:
             self.messages[last] = parts[-1]
-        self.final = (list(parts), status)
+        self.final = (list(parts), outcome.status)
 
     def visible(self) -> str:
         return "".join(self.messages[i] for i in sorted(self.messages))
@@ -674,6 +675,35 @@ def test_an_iterator_failing_before_any_token_finishes_empty() -> None:
     virtual(main())
 
 
+class StoppedSource:
+    """Deltas of an answer the person stopped: iteration ends normally, and the
+    source knows more than the driver about why."""
+
+    def __init__(self, deltas: list[str]) -> None:
+        self.deltas = deltas
+        self.outcome: Outcome | None = None
+
+    async def _iterate(self) -> AsyncIterator[str]:
+        for delta in self.deltas:
+            await asyncio.sleep(0.1)
+            yield delta
+        self.outcome = Outcome("cancelled")
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._iterate()
+
+
+def test_the_sources_own_outcome_reaches_finish() -> None:
+    async def main() -> None:
+        sink = FakeSink()
+        result = await driver().run(sink, StoppedSource(["half ", "an answer"]))
+        assert result.status == StreamStatus.COMPLETE
+        assert result.outcome == Outcome("cancelled")
+        assert sink.final == (["half an answer"], "cancelled")
+
+    virtual(main())
+
+
 def test_cancelling_delivers_the_final_state_then_reraises() -> None:
     closed: list[float] = []
 
@@ -700,7 +730,7 @@ def test_cancelling_delivers_the_final_state_then_reraises() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
         text = "".join(f"t{i} " for i in range(11))
-        assert sink.final == ([text], StreamStatus.CANCELLED)
+        assert sink.final == ([text], "interrupted")
         assert sink.visible() == text
         assert closed == [pytest.approx(1.05)]
         # The final call waited for the chat's interval (the last edit was at 1.0);
@@ -725,7 +755,7 @@ def test_cancelling_twice_does_not_lose_the_final_state() -> None:
             await task
         assert sink.final is None
         await asyncio.sleep(10)
-        assert sink.final == (["xxxxxx"], StreamStatus.CANCELLED)
+        assert sink.final == (["xxxxxx"], "interrupted")
 
     virtual(main())
 

@@ -18,8 +18,8 @@ from aiogram.exceptions import TelegramRetryAfter
 from aiogram.types import MessageEntity
 
 from bot.telegram.render import Part
-from bot.telegram.sink import FinalMarkup, TelegramSink, plain_if_refused
-from core.streaming import RetryLater, StreamStatus
+from bot.telegram.sink import FinalMarkup, Note, TelegramSink, plain_if_refused
+from core.streaming import Outcome, RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class DraftSink(TelegramSink):
         draft_id: int,
         min_interval: float,
         final_markup: FinalMarkup | None = None,
-        note: Callable[[str], str | None] | None = None,
+        note: Note | None = None,
         on_new_part: Callable[[list[int]], Awaitable[None]] | None = None,
         reply_to: int | None = None,
         refresh: float = DRAFT_REFRESH,
@@ -71,14 +71,14 @@ class DraftSink(TelegramSink):
         if index < len(self.message_ids):
             await super().delete(index)
 
-    async def finish(self, parts: Sequence[Part], status: StreamStatus) -> None:
+    async def finish(self, parts: Sequence[Part], outcome: Outcome) -> None:
         self._stop_refreshing()
         posted = len(self.message_ids)
         # Every earlier part not yet posted goes out now; `finish` of the base class
         # posts the last one with the buttons and the note.
         for index in range(posted, max(len(parts) - 1, 0)):
             await self._send(parts[index], None)
-        await super().finish(parts, status)
+        await super().finish(parts, outcome)
 
     async def _send_draft(self, part: Part) -> None:
         async def send(entities: list[MessageEntity]) -> bool:

@@ -23,11 +23,13 @@ from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, Teleg
 from aiogram.types import InlineKeyboardMarkup, Message, MessageEntity, ReplyParameters
 
 from bot.telegram.render import TELEGRAM_LIMIT, Part, render, utf16_len
-from core.streaming import ChatUnavailable, RetryLater, SinkLimits, StreamStatus
+from core.streaming import ChatUnavailable, Outcome, RetryLater, SinkLimits
 
 log = logging.getLogger(__name__)
 
 FinalMarkup = Callable[[], Awaitable[InlineKeyboardMarkup | None]]
+# The note below a finished answer, by how it ended and its text.
+Note = Callable[[Outcome, str], str | None]
 T = TypeVar("T")
 
 
@@ -98,7 +100,7 @@ class TelegramSink:
         final_markup: FinalMarkup | None = None,
         existing: Sequence[int] = (),
         reply_to: int | None = None,
-        note: Callable[[str], str | None] | None = None,
+        note: Note | None = None,
         on_new_part: Callable[[list[int]], Awaitable[None]] | None = None,
     ) -> None:
         self.bot = bot
@@ -163,10 +165,11 @@ class TelegramSink:
                 raise
         self.message_ids.pop(index)
 
-    async def finish(self, parts: Sequence[Part], status: StreamStatus) -> None:
+    async def finish(self, parts: Sequence[Part], outcome: Outcome) -> None:
         """The last part with its buttons and the note on how the answer ended;
         messages of an old revision that are no longer needed are deleted."""
-        note = self.note(status.value) if self.note else None
+        text = "".join(part.text for part in parts)
+        note = self.note(outcome, text) if self.note else None
         last = parts[-1] if parts else None
         shown = list(parts[:-1])
         if last is not None and note:
@@ -261,7 +264,7 @@ async def show_text(sink: TelegramSink, text: str, *, patience: float = 60.0) ->
         try:
             for index, part in enumerate(parts[:-1]):
                 await sink.send(index, part)
-            await sink.finish(parts, StreamStatus.COMPLETE)
+            await sink.finish(parts, Outcome("complete"))
             return
         except RetryLater as exc:
             if loop.time() + exc.retry_after > deadline:

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.engine import Database
-from core.db.models import MessageLink
+from core.db.models import ChatMessage, MessageLink
 from core.db.models.base import table_of
 from core.db.upsert import insert_ignore, insert_new, insert_or_update
 
@@ -161,3 +161,19 @@ class MessageLinks:
         for chat_id, message_id in rows:
             chats.setdefault(chat_id, []).append(message_id)
         return list(chats.items())
+
+    async def chat_conversation(self, chat_id: int | str) -> uuid.UUID | None:
+        """The conversation a chat showed last (a Discord thread belongs to one)."""
+        async with self.db.read() as session:
+            return (
+                await session.execute(
+                    select(ChatMessage.conversation_id)
+                    .join(MessageLink, MessageLink.chat_message_id == ChatMessage.id)
+                    .where(
+                        MessageLink.platform == self.platform,
+                        MessageLink.chat_id == str(chat_id),
+                    )
+                    .order_by(MessageLink.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()

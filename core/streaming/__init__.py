@@ -9,7 +9,9 @@ and renders its markup. Nothing here imports a platform library.
 
 from core.streaming.driver import DriverResult, StreamDriver
 from core.streaming.sink import (
+    AnswerSource,
     ChatUnavailable,
+    Outcome,
     RetryLater,
     Sink,
     SinkLimits,
@@ -19,10 +21,12 @@ from core.streaming.sink import (
 from core.streaming.throttle import ChatGate, ChatThrottle, RateLimiter
 
 __all__ = [
+    "AnswerSource",
     "ChatGate",
     "ChatThrottle",
     "ChatUnavailable",
     "DriverResult",
+    "Outcome",
     "RateLimiter",
     "RetryLater",
     "Sink",

@@ -22,8 +22,9 @@ Rules, and where they are kept:
    needs), so an answer past the limit goes on in a new message, the earlier one
    gets its final text, and nothing is cut.
 6. When the deltas end (run out, raise, or the task is cancelled) the final state
-   is delivered: earlier parts synced, extra parts deleted, then `finish`,
-   retried until it succeeds or `final_timeout` passes (then logged).
+   is delivered: earlier parts synced, extra parts deleted, then `finish` with
+   the answer's `Outcome` (the source's own, for an `AnswerSource`), retried
+   until it succeeds or `final_timeout` passes (then logged).
 7. `run` returns a `DriverResult`; an exception from the deltas becomes status
    FAILED and `result.error`. Cancelling `run` delivers the final state (status
    CANCELLED) under a shield, then re-raises CancelledError.
@@ -36,11 +37,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from core.streaming.sink import ChatUnavailable, RetryLater, Sink, StreamStatus
+from core.streaming.sink import (
+    AnswerSource,
+    ChatUnavailable,
+    Outcome,
+    RetryLater,
+    Sink,
+    StreamStatus,
+)
 from core.streaming.throttle import ChatThrottle, RateLimiter
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,7 @@ class DriverResult(Generic[Part]):
     text: str
     parts: tuple[Part, ...]
     status: StreamStatus
+    outcome: Outcome
     delivered: bool
     sends: int
     edits: int
@@ -84,9 +93,9 @@ class StreamDriver:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def run(
-        self, sink: Sink[Part], deltas: AsyncIterator[str], *, typing_interval: float = 4.0
+        self, sink: Sink[Part], deltas: AsyncIterable[str], *, typing_interval: float = 4.0
     ) -> DriverResult[Part]:
-        stream = _Stream(self, sink)
+        stream = _Stream(self, sink, deltas)
         typing = self._spawn(stream.keep_typing(typing_interval))
         reader = self._spawn(stream.read(deltas))
         pusher = self._spawn(stream.push())
@@ -94,6 +103,8 @@ class StreamDriver:
             await asyncio.wait([reader, pusher], return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             reader.cancel()
+            # The source settles its outcome as its iteration unwinds.
+            await asyncio.shield(asyncio.wait([reader], timeout=self.final_timeout))
             await self._settle(stream, StreamStatus.CANCELLED, typing, pusher)
             raise
         if not reader.done():  # the pusher gave up first: the chat is unavailable
@@ -145,11 +156,13 @@ class StreamDriver:
 class _Stream(Generic[Part]):
     """One answer: the text that arrived and what the platform shows of it."""
 
-    def __init__(self, driver: StreamDriver, sink: Sink[Part]) -> None:
+    def __init__(self, driver: StreamDriver, sink: Sink[Part], deltas: AsyncIterable[str]) -> None:
         self.driver = driver
         self.sink = sink
+        self.deltas = deltas
         self.text = ""
         self.status: StreamStatus | None = None  # set once the deltas ended
+        self.outcome: Outcome | None = None
         self.error: BaseException | None = None
         self.abandoned = False
         self.changed = asyncio.Event()  # there may be something new to show
@@ -162,15 +175,18 @@ class _Stream(Generic[Part]):
 
     def end(self, status: StreamStatus) -> None:
         self.status = status
+        own = self.deltas.outcome if isinstance(self.deltas, AnswerSource) else None
+        self.outcome = own or Outcome.of(status)
         self.has_text.set()
         self.changed.set()
 
     def result(self) -> DriverResult[Part]:
-        assert self.status is not None
+        assert self.status is not None and self.outcome is not None
         return DriverResult(
             text=self.text,
             parts=tuple(self.parts),
             status=self.status,
+            outcome=self.outcome,
             delivered=self.delivered,
             sends=self.sends,
             edits=self.edits,
@@ -181,7 +197,7 @@ class _Stream(Generic[Part]):
             abandoned=self.abandoned,
         )
 
-    async def read(self, deltas: AsyncIterator[str]) -> None:
+    async def read(self, deltas: AsyncIterable[str]) -> None:
         async for delta in deltas:
             if delta:
                 self.text += delta
@@ -283,7 +299,7 @@ class _Stream(Generic[Part]):
             self.shown.pop()
             self.deletes += 1
         else:
-            assert self.status is not None
-            await self.sink.finish(list(parts), self.status)
+            assert self.outcome is not None
+            await self.sink.finish(list(parts), self.outcome)
             self.shown = list(parts)
             self.delivered = True

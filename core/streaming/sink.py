@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 Part = TypeVar("Part")
 
@@ -49,6 +49,35 @@ class StreamStatus(StrEnum):
     CANCELLED = "cancelled"  # the task running the driver was cancelled
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How the answer ended, which its final message shows: "complete",
+    "cancelled" (stopped by the person), "failed" (with the error) or
+    "interrupted" (cut short by us)."""
+
+    status: str
+    error: Exception | None = None
+
+    @classmethod
+    def of(cls, status: StreamStatus) -> Outcome:
+        """For deltas that know nothing more than how their iteration ended."""
+        if status is StreamStatus.CANCELLED:
+            return cls("interrupted")
+        return cls(status.value)
+
+
+@runtime_checkable
+class AnswerSource(Protocol):
+    """Deltas that also know how the answer ended (a generation stopped or failed
+    inside ends its iteration normally): `outcome` is set once iteration is over,
+    before the driver delivers the final state."""
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    @property
+    def outcome(self) -> Outcome | None: ...
+
+
 class Sink(Protocol[Part]):
     """One answer on one platform. `Part` is what a message shows: a string, or the
     sink's rendered form (e.g. text + entities); the driver only compares parts
@@ -85,11 +114,12 @@ class Sink(Protocol[Part]):
         parts than were posted (its rendering got shorter)."""
         ...
 
-    async def finish(self, parts: list[Part], status: StreamStatus) -> None:
+    async def finish(self, parts: list[Part], outcome: Outcome) -> None:
         """Show the final state. Every part but the last is already shown as given and
         no posted part lies past the end: render the last part with its final
-        controls (posting it if it was never sent), or with no parts, an
-        empty/failed notice. Called again after RetryLater or an error."""
+        controls and what `outcome` calls for (posting it if it was never sent), or
+        with no parts, an empty/failed notice. Called again after RetryLater or an
+        error."""
         ...
 
 

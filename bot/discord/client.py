@@ -1,0 +1,70 @@
+"""The bot client: discord.py's `commands.Bot` with our cogs, persistent buttons
+and slash commands, holding the services it serves."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord.ext import commands
+
+from bot.discord.buttons import DYNAMIC_ITEMS
+from bot.discord.chat import DiscordAnswers
+from core.services import Services
+from core.streaming import RateLimiter, StreamDriver
+
+log = logging.getLogger(__name__)
+
+
+def intents() -> discord.Intents:
+    """DMs, server messages and their content (a privileged intent: enable
+    "Message Content Intent" for the bot in the Developer Portal)."""
+    chosen = discord.Intents.default()
+    chosen.message_content = True
+    return chosen
+
+
+class OneAIBot(commands.Bot):
+    def __init__(self, services: Services) -> None:
+        super().__init__(
+            # No prefix commands: everything is a slash command or a message.
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=intents(),
+            # Neither the model nor a quoted prompt may ping @everyone or anyone.
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.services = services
+        settings = services.settings.discord
+        # No burst: calls are spread evenly within the global budget.
+        self.driver = StreamDriver(
+            global_limiter=RateLimiter(settings.global_edits_per_second, burst=1)
+        )
+        self.answers = DiscordAnswers(self, services, self.driver)
+        # Cleared when the process stops: new events are then declined.
+        self.intake = True
+
+    async def setup_hook(self) -> None:
+        from bot.discord.cogs import COGS
+
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        for cog in COGS:
+            await self.add_cog(cog(self))
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        """Slash commands reach Discord: per server for the ids in DISCORD_GUILD_IDS
+        (instant), else globally (Discord may take up to an hour to show them)."""
+        guild_ids = self.services.settings.discord.guild_ids
+        if not guild_ids:
+            synced = await self.tree.sync()
+            log.info("discord: %d slash commands synced globally", len(synced))
+            return
+        for guild_id in guild_ids:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        log.info("discord: slash commands synced to %d servers", len(guild_ids))
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Not a prefix-command bot: messages are the chat cog's."""

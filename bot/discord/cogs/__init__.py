@@ -1,0 +1,15 @@
+"""One Cog per feature."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from discord.ext import commands
+
+from bot.discord.cogs.chat import ChatCog
+
+if TYPE_CHECKING:
+    from bot.discord.client import OneAIBot
+
+COGS: tuple[Callable[[OneAIBot], commands.Cog], ...] = (ChatCog,)

@@ -1,0 +1,47 @@
+"""Who is this: the person behind a Discord account (created on first contact),
+their language (the interaction's locale, else what they chose), and whether
+they may use the bot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from core.accounts import PlatformProfile
+from core.db.models import User
+from core.i18n import pick_language, t
+from core.services import Services
+
+
+@dataclass(frozen=True)
+class Person:
+    user: User
+    lang: str
+    platform_user_id: str
+
+
+async def upsert(
+    services: Services, account: discord.abc.User, locale: str | None = None
+) -> Person:
+    user = await services.accounts.upsert(
+        PlatformProfile(
+            "discord",
+            str(account.id),
+            username=account.name,
+            display_name=account.display_name,
+            language=locale,
+        )
+    )
+    lang = pick_language(user.language or locale)
+    return Person(user, lang, str(account.id))
+
+
+async def person_of(services: Services, interaction: discord.Interaction[Any]) -> Person | None:
+    """The presser, or None after telling a banned person so (ephemeral)."""
+    person = await upsert(services, interaction.user, str(interaction.locale))
+    if person.user.is_banned:
+        await interaction.response.send_message(t(person.lang, "blocked"), ephemeral=True)
+        return None
+    return person

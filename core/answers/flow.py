@@ -1,0 +1,455 @@
+"""Requests that make the model answer, from any platform, through one flow.
+
+One generation per person at a time in this process: one further message waits in
+a queue of one; anything else meanwhile gets "still answering — press Stop". The
+database refuses a second generation in a conversation across processes too.
+
+A platform hands in an `Origin` (the chat, the person's message, its own event)
+and implements `Surface`: say a short notice, make the sink an answer streams
+into, show a finished row, mark a cut answer. Message ids are the platform's
+integers (Telegram message ids, Discord snowflakes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, Protocol, TypeVar
+
+from core.answers.controls import Controls, answer_controls, newest_controls
+from core.answers.notes import outcome_note
+from core.chat import Generation
+from core.conversations.errors import ConversationBusy, DuplicateMessage, MessageNotFound
+from core.conversations.links import MessageLinks, PlatformMessage
+from core.db.models import ChatMessage, User
+from core.errors import OneAIError
+from core.i18n import error_text, pick_language, t
+from core.services import Services
+from core.streaming import DriverResult, Outcome, Sink, StreamDriver
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+EP = TypeVar("EP")
+
+# Answers a button press: "" to go ahead quietly, else a refusal for the presser.
+Ack = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Origin(Generic[E]):
+    """Where a request came from. `message_id` is the person's own message (the
+    answer replies to it and it is linked to the prompt row), None for a request
+    with no message of its own (a button, a slash command)."""
+
+    chat_id: int
+    platform_user_id: str
+    event: E
+    message_id: int | None = None
+
+
+@dataclass(frozen=True)
+class AnswerView:
+    """What a platform's sink needs to show one streaming answer."""
+
+    lang: str
+    answer_id: uuid.UUID
+    chat_id: int
+    live: Controls  # under the part being written
+    final: Callable[[], Awaitable[Controls]]  # under the finished answer
+    note: Callable[[Outcome, str], str | None]  # below it, by how it ended
+    existing: Sequence[int] = ()  # messages of the old revision, reused in order
+    reply_to: int | None = None
+    on_new_part: Callable[[list[int]], Awaitable[None]] | None = None
+
+
+class AnswerSink(Sink[Any], Protocol):
+    @property
+    def message_ids(self) -> list[int]:
+        """The messages showing the answer now, in order."""
+        ...
+
+
+class ShowFailed(Exception):
+    """The platform refused to show a finished row (the chat is gone, say)."""
+
+
+class Surface(Protocol[EP]):
+    platform: str
+    driver: StreamDriver
+
+    async def say(self, origin: Origin[EP], text: str) -> None:
+        """A short notice in the origin's chat that a flood limit must not lose."""
+        ...
+
+    def answer_sink(self, origin: Origin[EP], view: AnswerView) -> AnswerSink: ...
+
+    async def show_row(
+        self,
+        chat_id: int,
+        message_ids: Sequence[int],
+        *,
+        text: str,
+        controls: Controls,
+        note: str | None,
+        lang: str,
+        reply_to: int | None = None,
+    ) -> list[int]:
+        """Show a finished row's text in `message_ids` (or new messages below
+        `reply_to`) with its controls and note; the messages that show it."""
+        ...
+
+    async def mark_cut(
+        self, chat_id: int, message_id: int, controls: Controls, note: str, lang: str
+    ) -> bool:
+        """Give the last shown part of a cut answer its finished controls and post
+        `note` below it; False if that message is gone."""
+        ...
+
+
+class ButtonCheck(StrEnum):
+    OK = "ok"
+    STALE = "stale_button"  # forged data, or the message shows another row now
+    NOT_YOURS = "not_yours"
+
+
+@dataclass
+class _Pending(Generic[E]):
+    origin: Origin[E]
+    user: User
+    lang: str
+    start: Callable[[], Awaitable[Generation]]
+
+
+@dataclass
+class _Person(Generic[E]):
+    pending: _Pending[E] | None = None
+
+
+@dataclass
+class AnswerFlow(Generic[E]):
+    services: Services
+    surface: Surface[E]
+    links: MessageLinks = field(init=False)
+    _busy: dict[int, _Person[E]] = field(init=False, default_factory=dict)
+    _idle: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.links = MessageLinks(self.services.db, self.surface.platform)
+        self._idle.set()
+
+    @property
+    def platform(self) -> str:
+        return self.surface.platform
+
+    def busy(self, user_id: int) -> bool:
+        """Whether this process is answering the person now."""
+        return user_id in self._busy
+
+    def idle(self) -> bool:
+        return not self._busy
+
+    async def wait_idle(self) -> None:
+        """Until no answer is in progress here (each delivered its final state)."""
+        await self._idle.wait()
+
+    def ref(self, origin: Origin[E]) -> PlatformMessage | None:
+        if origin.message_id is None:
+            return None
+        return PlatformMessage(self.platform, str(origin.chat_id), str(origin.message_id))
+
+    # -- requests -------------------------------------------------------------------
+
+    async def send(
+        self,
+        origin: Origin[E],
+        user: User,
+        lang: str,
+        text: str,
+        *,
+        replied_to: int | None = None,
+        images: Sequence[str] = (),
+        new_conversation: bool = False,
+        conversation_id: uuid.UUID | None = None,
+    ) -> None:
+        """A message to the model. `replied_to`: the bot's message the person
+        replied to, which picks the branch to continue."""
+        reply_row: uuid.UUID | None = None
+        if replied_to is not None:
+            linked = await self.links.resolve(origin.chat_id, replied_to)
+            if linked is not None:
+                reply_row = linked.row_id
+
+        async def start() -> Generation:
+            return await self.services.chat.send(
+                user.id,
+                text,
+                reply_to=reply_row,
+                images=images,
+                platform=self.platform,
+                prompt_link=self.ref(origin),
+                new_conversation=new_conversation,
+                conversation_id=conversation_id,
+            )
+
+        # A photo is not queued: it holds a download the person can send again.
+        await self._generate(origin, user, lang, start, queue_if_busy=not images)
+
+    async def edit(self, origin: Origin[E], user: User, lang: str, text: str) -> None:
+        """The person edited their message `origin.message_id`: a new revision of it
+        and a new answer. A message never answered (a command) changes nothing."""
+        if origin.message_id is None:
+            return
+        linked = await self.links.resolve(origin.chat_id, origin.message_id)
+        if linked is None:
+            return
+        try:
+            row = await self.services.conversations.message(user.id, linked.row_id)
+        except MessageNotFound:
+            return
+        if row.role != "user" or row.content == text:
+            return  # not a prompt, or an update that left the text as it was (a link preview)
+
+        async def start() -> Generation:
+            return await self.services.chat.edit(
+                user.id, linked.row_id, text, prompt_link=self.ref(origin)
+            )
+
+        await self._generate(origin, user, lang, start, queue_if_busy=False)
+
+    # -- buttons ----------------------------------------------------------------------
+
+    async def check_button(
+        self, user: User, row_id: uuid.UUID | None, chat_id: int, message_id: int
+    ) -> ButtonCheck:
+        """Whether a button pressed on `message_id` may act on `row_id`: the row is
+        the presser's and that message shows it now. Forged data, someone else's
+        answer or a button of a message that shows another row change nothing."""
+        if row_id is None:
+            return ButtonCheck.STALE
+        try:
+            row = await self.services.conversations.message(user.id, row_id)
+        except MessageNotFound:
+            return ButtonCheck.NOT_YOURS
+        linked = await self.links.resolve(chat_id, message_id)
+        if linked is None or linked.row_id != row.id:
+            return ButtonCheck.STALE
+        return ButtonCheck.OK
+
+    async def stop(self, user: User, row_id: uuid.UUID) -> bool:
+        return await self.services.chat.request_stop(user.id, row_id)
+
+    async def regenerate(
+        self, origin: Origin[E], user: User, lang: str, row_id: uuid.UUID, ack: Ack
+    ) -> None:
+        """A new version of the answer, streamed into the messages that show the
+        old one. `ack` answers the press first: "" when it goes ahead, else the
+        refusal to show the presser."""
+        if self.busy(user.id):
+            await ack(t(lang, "busy"))
+            return
+        await ack("")
+        parts = [int(m) for m in await self.links.parts(origin.chat_id, row_id)]
+
+        async def start() -> Generation:
+            return await self.services.chat.regenerate(user.id, row_id)
+
+        await self._generate(origin, user, lang, start, queue_if_busy=False, existing=parts)
+
+    async def page(
+        self, origin: Origin[E], user: User, lang: str, row_id: uuid.UUID, target: int, ack: Ack
+    ) -> None:
+        """Show version `target` (1-based) of the answer in its messages and make
+        its branch the active one; `ack` as for `regenerate`."""
+        if self.busy(user.id):
+            await ack(t(lang, "busy"))
+            return
+        try:
+            revisions = await self.services.conversations.revisions(user.id, row_id)
+            if not 1 <= target <= len(revisions.items):
+                await ack(t(lang, "stale_button"))
+                return
+            await self.services.conversations.switch_revision(user.id, row_id, target)
+        except OneAIError as exc:
+            await ack(error_text(lang, exc))
+            return
+        await ack("")
+        parts = [int(m) for m in await self.links.parts(origin.chat_id, row_id)]
+        await self.show_final(revisions.items[target - 1], lang, origin.chat_id, parts)
+
+    # -- generating and streaming ---------------------------------------------------------
+
+    async def _generate(
+        self,
+        origin: Origin[E],
+        user: User,
+        lang: str,
+        start: Callable[[], Awaitable[Generation]],
+        *,
+        queue_if_busy: bool,
+        existing: list[int] | None = None,
+    ) -> None:
+        person = self._busy.get(user.id)
+        if person is not None:
+            if queue_if_busy and person.pending is None:
+                person.pending = _Pending(origin, user, lang, start)
+                await self.surface.say(origin, t(lang, "queued"))
+            else:
+                await self.surface.say(origin, t(lang, "busy"))
+            return
+        person = self._busy[user.id] = _Person()
+        self._idle.clear()
+        try:
+            await self._run(origin, user, lang, start, existing)
+        finally:
+            # The queued message is answered even if the one before it failed.
+            try:
+                while (pending := person.pending) is not None:
+                    person.pending = None
+                    try:
+                        await self._run(
+                            pending.origin, pending.user, pending.lang, pending.start, None
+                        )
+                    except Exception:
+                        log.exception("answering a queued message failed")
+                        await self.surface.say(pending.origin, t(pending.lang, "error.resend"))
+            finally:
+                del self._busy[user.id]
+                if not self._busy:
+                    self._idle.set()
+
+    async def _run(
+        self,
+        origin: Origin[E],
+        user: User,
+        lang: str,
+        start: Callable[[], Awaitable[Generation]],
+        existing: list[int] | None,
+    ) -> None:
+        try:
+            generation = await start()
+        except DuplicateMessage:
+            log.info("message %s was answered before", self.ref(origin))
+            return
+        except ConversationBusy:
+            await self.surface.say(origin, t(lang, "busy"))
+            return
+        except OneAIError as exc:
+            await self.surface.say(origin, error_text(lang, exc))
+            return
+        try:
+            result = await self._stream(origin, lang, generation, existing)
+        finally:
+            if not generation.started:  # failed before streaming: the unit goes back now
+                await self.services.chat.abandon(generation)
+        if result.abandoned:
+            log.info("user %s blocked the bot; the answer was dropped", user.id)
+            await self.services.accounts.mark_blocked(self.platform, origin.platform_user_id)
+
+    async def _stream(
+        self,
+        origin: Origin[E],
+        lang: str,
+        generation: Generation,
+        existing: list[int] | None,
+    ) -> DriverResult[Any]:
+        chat_id = origin.chat_id
+        answer_id = generation.message_id
+        # The person's own message was linked to the prompt row in the same
+        # transaction that wrote it. Regenerating streams into the parts that showed
+        # the old revision: link them to the new row now, so Stop works meanwhile.
+        if existing is not None:
+            await self.links.show(chat_id, answer_id, existing)
+        linked: list[int] = list(existing or ())
+
+        async def link_parts(ids: list[int]) -> None:
+            if ids[:-1] == linked:  # one more part: the earlier links stand
+                await self.links.add(chat_id, answer_id, ids[-1], len(ids) - 1)
+            else:
+                await self.links.show(chat_id, answer_id, ids)
+            linked[:] = ids
+
+        controls = newest_controls(answer_id, generation.turn.answer.revision_number)
+
+        async def final() -> Controls:
+            return controls
+
+        view = AnswerView(
+            lang=lang,
+            answer_id=answer_id,
+            chat_id=chat_id,
+            live=Controls(answer_id, streaming=True),
+            final=final,
+            note=lambda outcome, text: outcome_note(lang, outcome.status, outcome.error, text),
+            existing=existing or (),
+            reply_to=origin.message_id if existing is None else None,
+            on_new_part=link_parts,
+        )
+        sink = self.surface.answer_sink(origin, view)
+        result: DriverResult[Any] = await self.surface.driver.run(sink, generation)
+        if not result.abandoned and sink.message_ids != linked:
+            # Parts were reused, replaced or deleted. The answer is shown either
+            # way; a failure here only leaves its buttons pointing at old parts.
+            try:
+                await self.links.show(chat_id, answer_id, sink.message_ids)
+            except Exception:
+                log.exception("could not link the parts of answer %s", answer_id)
+        return result
+
+    async def controls(self, user_id: int, row_id: uuid.UUID) -> Controls:
+        return await answer_controls(self.services.conversations, user_id, row_id)
+
+    async def show_final(
+        self,
+        row: ChatMessage,
+        lang: str,
+        chat_id: int,
+        message_ids: Sequence[int],
+        *,
+        reply_to: int | None = None,
+    ) -> None:
+        """Show a finished row in `message_ids` (or new ones below `reply_to`),
+        with its controls and the note on how it ended; they are then linked to it."""
+        shown = await self.surface.show_row(
+            chat_id,
+            message_ids,
+            text=row.content,
+            controls=await self.controls(row.user_id, row.id),
+            note=outcome_note(lang, row.status, None, row.content),
+            lang=lang,
+            reply_to=reply_to,
+        )
+        await self.links.show(chat_id, row.id, shown)
+
+    # -- answers whose worker was gone -------------------------------------------------------
+
+    async def show_interrupted(self, row_id: uuid.UUID, user_id: int) -> None:
+        """Tell the person an answer was cut off (its worker stopped). Where it is
+        shown, its text stays as they saw it (the row may hold less: it is saved
+        only now and then while streaming), ⏹ becomes 🔄 and a note below says it
+        was cut; if it never showed, a new message below their prompt says so.
+        Delivered from the outbox: `Undeliverable` from the surface gives up."""
+        user = await self.services.accounts.get(user_id)
+        lang = pick_language(user.language if user is not None else None)
+        try:
+            row = await self.services.conversations.message(user_id, row_id)
+        except MessageNotFound:
+            return
+        note = outcome_note(lang, row.status, None, row.content) or t(lang, "cut")
+        try:
+            shown = await self.links.displays(row.id)
+            for chat, message_ids in shown:
+                controls = await self.controls(row.user_id, row.id)
+                last = int(message_ids[-1])
+                if not await self.surface.mark_cut(int(chat), last, controls, note, lang):
+                    await self.show_final(row, lang, int(chat), [int(m) for m in message_ids])
+            if shown or row.parent_message_id is None:
+                return
+            for chat, prompt_ids in await self.links.displays(row.parent_message_id):
+                await self.show_final(row, lang, int(chat), [], reply_to=int(prompt_ids[0]))
+        except ShowFailed as exc:
+            log.info("could not show the end of answer %s: %s", row.id, exc)
