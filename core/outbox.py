@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
 from core.db.engine import Database
-from core.db.models import OutboxMessage
+from core.db.models import Identity, OutboxMessage, User
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,18 @@ class Undeliverable(Exception):
     """The person cannot be written to (blocked the bot, no account there): give up."""
 
 
+class HandedOver(Exception):
+    """A notice for any platform went to the platform that can reach the person."""
+
+
 # Delivers one message; raises Undeliverable to give up, anything else to retry later.
 Deliver = Callable[[OutgoingMessage], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Recipient:
+    platform_user_id: str
+    language: str | None
 
 
 class Outbox:
@@ -122,6 +132,44 @@ class Outbox:
                 update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values)
             )
 
+    async def hand_over(self, message_id: int, platform: str) -> None:
+        """Give a claimed notice to another platform's sender, as if never tried."""
+        async with self.db.write() as session:
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, OutboxMessage.sent_at.is_(None))
+                .values(
+                    platform=platform,
+                    claimed_until=None,
+                    attempts=OutboxMessage.attempts - 1,
+                )
+            )
+        self.wake()
+
+    async def recipient(self, message: OutgoingMessage, platform: str) -> Recipient:
+        """Where a notice goes on `platform`: the person's account there. A notice
+        for any platform (`platform` None: plan changes) that this platform cannot
+        deliver is handed to one that can (HandedOver); else Undeliverable."""
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(Identity, User.language)
+                    .join(User, User.id == Identity.user_id)
+                    .where(Identity.user_id == message.user_id)
+                    .order_by(Identity.last_seen_at.desc().nulls_last())
+                )
+            ).all()
+        reachable = [(identity, language) for identity, language in rows if not identity.is_blocked]
+        for identity, language in reachable:
+            if identity.platform == platform:
+                return Recipient(identity.platform_user_id, language)
+        if message.platform is None and reachable:
+            await self.hand_over(message.id, reachable[0][0].platform)
+            raise HandedOver()
+        if any(identity.platform == platform for identity, _ in rows):
+            raise Undeliverable("blocked the bot")
+        raise Undeliverable(f"no {platform} account")
+
     async def deliver_pending(self, platforms: set[str | None], deliver: Deliver) -> int:
         """Claim and deliver what is due; returns how many were sent."""
         sent = 0
@@ -134,6 +182,8 @@ class Outbox:
                     break
                 try:
                     await deliver(message)
+                except HandedOver:
+                    continue
                 except Undeliverable as exc:
                     log.info("outbox %d: not deliverable: %s", message.id, exc)
                     await self._note(message.id, attempts=MAX_ATTEMPTS, last_error=str(exc)[:500])

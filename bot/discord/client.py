@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from bot.discord.buttons import DYNAMIC_ITEMS
 from bot.discord.chat import DiscordAnswers
+from bot.discord.notices import DiscordNotices
 from core.services import Services
 from core.streaming import RateLimiter, StreamDriver
 
@@ -41,6 +42,8 @@ class OneAIBot(commands.Bot):
             global_limiter=RateLimiter(settings.global_edits_per_second, burst=1)
         )
         self.answers = DiscordAnswers(self, services, self.driver)
+        # Plan changes and cut answers reach people from the outbox while the bot runs.
+        self.notices = DiscordNotices(self, services, self.answers)
         # Cleared when the process stops: new events are then declined.
         self.intake = True
 
@@ -51,6 +54,11 @@ class OneAIBot(commands.Bot):
         for cog in COGS:
             await self.add_cog(cog(self))
         await self.sync_commands()
+        await self.notices.start()
+
+    async def close(self) -> None:
+        await self.notices.stop()
+        await super().close()
 
     async def sync_commands(self) -> None:
         """Slash commands reach Discord: per server for the ids in DISCORD_GUILD_IDS

@@ -9,10 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramForbiddenError
-from sqlalchemy import select
 
 from bot.telegram.replies import patiently
-from core.db.models import Identity, User
 from core.i18n import pick_language
 from core.liveness import NOTICE_KIND as ANSWER_INTERRUPTED
 from core.notices import render_notice
@@ -49,26 +47,14 @@ class TelegramNotices:
                 row_id = uuid.UUID(str(message.payload["message_id"]))
                 await self.show_interrupted(row_id, message.user_id)
             return
-        async with self.services.db.read() as session:
-            row = (
-                await session.execute(
-                    select(Identity, User.language)
-                    .join(User, User.id == Identity.user_id)
-                    .where(Identity.user_id == message.user_id, Identity.platform == PLATFORM)
-                )
-            ).first()
-        if row is None:
-            raise Undeliverable("no Telegram account")
-        identity, language = row
-        if identity.is_blocked:
-            raise Undeliverable("blocked the bot")
-        chat_id = int(identity.platform_user_id)  # the private chat
-        text = render_notice(pick_language(language), message.kind, message.payload)
+        recipient = await self.services.outbox.recipient(message, PLATFORM)
+        chat_id = int(recipient.platform_user_id)  # the private chat
+        text = render_notice(pick_language(recipient.language), message.kind, message.payload)
         try:
             await patiently(lambda: self.bot.send_message(chat_id, text))
         except TelegramForbiddenError as exc:
             if "blocked" in exc.message:
-                await self.services.accounts.mark_blocked(PLATFORM, identity.platform_user_id)
+                await self.services.accounts.mark_blocked(PLATFORM, recipient.platform_user_id)
             raise Undeliverable(exc.message) from None
 
     async def start(self) -> None:

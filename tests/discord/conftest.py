@@ -4,12 +4,13 @@ real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpcore._backends.anyio as anyio_backend
 import discord
+import httpcore._backends.anyio as anyio_backend
 import pytest
 import simcord
 from simcord.env import Env
@@ -30,15 +31,13 @@ class Harness:
     llm: FakeLLM
 
     def requests(self, method: str, path: str = "") -> list[Any]:
-        return [
-            r for r in self.env.http_requests if r.method == method and path in str(r.path)
-        ]
+        return [r for r in self.env.http_requests if r.method == method and path in str(r.path)]
 
     async def quiet(self, within: float = 15.0, still: float = 0.6) -> None:
         """Until the bot's answers are done and the REST log stopped growing."""
         client: Any = self.env.bot
         seen = [-1, 0.0]
-        loop = __import__("asyncio").get_running_loop()
+        loop = asyncio.get_running_loop()
 
         def calm() -> bool:
             count = len(self.env.http_requests)
@@ -56,7 +55,7 @@ def _declare_llm_reads(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     wait, so the bot's own timers (edit pacing) keep running beside it."""
     original: Callable[..., Any] = anyio_backend.AnyIOStream.read
 
-    async def read(self: Any, max_bytes: int, timeout: float | None = None) -> bytes:
+    async def read(self: Any, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         try:
             return await env.external_wait(  # type: ignore[no-any-return]
                 original(self, max_bytes, timeout), reason="LLM stream"

@@ -1,0 +1,63 @@
+"""Runs the Discord bot beside the others under `oneai run`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+from aiohttp import web
+
+from bot.discord.client import OneAIBot
+from bot.discord.factory import build_client
+from core.config import ConfigError
+from core.services import Services
+
+log = logging.getLogger(__name__)
+
+INTENT_HELP = (
+    "Discord refused the Message Content intent: enable it for the bot under "
+    "Developer Portal → your application → Bot → Privileged Gateway Intents"
+)
+
+
+class DiscordPlatform:
+    """The client and how it stops: first no new events, then (once the answers
+    in progress have shown their final state) the gateway closes."""
+
+    name = "discord"
+
+    def __init__(self, services: Services) -> None:
+        token = services.settings.discord.bot_token
+        assert token is not None
+        self.token = token.get_secret_value()
+        client = build_client(services)
+        assert isinstance(client, OneAIBot)
+        self.client = client
+        self._closed = asyncio.Event()
+
+    async def serve(self) -> None:
+        try:
+            await self.client.login(self.token)
+        except discord.LoginFailure:
+            raise ConfigError("DISCORD_BOT_TOKEN was refused by Discord") from None
+        user = self.client.user
+        log.info("Discord: %s", user.name if user is not None else "?")
+        try:
+            await self.client.connect(reconnect=True)
+        except discord.PrivilegedIntentsRequired:
+            raise ConfigError(INTENT_HELP) from None
+
+    async def stop_intake(self) -> None:
+        """New events are declined from now on; answers in progress go on."""
+        self.client.intake = False
+
+    async def wait_idle(self) -> None:
+        await self.client.answers.flow.wait_idle()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def setup(services: Services, app: web.Application) -> DiscordPlatform:
+    return DiscordPlatform(services)
