@@ -308,6 +308,43 @@ class SubscriptionService:
         kind = "plan.refunded" if reason is Reason.REFUND else "plan.expired"
         return self._record(session, user, sub, old_tier, reason, kind, platform)
 
+    async def shorten(
+        self,
+        session: AsyncSession,
+        user_id: int,
+        until: datetime,
+        *,
+        subscription_id: int,
+        due_before: datetime | None = None,
+        platform: str | None = None,
+    ) -> PlanChange | None:
+        """The provider ends the period sooner than recorded (a subscription cancelled
+        there): the plan stays until `until` and does not renew; a time already past
+        ends it now (expiry). Only for `subscription_id` while it is the current row,
+        only backwards, and with `due_before` only if the period still ends by then
+        (a later payment that extended it keeps its time). None: nothing changed."""
+        user = await self._lock_user(session, user_id)
+        sub = await self.current(session, user_id)
+        if sub is None or sub.id != subscription_id:
+            return None
+        if due_before is not None and sub.current_period_end > due_before:
+            return None
+        now = self._now()
+        if until <= now:
+            return await self.end(
+                session, user_id, Reason.EXPIRY, subscription_id=subscription_id, platform=platform
+            )
+        if until >= sub.current_period_end:
+            return None
+        sub.current_period_end = until
+        sub.cancel_at_period_end = True
+        sub.canceled_at = sub.canceled_at or now
+        sub.status = Status.CANCELLED
+        user.tier_status = Status.CANCELLED
+        return self._record(
+            session, user, sub, Tier(user.tier), Reason.CANCELLATION, "plan.cancelled", platform
+        )
+
     async def cancel(
         self, session: AsyncSession, user_id: int, *, platform: str | None = None
     ) -> PlanChange | None:

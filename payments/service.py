@@ -1,6 +1,6 @@
 """Everything payments needs, built once from the settings: plans, the ledger,
-Telegram invoices and whichever direct providers are configured, plus their
-webhook routes on the shared HTTP server."""
+Telegram invoices, whichever direct providers are configured, plus their webhook
+routes on the shared HTTP server, and Discord entitlements when a SKU is set."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from core.services import Services
+from payments.discord_entitlements import DiscordEntitlements
 from payments.ledger import Ledger
 from payments.plans import PlanCatalog
 from payments.razorpay_provider import RazorpayProvider
@@ -26,6 +27,8 @@ class Payments:
     invoices: TelegramInvoices
     yookassa: YooKassaProvider | None
     razorpay: RazorpayProvider | None
+    # Entitlements to DISCORD_SKU_PRO; the Discord adapter feeds its events here.
+    discord: DiscordEntitlements | None = None
 
     @classmethod
     def build(cls, services: Services, plans: PlanCatalog | None = None) -> Payments:
@@ -51,7 +54,15 @@ class Payments:
             if settings.razorpay.configured
             else None
         )
-        return cls(plans, ledger, invoices, yookassa, razorpay)
+        sku_pro = settings.discord.sku_pro
+        discord = (
+            DiscordEntitlements(
+                services.db, services.accounts, services.subscriptions, ledger, sku_pro
+            )
+            if sku_pro is not None
+            else None
+        )
+        return cls(plans, ledger, invoices, yookassa, razorpay, discord)
 
     def mount(self, app: web.Application) -> None:
         """Webhook routes; must run before the server starts."""
