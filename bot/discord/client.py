@@ -13,6 +13,7 @@ from bot.discord.chat import DiscordAnswers
 from bot.discord.notices import DiscordNotices
 from core.services import Services
 from core.streaming import RateLimiter, StreamDriver
+from payments.service import Payments
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def intents() -> discord.Intents:
 
 
 class OneAIBot(commands.Bot):
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, payments: Payments | None = None) -> None:
         super().__init__(
             # No prefix commands: everything is a slash command or a message.
             command_prefix=commands.when_mentioned,
@@ -36,6 +37,8 @@ class OneAIBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.services = services
+        self.payments = payments or Payments.build(services)
+        self._own_payments = payments is None
         settings = services.settings.discord
         # No burst: calls are spread evenly within the global budget.
         self.driver = StreamDriver(
@@ -59,6 +62,8 @@ class OneAIBot(commands.Bot):
     async def close(self) -> None:
         await self.notices.stop()
         await super().close()
+        if self._own_payments:
+            await self.payments.close()
 
     async def sync_commands(self) -> None:
         """Slash commands reach Discord: per server for the ids in DISCORD_GUILD_IDS

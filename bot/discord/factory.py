@@ -7,9 +7,11 @@ import discord
 
 from bot.discord.client import OneAIBot
 from core.services import Services
+from payments.service import Payments
 
 
-def build_client(services: Services) -> discord.Client:
+def build_client(services: Services, *, payments: Payments | None = None) -> discord.Client:
     """The fully wired client (cogs, persistent views, command tree; settings from
-    `services.settings`), not connected."""
-    return OneAIBot(services)
+    `services.settings`), not connected. `payments`: the providers `oneai run`
+    shares between platforms (built here when not given)."""
+    return OneAIBot(services, payments=payments)

@@ -10,8 +10,10 @@ from aiohttp import web
 
 from bot.discord.client import OneAIBot
 from bot.discord.factory import build_client
+from bot.http import PAYMENTS_KEY
 from core.config import ConfigError
 from core.services import Services
+from payments.service import Payments
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +29,11 @@ class DiscordPlatform:
 
     name = "discord"
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, payments: Payments | None = None) -> None:
         token = services.settings.discord.bot_token
         assert token is not None
         self.token = token.get_secret_value()
-        client = build_client(services)
+        client = build_client(services, payments=payments)
         assert isinstance(client, OneAIBot)
         self.client = client
         self._closed = asyncio.Event()
@@ -60,4 +62,4 @@ class DiscordPlatform:
 
 
 def setup(services: Services, app: web.Application) -> DiscordPlatform:
-    return DiscordPlatform(services)
+    return DiscordPlatform(services, app.get(PAYMENTS_KEY))
