@@ -74,13 +74,18 @@ class DiscordSurface:
 
     async def say(self, origin: Origin[Place], text: str) -> None:
         interaction = origin.event.interaction
-        try:
-            if interaction is not None:
+        if interaction is not None:
+            try:
                 if interaction.response.is_done():
                     await interaction.followup.send(text, ephemeral=True)
                 else:
                     await interaction.response.send_message(text, ephemeral=True)
                 return
+            except discord.HTTPException as exc:
+                # The interaction's token lasts 15 minutes (a queued message may
+                # come later): the channel gets the notice instead.
+                log.info("interaction reply failed (%s); writing to the channel", exc)
+        try:
             reference = None
             if origin.message_id is not None:
                 reference = discord.MessageReference(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import discord
+from simcord.backend.models.message import MessageSticker
 from sqlalchemy import select, update
 
 from bot.discord.factory import build_client
@@ -282,3 +283,21 @@ async def test_an_answer_cut_by_a_dead_worker_is_told_below_its_prompt(
     await discord_bot.quiet()
     (notice,) = from_bot(channel.history())
     assert notice.content == "Here it is after all."
+
+
+async def test_bad_input_gets_a_polite_reply_and_costs_nothing(discord_bot: Harness) -> None:
+    env = discord_bot.env
+    alice = env.create_user("alice")
+    dm = alice.dm_channel
+    # A file the model cannot read.
+    files = env.backend.store_attachments(dm.id, [("notes.zip", b"PK\x03\x04")])
+    await alice.send_dm("", attachments=files)
+    # A sticker and no text.
+    await alice.send_dm("", stickers=[MessageSticker(1, "wave", 1, 0)])
+    await discord_bot.quiet()
+    replies = [m.content for m in from_bot(dm.history())]
+    assert len(replies) == 2, replies
+    assert replies[0].startswith("I can read text and photos only")
+    assert replies[1].startswith("I can read text and photos only")
+    assert discord_bot.llm.requests_count == 0
+    assert await rows(discord_bot) == []
