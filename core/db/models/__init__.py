@@ -13,6 +13,7 @@ from core.db.models.billing import (
     WebhookEvent,
 )
 from core.db.models.conversations import ChatMessage, Conversation, MessageLink, MessageStatus
+from core.db.models.linking import LinkAttempt, LinkCodeRecord
 from core.db.models.workers import Worker
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "ChatMessage",
     "Conversation",
     "Identity",
+    "LinkAttempt",
+    "LinkCodeRecord",
     "MessageLink",
     "MessageStatus",
     "OutboxMessage",
