@@ -26,6 +26,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "/settings — system prompt, default model, language\n"
             "/image PROMPT — generate an image\n"
             "/plan — plans and upgrades\n"
+            "/link — one account on Telegram and Discord\n"
             "/cancel — stop what is running or being set up\n\n"
             "Edit a sent message to get a new answer; reply to an older answer to "
             "continue from there."
@@ -91,6 +92,63 @@ TEXTS: dict[str, dict[str, str]] = {
         "settings.none": "none",
         "cancel.done": "Cancelled.",
         "cancel.nothing": "Nothing to cancel.",
+        "cmd.link": "One account on Telegram and Discord",
+        "link.code": (
+            "🔗 Your link code: {code}\n\n"
+            "On your other platform, send the bot /link {code} to join both accounts "
+            "into one: one plan, one quota, all conversations. The code works once, "
+            "for {minutes} minutes."
+        ),
+        "link.header": "🔗 Linked accounts:",
+        "link.identity": "• {platform}{name}",
+        "link.here": " (here)",
+        "link.unlink": "Unlink {platform}",
+        "link.confirm_unlink": (
+            "Unlink {platform}? This account keeps its plan, quotas and conversations; "
+            "{platform} starts over as a separate free account."
+        ),
+        "link.yes_unlink": "Yes, unlink {platform}",
+        "link.keep": "Keep linked",
+        "link.unlinked": "✅ {platform} is unlinked and has its own free account now.",
+        "link.done": (
+            "✅ Linked: {platforms} share one account now. Plan: {plan}. "
+            "Conversations: {conversations}."
+        ),
+        "link.ended_recurring": (
+            "The other account's {plan} subscription still renews with its payment "
+            "provider: cancel it there if you don't need it any more."
+        ),
+        "notice.account.linked": (
+            "🔗 Your accounts are linked now: one plan ({plan}), one quota, all "
+            "conversations. /link shows them."
+        ),
+        "notice.account.unlinked": (
+            "🔓 This account was unlinked from your other accounts and starts over on "
+            "the {plan} plan."
+        ),
+        "error.link_code_malformed": (
+            "A link code looks like ABCD-EFGH: 8 letters and digits. Send /link on your "
+            "other platform to get one."
+        ),
+        "error.link_code_invalid": (
+            "This code is wrong, used or expired. {tries_left} more wrong codes lock "
+            "linking for an hour."
+        ),
+        "error.link_locked": "Too many wrong codes. You can link again after {until}.",
+        "error.link_own_code": (
+            "That is the code shown here. Enter it on your other platform: /link CODE there."
+        ),
+        "error.link_same_platform": (
+            "Both accounts have a {platform} identity, and one account can hold only one "
+            "{platform} identity. Unlink one of them first (/link shows how)."
+        ),
+        "error.link_already_linked": "These accounts are linked already.",
+        "error.link_conflict": "Your accounts changed meanwhile. Please try again.",
+        "error.link_not_linked": "{platform} is not linked to this account.",
+        "error.link_last_identity": "This is your only account: there is nothing to unlink.",
+        "error.link_busy": (
+            "⏳ An answer is still being written. Let it finish or press Stop, then link again."
+        ),
         "image.usage": "Usage: /image a watercolor fox in the snow",
         "image.failed": "⚠️ The image could not be generated: {reason}",
         "image.no_image": "The model did not return an image. Try another prompt.",
@@ -172,6 +230,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "/settings — системный промпт, модель, язык\n"
             "/image ОПИСАНИЕ — создать изображение\n"
             "/plan — тарифы\n"
+            "/link — один аккаунт в Telegram и Discord\n"
             "/cancel — остановить то, что выполняется\n\n"
             "Отредактируйте отправленное сообщение, чтобы получить новый ответ; "
             "ответьте на старый ответ, чтобы продолжить с него."
@@ -238,6 +297,62 @@ TEXTS: dict[str, dict[str, str]] = {
         "settings.none": "нет",
         "cancel.done": "Отменено.",
         "cancel.nothing": "Нечего отменять.",
+        "cmd.link": "Один аккаунт в Telegram и Discord",
+        "link.code": (
+            "🔗 Ваш код для связи: {code}\n\n"
+            "На другой платформе отправьте боту /link {code}, чтобы объединить оба "
+            "аккаунта в один: один тариф, одни лимиты, все разговоры. Код действует "
+            "один раз, {minutes} минут."
+        ),
+        "link.header": "🔗 Связанные аккаунты:",
+        "link.identity": "• {platform}{name}",
+        "link.here": " (здесь)",
+        "link.unlink": "Отвязать {platform}",
+        "link.confirm_unlink": (
+            "Отвязать {platform}? У этого аккаунта останутся тариф, лимиты и разговоры; "
+            "{platform} начнёт заново как отдельный бесплатный аккаунт."
+        ),
+        "link.yes_unlink": "Да, отвязать {platform}",
+        "link.keep": "Оставить связь",
+        "link.unlinked": "✅ {platform} отвязан, теперь у него свой бесплатный аккаунт.",
+        "link.done": (
+            "✅ Связано: {platforms} теперь один аккаунт. Тариф: {plan}. "
+            "Разговоров: {conversations}."
+        ),
+        "link.ended_recurring": (
+            "Подписка {plan} другого аккаунта всё ещё продлевается у платёжной системы: "
+            "отмените её там, если она больше не нужна."
+        ),
+        "notice.account.linked": (
+            "🔗 Ваши аккаунты связаны: один тариф ({plan}), одни лимиты, все разговоры. "
+            "/link — подробности."
+        ),
+        "notice.account.unlinked": (
+            "🔓 Этот аккаунт отвязан от остальных и начинает заново на тарифе {plan}."
+        ),
+        "error.link_code_malformed": (
+            "Код для связи выглядит так: ABCD-EFGH — 8 букв и цифр. Отправьте /link на "
+            "другой платформе, чтобы получить его."
+        ),
+        "error.link_code_invalid": (
+            "Код неверный, уже использован или истёк. Осталось попыток: {tries_left}, "
+            "затем связь аккаунтов заблокируется на час."
+        ),
+        "error.link_locked": "Слишком много неверных кодов. Связать аккаунты можно после {until}.",
+        "error.link_own_code": (
+            "Это код, показанный здесь. Введите его на другой платформе: /link КОД там."
+        ),
+        "error.link_same_platform": (
+            "В обоих аккаунтах уже есть {platform}, а в одном аккаунте может быть только "
+            "один {platform}. Сначала отвяжите один из них (/link подскажет как)."
+        ),
+        "error.link_already_linked": "Эти аккаунты уже связаны.",
+        "error.link_conflict": "Ваши аккаунты изменились за это время. Попробуйте ещё раз.",
+        "error.link_not_linked": "{platform} не связан с этим аккаунтом.",
+        "error.link_last_identity": "Это ваш единственный аккаунт: отвязывать нечего.",
+        "error.link_busy": (
+            "⏳ Ответ ещё пишется. Дождитесь его или нажмите «Стоп», затем свяжите аккаунты."
+        ),
         "image.usage": "Использование: /image акварельная лиса в снегу",
         "image.failed": "⚠️ Не удалось создать изображение: {reason}",
         "image.no_image": "Модель не вернула изображение. Попробуйте другое описание.",

@@ -16,6 +16,7 @@ from core.db.engine import Database
 from core.db.models import User
 from core.errors import OneAIError
 from core.images import ImageService
+from core.linking import LinkService
 from core.liveness import Liveness
 from core.llm.catalog import ModelCatalog
 from core.llm.client import LLMClient
@@ -50,6 +51,7 @@ class Services:
     worker_id: str
     workers: WorkerRegistry
     liveness: Liveness
+    linking: LinkService
     _live: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -93,6 +95,8 @@ class Services:
         chat.liveness = liveness
         conversations = ConversationService(db)
         conversations.liveness = liveness
+        linking = LinkService(db, quotas=quotas, outbox=outbox)
+        linking.liveness = liveness
         return cls(
             settings=settings,
             db=db,
@@ -109,6 +113,7 @@ class Services:
             worker_id=worker_id,
             workers=workers,
             liveness=liveness,
+            linking=linking,
         )
 
     async def go_live(self) -> int:
