@@ -37,6 +37,7 @@ from bot.telegram.middlewares import (
 )
 from bot.telegram.notices import TelegramNotices
 from bot.telegram.routers import buttons, chat, commands, fallback, menus, payments, plans
+from bot.telegram.routers import link as link_router
 from core.config import TelegramSettings
 from core.i18n import TEXTS, t
 from core.once import LocalSeen, RedisSeen, SeenDeliveries
@@ -79,6 +80,7 @@ COMMANDS = (
     "settings",
     "image",
     "plan",
+    "link",
     "cancel_subscription",
     "paysupport",
     "cancel",
@@ -157,6 +159,7 @@ def build_dispatcher(
     dispatcher.include_routers(
         payments.create_router(),
         commands.create_router(),
+        link_router.create_router(),
         plans.create_router(),
         menus.create_router(),
         buttons.create_router(),
