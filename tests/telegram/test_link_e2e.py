@@ -221,3 +221,28 @@ async def test_russian_texts(app: Harness) -> None:
     assert "Ваш код для связи" in (reply.text or "")
     wrong = await say(app, "/link ZZZZ-ZZZZ", user=3003)
     assert "Осталось попыток: 4" in (wrong.text or "")
+
+
+async def test_a_telegram_code_entered_on_discord_tells_the_telegram_chat(app: Harness) -> None:
+    await chat(app, "my telegram conversation")
+    telegram_id = await telegram_user_id(app)
+    code = CODE.findall((await say(app, "/link")).text or "")[0]
+    dc = await discord_user(app, pro=True)
+    before = len(app.bot_messages())
+
+    result = await app.services.linking.redeem(dc, "discord", code)
+
+    # The Telegram account showed the code, so it is the one that stays.
+    assert result.user_id == telegram_id and result.absorbed_user_id == dc
+    assert result.tier is Tier.PRO and result.conversations == 1
+    linked = (
+        "🔗 Your accounts are linked now: one plan (Pro), one quota, all conversations. "
+        "/link shows them."
+    )
+    # (The Discord user's own pending notices come along to the joined account too.)
+    await app.tg.wait_for(
+        lambda: any(m.text == linked for m in app.bot_messages()[before:]), timeout=10
+    )
+    overview = await say(app, "/link")
+    assert "• Discord @ann_dc" in (overview.text or "")
+    assert "Plan" not in (overview.text or "")
