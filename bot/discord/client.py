@@ -52,8 +52,9 @@ class OneAIBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         from bot.discord.cogs import COGS
+        from bot.discord.cogs.link import UnlinkButton
 
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        self.add_dynamic_items(*DYNAMIC_ITEMS, UnlinkButton)
         for cog in COGS:
             await self.add_cog(cog(self))
         await self.sync_commands()

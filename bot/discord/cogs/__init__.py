@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 from discord.ext import commands
 
 from bot.discord.cogs.chat import ChatCog
+from bot.discord.cogs.link import LinkCog
 from bot.discord.cogs.premium import PremiumCog
 
 if TYPE_CHECKING:
     from bot.discord.client import OneAIBot
 
-COGS: tuple[Callable[[OneAIBot], commands.Cog], ...] = (ChatCog, PremiumCog)
+COGS: tuple[Callable[[OneAIBot], commands.Cog], ...] = (ChatCog, LinkCog, PremiumCog)

@@ -21,9 +21,9 @@ from bot.telegram.replies import patiently, redraw, reply
 from core.db.models import User
 from core.errors import OneAIError
 from core.i18n import error_text, t
-from core.linking import CODE_TTL, LinkedIdentity, platform_name
+from core.link_view import accounts_text, done_text, link_page, unlinkable
+from core.linking import LinkedIdentity, platform_name
 from core.services import Services
-from core.tiers import TIERS
 
 PLATFORM = "telegram"
 
@@ -43,25 +43,11 @@ class LinkAction(CallbackData, prefix="lk"):
 # -- drawing ------------------------------------------------------------------------
 
 
-def _identity_line(lang: str, identity: LinkedIdentity) -> str:
-    name = f" @{identity.username}" if identity.username else ""
-    if identity.platform == PLATFORM:
-        name += t(lang, "link.here")
-    return t(lang, "link.identity", platform=platform_name(identity.platform), name=name)
-
-
-def _accounts_text(lang: str, identities: list[LinkedIdentity]) -> str:
-    """The linked accounts, or nothing when there is only this one."""
-    if len(identities) < 2:
-        return ""
-    return "\n".join([t(lang, "link.header"), *(_identity_line(lang, i) for i in identities)])
-
-
 def _unlink_buttons(
     lang: str, user_id: int, identities: list[LinkedIdentity]
 ) -> InlineKeyboardMarkup | None:
-    others = [i.platform for i in identities if i.platform != PLATFORM]
-    if len(identities) < 2 or not others:
+    others = unlinkable(identities, PLATFORM)
+    if not others:
         return None
     return InlineKeyboardMarkup(
         inline_keyboard=[
@@ -98,13 +84,9 @@ async def link(
         return
     identities = await services.linking.linked(user.id)
     code = await services.linking.issue_code(user.id, PLATFORM)
-    minutes = int(CODE_TTL.total_seconds() // 60)
-    text = t(lang, "link.code", code=code.code, minutes=minutes)
-    accounts = _accounts_text(lang, identities)
-    if accounts:
-        text = f"{accounts}\n\n{text}"
+    page = link_page(lang, code, identities, PLATFORM)
     markup = _unlink_buttons(lang, user.id, identities)
-    kwargs = _with_code(text, code.code)
+    kwargs = _with_code(page.text, page.code)
     await patiently(lambda: message.answer(**kwargs, reply_markup=markup))
 
 
@@ -114,16 +96,7 @@ async def redeem(message: Message, entered: str, user: User, lang: str, services
     except OneAIError as exc:
         await reply(message, error_text(lang, exc))
         return
-    text = t(
-        lang,
-        "link.done",
-        platforms=" + ".join(platform_name(p) for p in result.platforms),
-        plan=TIERS[result.tier].name,
-        conversations=result.conversations,
-    )
-    if result.ended_recurring and result.ended_tier is not None:
-        text += "\n\n" + t(lang, "link.ended_recurring", plan=TIERS[result.ended_tier].name)
-    await reply(message, text)
+    await reply(message, done_text(lang, result))
 
 
 # -- the buttons ------------------------------------------------------------------------
@@ -162,7 +135,9 @@ async def link_action(
     if callback_data.op is LinkOp.BACK:
         await query.answer()
         await redraw(
-            message, _accounts_text(lang, identities), _unlink_buttons(lang, user.id, identities)
+            message,
+            accounts_text(lang, identities, PLATFORM),
+            _unlink_buttons(lang, user.id, identities),
         )
         return
     try:
