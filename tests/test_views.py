@@ -34,10 +34,12 @@ from core.views.cancel import cancel
 from core.views.history import (
     ConversationAction,
     delete_conversation,
+    export_conversation,
     export_current,
     export_filename,
     history_page,
     open_conversation,
+    rename_conversation,
     rename_current,
 )
 from core.views.models import (
@@ -317,6 +319,24 @@ async def test_rename_and_export_the_current_conversation(services: Services) ->
     assert (exported.filename, exported.caption) == ("Tide-talk.md", "Tide talk")
     assert exported.content.startswith("# Tide talk\n")
     assert "\nExplain tides\n" in exported.content
+    # Any entry of the list, not only the current one; never someone else's.
+    older = exported
+    newer = await talk(services, user_id, "Another topic", new=True)
+    page = await history_page(services, user_id, "en")
+    tide = next(e.id for e in page.entries if e.title == "Tide talk")
+    assert await rename_conversation(services, user_id, tide, "Tides", "en") == (
+        "✏️ Renamed to “Tides”."
+    )
+    assert (await export_conversation(services, user_id, tide)).content == older.content.replace(
+        "# Tide talk", "# Tides"
+    )
+    current = await services.conversations.current(user_id)
+    assert current is not None and current.id == newer
+    stranger = await new_user(services)
+    with pytest.raises(ConversationNotFound):
+        await rename_conversation(services, stranger, tide, "Mine now", "en")
+    with pytest.raises(ConversationNotFound):
+        await export_conversation(services, stranger, tide)
 
 
 def test_export_file_names() -> None:

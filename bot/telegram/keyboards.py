@@ -16,6 +16,7 @@ from bot.telegram.callbacks import (
     HistoryOp,
     ModelPick,
     SettingsAction,
+    SettingsOp,
 )
 from core.i18n import t
 from core.views.history import ConversationAction, HistoryPage
@@ -129,7 +130,7 @@ def settings(view: SettingsView) -> InlineKeyboardMarkup:
         builder.button(
             text=button.label, callback_data=SettingsAction(op=button.op, value=button.value)
         )
-    languages = len(view.buttons) - 3
+    languages = sum(button.op is SettingsOp.LANGUAGE for button in view.buttons)
     builder.adjust(2, 1, languages)
     return builder.as_markup()
 

@@ -128,16 +128,24 @@ async def delete_conversation(
     return conversation
 
 
+async def rename_conversation(
+    services: Services, user_id: int, conversation_id: uuid.UUID, title: str, lang: str
+) -> str:
+    """Rename one of the person's conversations; the reply. Raises ConversationNotFound."""
+    if not title.strip():
+        return t(lang, "rename.usage")
+    title = await services.conversations.rename(user_id, conversation_id, title)
+    return t(lang, "rename.done", title=title)
+
+
 async def rename_current(services: Services, user_id: int, title: str, lang: str) -> str:
     """/rename TITLE: rename the current conversation; the reply."""
-    title = title.strip()
-    if not title:
+    if not title.strip():
         return t(lang, "rename.usage")
     conversation = await services.conversations.current(user_id)
     if conversation is None:
         return t(lang, "nothing")
-    title = await services.conversations.rename(user_id, conversation.id, title)
-    return t(lang, "rename.done", title=title)
+    return await rename_conversation(services, user_id, conversation.id, title, lang)
 
 
 def export_filename(title: str) -> str:
@@ -146,10 +154,18 @@ def export_filename(title: str) -> str:
     return f"{name or 'conversation'}.md"
 
 
+async def export_conversation(
+    services: Services, user_id: int, conversation_id: uuid.UUID
+) -> ExportFile:
+    """One of the person's conversations as a Markdown file. Raises ConversationNotFound."""
+    conversation = await services.conversations.get(user_id, conversation_id)
+    markdown = await export_markdown(services.db, user_id, conversation.id)
+    return ExportFile(export_filename(conversation.title), conversation.title, markdown)
+
+
 async def export_current(services: Services, user_id: int) -> ExportFile | None:
     """/export: the current conversation as a Markdown file; None when there is none."""
     conversation = await services.conversations.current(user_id)
     if conversation is None:
         return None
-    markdown = await export_markdown(services.db, user_id, conversation.id)
-    return ExportFile(export_filename(conversation.title), conversation.title, markdown)
+    return await export_conversation(services, user_id, conversation.id)
