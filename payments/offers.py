@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # payments.razorpay_provider.PROVIDER, not imported from there: that loads the SDK,
 # and the terminal chat shows plans without any provider.
 RAZORPAY_PROVIDER = "razorpay"
+# The provider a plan bought with the Discord SKU (an entitlement) is recorded under:
+# Discord bills it, and only Discord can stop it.
+DISCORD_PROVIDER = "discord"
 
 
 class PayMethod(StrEnum):
@@ -148,7 +151,8 @@ def tier_lines(lang: str, current: Tier) -> list[TierLine]:
 
 
 def status_line(lang: str, view: PlanView) -> str | None:
-    """ "Status: active · until 2025-08-01 · renews automatically"; None without a period."""
+    """The status line of a plan with a period ("Status: active · until 2025-08-01 ·
+    renews automatically"); None without one."""
     if view.period_end is None:
         return None
     status = t(lang, f"plan.status.{view.status}")
@@ -341,6 +345,7 @@ class CancelStep(StrEnum):
     ALREADY = "already"  # cancelled before: say until when it stays
     STOP_STARS = "stop_stars"  # Telegram must end the Stars subscription first
     STOP_RAZORPAY = "stop_razorpay"  # Razorpay must stop renewing first
+    IN_DISCORD = "in_discord"  # Discord bills it: the person cancels it in Discord
     RECORD = "record"  # only our record: a one-off plan, or renewals we make ourselves
 
 
@@ -348,7 +353,7 @@ class CancelStep(StrEnum):
 class Cancellation:
     step: CancelStep
     view: PlanView
-    text: str | None  # localized reply for NOTHING and ALREADY
+    text: str | None  # localized reply for NOTHING, ALREADY and IN_DISCORD
 
     @property
     def provider_subscription_id(self) -> str | None:
@@ -368,6 +373,8 @@ def cancellation(view: PlanView, lang: str) -> Cancellation:
             until=format_date(view.period_end),
         )
         return Cancellation(CancelStep.ALREADY, view, text)
+    if view.provider == DISCORD_PROVIDER:
+        return Cancellation(CancelStep.IN_DISCORD, view, t(lang, "cancel_sub.in_discord"))
     step = CancelStep.RECORD
     if view.recurring and view.provider_subscription_id:
         if view.provider == STARS_PROVIDER:

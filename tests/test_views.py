@@ -633,6 +633,11 @@ def test_cancellation_steps_by_provider() -> None:
     assert step("yookassa", "pay-1", True) is CancelStep.RECORD  # we renew those ourselves
     assert step("telegram_stars", "charge-1", False) is CancelStep.RECORD  # one-off
     assert step("grant", None, False) is CancelStep.RECORD
+    in_discord = cancellation(
+        PlanView(Tier.PRO, "active", end, False, "discord", "ent-1", True), "en"
+    )
+    assert in_discord.step is CancelStep.IN_DISCORD
+    assert in_discord.text is not None and "Cancel it in Discord" in in_discord.text
     assert offers_module.RAZORPAY_PROVIDER == RAZORPAY
 
 
