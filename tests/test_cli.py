@@ -376,3 +376,23 @@ async def test_interactive_chat_keeps_log_lines_out_of_the_terminal(tmp_path: Pa
     assert "HTTP Request" not in shown and "Traceback" not in shown
     log = (tmp_path / "oneai-chat.log").read_text()
     assert "HTTP Request: POST" in log  # the lines went to the file instead
+
+
+async def test_playground_draws_the_views_the_chat_platforms_use(
+    chat_database: str, tmp_path: Path
+) -> None:
+    script = "/plan\n/settings\n/rename Too early\nhello\n/rename  Greeting \n/history\n/cancel\n"
+    code, out, err, sent = await _piped_chat("pipe-views", script, chat_database, tmp_path)
+    assert code == 0, err
+    assert "Traceback" not in err + out
+    assert sent == ["hello"]
+    # /plan: the plan, its quotas and every plan; nothing is sold in a terminal.
+    assert "💳 Your plan: Free" in out
+    assert "✅ Free: 100 small and 20 large messages a month" in out
+    assert "Plans are not sold on this bot yet." in out
+    # /settings, /rename, /cancel: the texts the chat platforms show.
+    assert "⚙️ Settings\n\nSystem prompt: none\nDefault model: GPT-4o mini\nLanguage: English" in out
+    assert "There is no conversation yet." in out
+    assert "✏️ Renamed to “Greeting”." in out
+    assert "* 1. Greeting" in out
+    assert out.rstrip().endswith("Nothing to cancel.")

@@ -20,30 +20,44 @@ from typing import BinaryIO, TextIO
 
 from core.accounts import PlatformProfile
 from core.chat import Generation
-from core.conversations.export import export_json, export_markdown
+from core.conversations.export import export_json
 from core.db.models import ChatMessage, User
 from core.errors import OneAIError
+from core.i18n import pick_language
 from core.llm.catalog import ModelChoiceError
+from core.notices import format_date
 from core.services import Services
 from core.text import decode_lenient
-from core.tiers import TIERS, Tier
+from core.views import Platform
+from core.views.cancel import cancel
+from core.views.history import export_current, history_page, open_conversation, rename_current
+from core.views.models import ModelScope, menu_for, switch_model
+from core.views.settings import settings_view
+from core.views.usage import usage_report
+from payments.offers import plan_page
 
 log = logging.getLogger(__name__)
 
 # The terminal's model list: `oneai models` (Telegram's /model does not exist here).
 MODELS_COMMAND = "`oneai models`"
+PLATFORM: Platform = "console"
+HISTORY_PAGE = 10
 
 HELP = """Commands:
   /new              start a new conversation
   /regen            regenerate the last answer
   /edit TEXT        edit your last message and get a new answer
   /rev N            show revision N of the last answer and make it current
-  /history          list your conversations (newest first)
+  /history [PAGE]   list your conversations (newest first)
   /open N           continue conversation N of /history
+  /rename TITLE     rename this conversation
   /show             print the current conversation
   /usage            your quotas
+  /plan             your plan and every plan
+  /settings         your system prompt, default model and language
   /model ID         use another model (this conversation and new ones)
   /models           list the models
+  /cancel           stop an answer of yours that streams elsewhere
   /export [json]    print the conversation as Markdown (or JSON with every revision)
   /help             this text
   /quit             leave
@@ -106,7 +120,7 @@ class ConsoleChat:
             PlatformProfile("cli", self.user_name, username=self.user_name)
         )
         if self.initial_model:
-            await self._set_model(self.initial_model)
+            await self._set_model(self.initial_model, ModelScope.DEFAULT)
         current = await self.services.conversations.current(self.user.id)
         self.conversation_id = current.id if current else None
         if self.interactive:
@@ -154,6 +168,17 @@ class ConsoleChat:
     def _uid(self) -> int:
         assert self.user is not None
         return self.user.id
+
+    @property
+    def lang(self) -> str:
+        return pick_language(self.user.language if self.user else None)
+
+    async def _fresh_user(self) -> User:
+        """The person as stored now (their plan may have changed meanwhile)."""
+        user = await self.services.accounts.get(self._uid)
+        assert user is not None
+        self.user = user
+        return user
 
     # -- generations -------------------------------------------------------------------
 
@@ -204,10 +229,14 @@ class ConsoleChat:
             "/rev": self._cmd_rev,
             "/history": self._cmd_history,
             "/open": self._cmd_open,
+            "/rename": self._cmd_rename,
             "/show": self._cmd_show,
             "/usage": self._cmd_usage,
+            "/plan": self._cmd_plan,
+            "/settings": self._cmd_settings,
             "/model": self._cmd_model,
             "/models": self._cmd_models,
+            "/cancel": self._cmd_cancel,
             "/export": self._cmd_export,
             "/help": self._cmd_help,
         }
@@ -268,16 +297,16 @@ class ConsoleChat:
         self.write(shown.current.content or "(no text)")
 
     async def _cmd_history(self, arg: str) -> None:
-        page_no = int(arg) if arg.isdigit() else 1
-        page = await self.services.conversations.page(self._uid, page_no, per_page=10)
-        if not page.items:
+        page = await history_page(
+            self.services, self._uid, self.lang, int(arg) if arg.isdigit() else 1, HISTORY_PAGE
+        )
+        if page.empty:
             self.write("No conversations yet.")
             return
-        self._history_ids = [c.id for c in page.items]
-        for index, conversation in enumerate(page.items, start=1):
-            mark = "*" if conversation.id == self.conversation_id else " "
-            when = conversation.last_message_at or conversation.created_at
-            self.write(f"{mark}{index:>2}. {conversation.title}  ({when:%Y-%m-%d %H:%M})")
+        self._history_ids = [entry.id for entry in page.entries]
+        for index, entry in enumerate(page.entries, start=1):
+            mark = "*" if entry.current else " "
+            self.write(f"{mark}{index:>2}. {entry.title}  ({entry.last_active:%Y-%m-%d %H:%M})")
         if page.pages > 1:
             self.write(f"page {page.page}/{page.pages} — /history N for page N")
         self.write("/open N continues one.")
@@ -287,10 +316,12 @@ class ConsoleChat:
             self.write("! Usage: /open N, with N from /history.")
             return
         conversation_id = self._history_ids[int(arg) - 1]
-        conversation = await self.services.conversations.get(self._uid, conversation_id)
+        conversation = await open_conversation(self.services, self._uid, conversation_id)
         self.conversation_id = conversation.id
-        await self.services.accounts.set_current_conversation(self._uid, conversation.id)
         self.write(f"Continuing “{conversation.title}”.")
+
+    async def _cmd_rename(self, arg: str) -> None:
+        self.write(await rename_current(self.services, self._uid, arg, self.lang))
 
     async def _cmd_show(self, _arg: str) -> None:
         if self.conversation_id is None:
@@ -301,53 +332,51 @@ class ConsoleChat:
             self.write(f"{who}> {row.content}")
 
     async def _cmd_usage(self, _arg: str) -> None:
-        user = await self.services.accounts.get(self._uid)
-        assert user is not None
-        tier = Tier(user.tier)
-        self.write(f"Plan: {TIERS[tier].name}")
-        for status in await self.services.quotas.report(self._uid, tier):
-            label = status.key.value.replace("_", " ")
-            when = (
-                status.resets_at.strftime("%Y-%m-%d %H:%M UTC")
-                if status.resets_at
-                else "3 hours after the next use"
-            )
+        report = await usage_report(self.services, self._uid, self.lang)
+        until = f", until {format_date(report.period_end)}" if report.period_end else ""
+        self.write(f"Plan: {report.plan}{until}")
+        for quota in report.quotas:
             self.write(
-                f"  {label}: {status.used}/{status.limit} used, "
-                f"{status.remaining} left, resets {when}"
+                f"  {quota.label.lower()}: {quota.used}/{quota.limit} used, "
+                f"{quota.remaining} left, resets {quota.when}"
             )
+
+    async def _cmd_plan(self, _arg: str) -> None:
+        # Nothing is sold in a terminal: an operator grants plans with `oneai grant`.
+        page = await plan_page(self.services, None, self._uid, PLATFORM, self.lang)
+        self.write(page.text)
+
+    async def _cmd_settings(self, _arg: str) -> None:
+        self.write(settings_view(self.services, await self._fresh_user(), self.lang).text)
+
+    async def _cmd_cancel(self, _arg: str) -> None:
+        self.write((await cancel(self.services, self._uid, self.lang, pending=False)).text)
 
     async def _model_id(self) -> str:
-        if self.conversation_id is not None:
-            conversation = await self.services.conversations.get(self._uid, self.conversation_id)
-            return conversation.model_id
-        user = await self.services.accounts.get(self._uid)
-        return self.services.catalog.preferred(user.default_model if user else None).id
+        menu = await menu_for(
+            self.services, await self._fresh_user(), self.lang, ModelScope.CONVERSATION
+        )
+        return menu.current
 
-    async def _set_model(self, model_id: str) -> None:
-        user = await self.services.accounts.get(self._uid)
-        assert user is not None
-        model = self.services.catalog.check_access(model_id, Tier(user.tier))
-        await self.services.accounts.set_default_model(self._uid, model.id)
-        if self.conversation_id is not None:
-            await self.services.conversations.set_model(self._uid, self.conversation_id, model.id)
+    async def _set_model(self, model_id: str, scope: ModelScope) -> None:
+        user = await self._fresh_user()
+        await switch_model(self.services, user, model_id, self.lang, scope)
 
     async def _cmd_model(self, arg: str) -> None:
         if not arg:
             self.write(f"Model: {await self._model_id()}. /model ID switches, /models lists.")
             return
-        await self._set_model(arg)
+        await self._set_model(arg, ModelScope.CONVERSATION)
         self.write(f"Model set to {arg}.")
 
     async def _cmd_models(self, _arg: str) -> None:
-        current = await self._model_id()
-        user = await self.services.accounts.get(self._uid)
-        tier = Tier(user.tier) if user else Tier.FREE
-        for key, models in self.services.catalog.grouped().items():
-            self.write(key.value.replace("_", " ") + ":")
-            for model in models:
-                mark = "*" if model.id == current else " "
-                lock = "" if model.available_to(tier) else f"  [{TIERS[model.min_tier].name}]"
+        user = await self._fresh_user()
+        menu = await menu_for(self.services, user, self.lang, ModelScope.CONVERSATION)
+        for group in menu.groups:
+            self.write(f"{group.label}:")
+            for model in group.models:
+                mark = "*" if model.current else " "
+                lock = f"  [{model.required_plan}]" if model.locked else ""
                 self.write(f" {mark} {model.id:<45} {model.name}{lock}")
 
     async def _cmd_export(self, arg: str) -> None:
@@ -356,8 +385,8 @@ class ConsoleChat:
             return
         if arg.lower() == "json":
             self.write(await export_json(self.services.db, self._uid, self.conversation_id))
-        else:
-            self.write(await export_markdown(self.services.db, self._uid, self.conversation_id))
+        elif (exported := await export_current(self.services, self._uid)) is not None:
+            self.write(exported.content)
 
 
 def _local_user() -> str:

@@ -11,6 +11,22 @@ from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
 
+from core.views.models import ModelScope
+from core.views.settings import SettingsOp
+from payments.offers import PayMethod
+
+__all__ = [
+    "AnswerAction",
+    "AnswerOp",
+    "Buy",
+    "HistoryAction",
+    "HistoryOp",
+    "ModelPick",
+    "PayMethod",
+    "SettingsAction",
+    "SettingsOp",
+]
+
 
 class AnswerOp(StrEnum):
     STOP = "s"
@@ -30,7 +46,7 @@ class AnswerAction(CallbackData, prefix="a"):
 
 class ModelPick(CallbackData, prefix="m"):
     index: int  # position in the catalog: model ids can exceed 64 bytes
-    scope: str = "c"  # c: this conversation (+ default), d: default only (settings)
+    scope: ModelScope = ModelScope.CONVERSATION
 
 
 class HistoryOp(StrEnum):
@@ -49,24 +65,9 @@ class HistoryAction(CallbackData, prefix="h"):
         return uuid.UUID(hex=self.conversation)
 
 
-class SettingsOp(StrEnum):
-    PROMPT = "p"
-    CLEAR_PROMPT = "c"
-    MODEL = "m"
-    LANGUAGE = "l"
-
-
 class SettingsAction(CallbackData, prefix="st"):
     op: SettingsOp
     value: str = ""
-
-
-class PayMethod(StrEnum):
-    STARS = "s"  # one-off Stars invoice, 30 days
-    STARS_MONTHLY = "m"  # Stars subscription link, renews every 30 days
-    PROVIDER = "p"  # invoice through the operator's payment provider token
-    YOOKASSA = "y"
-    RAZORPAY = "r"
 
 
 class Buy(CallbackData, prefix="b"):

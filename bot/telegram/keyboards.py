@@ -1,25 +1,30 @@
-"""Inline keyboards, built with aiogram's builder and our CallbackData factories."""
+"""Inline keyboards, built with aiogram's builder and our CallbackData factories.
+What they offer is decided in core (core/views, payments/offers.py); these only draw."""
 
 from __future__ import annotations
 
 import uuid
 
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.telegram.callbacks import (
     AnswerAction,
     AnswerOp,
+    Buy,
     HistoryAction,
     HistoryOp,
     ModelPick,
     SettingsAction,
     SettingsOp,
 )
-from core.conversations.service import ConversationPage
-from core.i18n import LANGUAGES, t
-from core.llm.catalog import ModelCatalog
-from core.tiers import TIERS, Tier
+from core.i18n import t
+from core.views.history import ConversationAction, HistoryPage
+from core.views.models import ModelMenu
+from core.views.settings import SettingsView
+from payments.offers import Offer
+
+TITLE_CHARS = 40  # of a conversation's title on its button
 
 
 def streaming(lang: str, message_id: uuid.UUID) -> InlineKeyboardMarkup:
@@ -58,77 +63,92 @@ def answer(lang: str, message_id: uuid.UUID, index: int, count: int) -> InlineKe
     return builder.as_markup()
 
 
-def models(
-    lang: str, catalog: ModelCatalog, current: str, tier: Tier, scope: str = "c"
-) -> InlineKeyboardMarkup:
+def models(menu: ModelMenu) -> InlineKeyboardMarkup:
     """Grouped by quota class; the current one marked; locked ones show their plan."""
     builder = InlineKeyboardBuilder()
-    ordered = catalog.all()
     sizes: list[int] = []
-    for key, group in catalog.grouped().items():
+    for group in menu.groups:
         builder.button(
-            text=f"— {t(lang, f'quota.{key.value}')} —",
-            callback_data=ModelPick(index=-1, scope=scope),
+            text=f"— {group.label} —", callback_data=ModelPick(index=-1, scope=menu.scope)
         )
         sizes.append(1)
-        for model in group:
-            mark = "✅ " if model.id == current else ""
-            lock = "" if model.available_to(tier) else f" 🔒 {TIERS[model.min_tier].name}"
+        for model in group.models:
+            mark = "✅ " if model.current else ""
+            lock = f" 🔒 {model.required_plan}" if model.locked else ""
             builder.button(
                 text=f"{mark}{model.name}{lock}",
-                callback_data=ModelPick(index=ordered.index(model), scope=scope),
+                callback_data=ModelPick(index=model.index, scope=menu.scope),
             )
-        sizes += [2] * (len(group) // 2) + ([1] if len(group) % 2 else [])
+        count = len(group.models)
+        sizes += [2] * (count // 2) + ([1] if count % 2 else [])
     builder.adjust(*sizes)
     return builder.as_markup()
 
 
-def history(lang: str, page: ConversationPage, current: uuid.UUID | None) -> InlineKeyboardMarkup:
+def history(page: HistoryPage) -> InlineKeyboardMarkup | None:
+    """Per conversation its title (resume) and 🗑 (delete); ◀ ▶ between pages."""
+    if page.empty:
+        return None
     builder = InlineKeyboardBuilder()
     sizes: list[int] = []
-    for conversation in page.items:
-        mark = "• " if conversation.id == current else ""
-        builder.button(
-            text=f"{mark}{conversation.title[:40]}",
-            callback_data=HistoryAction(
-                op=HistoryOp.RESUME, conversation=conversation.id.hex, page=page.page
-            ),
-        )
-        builder.button(
-            text="🗑",
-            callback_data=HistoryAction(
-                op=HistoryOp.DELETE, conversation=conversation.id.hex, page=page.page
-            ),
-        )
-        sizes.append(2)
+    for entry in page.entries:
+        mark = "• " if entry.current else ""
+        row = 0
+        if ConversationAction.OPEN in entry.actions:
+            builder.button(
+                text=f"{mark}{entry.title[:TITLE_CHARS]}",
+                callback_data=HistoryAction(
+                    op=HistoryOp.RESUME, conversation=entry.id.hex, page=page.page
+                ),
+            )
+            row += 1
+        if ConversationAction.DELETE in entry.actions:
+            builder.button(
+                text="🗑",
+                callback_data=HistoryAction(
+                    op=HistoryOp.DELETE, conversation=entry.id.hex, page=page.page
+                ),
+            )
+            row += 1
+        if row:
+            sizes.append(row)
     nav = 0
-    if page.page > 1:
-        builder.button(text="◀", callback_data=HistoryAction(op=HistoryOp.PAGE, page=page.page - 1))
-        nav += 1
-    if page.page < page.pages:
-        builder.button(text="▶", callback_data=HistoryAction(op=HistoryOp.PAGE, page=page.page + 1))
-        nav += 1
+    for target, arrow in ((page.previous_page, "◀"), (page.next_page, "▶")):
+        if target is not None:
+            builder.button(text=arrow, callback_data=HistoryAction(op=HistoryOp.PAGE, page=target))
+            nav += 1
     if nav:
         sizes.append(nav)
     builder.adjust(*sizes)
     return builder.as_markup()
 
 
-def settings(lang: str) -> InlineKeyboardMarkup:
+def settings(view: SettingsView) -> InlineKeyboardMarkup:
+    """Prompt and clear side by side, the default model, then the languages in a row."""
     builder = InlineKeyboardBuilder()
-    builder.button(
-        text=t(lang, "settings.prompt"), callback_data=SettingsAction(op=SettingsOp.PROMPT)
-    )
-    builder.button(
-        text=t(lang, "settings.prompt_clear"),
-        callback_data=SettingsAction(op=SettingsOp.CLEAR_PROMPT),
-    )
-    builder.button(
-        text=t(lang, "settings.model"), callback_data=SettingsAction(op=SettingsOp.MODEL)
-    )
-    for code, name in LANGUAGES.items():
+    for button in view.buttons:
         builder.button(
-            text=f"🌐 {name}", callback_data=SettingsAction(op=SettingsOp.LANGUAGE, value=code)
+            text=button.label, callback_data=SettingsAction(op=button.op, value=button.value)
         )
-    builder.adjust(2, 1, len(LANGUAGES))
+    languages = sum(button.op is SettingsOp.LANGUAGE for button in view.buttons)
+    builder.adjust(2, 1, languages)
     return builder.as_markup()
+
+
+def offers(items: list[Offer]) -> InlineKeyboardMarkup | None:
+    """One buy button a row."""
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=offer.label,
+                callback_data=Buy(method=offer.method, tier=offer.tier.value).pack(),
+            )
+        ]
+        for offer in items
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
+
+
+def link(text: str, url: str) -> InlineKeyboardMarkup:
+    """One button that opens `url`."""
+    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=text, url=url)]])

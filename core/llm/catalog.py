@@ -106,6 +106,7 @@ class ModelLocked(ModelChoiceError):
             model=model.id,
             required_tier=model.min_tier,
         )
+        self.model = model
 
 
 @dataclass(frozen=True)

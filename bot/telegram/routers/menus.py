@@ -1,4 +1,5 @@
-"""Callbacks of the /model picker, /history list and /settings menu."""
+"""Callbacks of the /model picker, /history list and /settings menu. The choices and
+what they change are in core/views; this draws them."""
 
 from __future__ import annotations
 
@@ -15,18 +16,17 @@ from bot.telegram.callbacks import (
     SettingsOp,
 )
 from bot.telegram.replies import redraw, reply
-from bot.telegram.routers.commands import (
-    model_name,
-    send_history,
-    settings_text,
-)
+from bot.telegram.routers.commands import send_history, send_models
 from bot.telegram.states import SettingsStates
 from core.conversations.errors import ConversationNotFound
 from core.db.models import User
 from core.errors import OneAIError
-from core.i18n import LANGUAGES, error_text, t
+from core.i18n import error_text, t
+from core.llm.catalog import ModelLocked
 from core.services import Services
-from core.tiers import TIERS, Tier
+from core.views.history import delete_conversation, open_conversation
+from core.views.models import ModelScope, locked_notice, menu_for, model_at, switch_model
+from core.views.settings import choose_language, clear_system_prompt, settings_view
 
 
 def _message(query: CallbackQuery) -> Message | None:
@@ -36,33 +36,20 @@ def _message(query: CallbackQuery) -> Message | None:
 async def pick_model(
     query: CallbackQuery, callback_data: ModelPick, user: User, lang: str, services: Services
 ) -> None:
-    models = services.catalog.all()
-    if not 0 <= callback_data.index < len(models):
+    model = model_at(services.catalog, callback_data.index)
+    if model is None:
         await query.answer()  # a group header, or a stale index
         return
-    model = models[callback_data.index]
-    tier = Tier(user.tier)
-    if not model.available_to(tier):
-        await query.answer(
-            t(lang, "model.locked", model=model.name, plan=TIERS[model.min_tier].name),
-            show_alert=True,
-        )
+    try:
+        switched = await switch_model(services, user, model.id, lang, callback_data.scope)
+    except ModelLocked as exc:
+        await query.answer(locked_notice(lang, exc.model), show_alert=True)
         return
-    await services.accounts.set_default_model(user.id, model.id)
-    if callback_data.scope == "c":
-        conversation = await services.conversations.current(user.id)
-        if conversation is not None:
-            await services.conversations.set_model(user.id, conversation.id, model.id)
-    user.default_model = model.id
-    await query.answer(t(lang, "model.set", model=model.name))
+    await query.answer(switched.notice)
     message = _message(query)
     if message is not None:
-        current = await services.current_model_id(user) if callback_data.scope == "c" else model.id
-        await redraw(
-            message,
-            t(lang, "model.header", model=model.name),
-            keyboards.models(lang, services.catalog, current, tier, callback_data.scope),
-        )
+        menu = await menu_for(services, user, lang, callback_data.scope)
+        await redraw(message, menu.header, keyboards.models(menu))
 
 
 async def history_action(
@@ -74,16 +61,13 @@ async def history_action(
         return
     try:
         if callback_data.op is HistoryOp.RESUME:
-            conversation = await services.conversations.get(user.id, callback_data.conversation_id)
-            await services.accounts.set_current_conversation(user.id, conversation.id)
-            user.current_conversation_id = conversation.id
+            conversation = await open_conversation(services, user.id, callback_data.conversation_id)
             await query.answer(t(lang, "history.resumed", title=conversation.title))
             await reply(message, t(lang, "history.resumed", title=conversation.title))
         elif callback_data.op is HistoryOp.DELETE:
-            conversation = await services.conversations.get(user.id, callback_data.conversation_id)
-            await services.conversations.delete(user.id, conversation.id)
-            if user.current_conversation_id == conversation.id:
-                user.current_conversation_id = None
+            conversation = await delete_conversation(
+                services, user.id, callback_data.conversation_id
+            )
             await query.answer(t(lang, "history.deleted", title=conversation.title))
             await send_history(message, user, lang, services, callback_data.page, edit=True)
         else:
@@ -112,30 +96,23 @@ async def settings_action(
         if message is not None:
             await reply(message, t(lang, "settings.ask_prompt"))
         return
-    if callback_data.op is SettingsOp.CLEAR_PROMPT:
-        await services.accounts.set_system_prompt(user.id, None)
-        user.system_prompt = None
-        await query.answer(t(lang, "settings.prompt_cleared"))
-    elif callback_data.op is SettingsOp.MODEL:
+    if callback_data.op is SettingsOp.MODEL:
         await query.answer()
         if message is not None:
-            current = services.catalog.preferred(user.default_model).id
-            await reply(
-                message,
-                t(lang, "model.header", model=model_name(services, current)),
-                keyboards.models(lang, services.catalog, current, Tier(user.tier), scope="d"),
-            )
+            await send_models(message, user, lang, services, ModelScope.DEFAULT)
         return
+    if callback_data.op is SettingsOp.CLEAR_PROMPT:
+        await query.answer(await clear_system_prompt(services, user, lang))
     elif callback_data.op is SettingsOp.LANGUAGE:
-        if callback_data.value not in LANGUAGES:
+        notice = await choose_language(services, user, callback_data.value)
+        if notice is None:
             await query.answer(t(lang, "stale_button"), show_alert=True)
             return
-        await services.accounts.set_language(user.id, callback_data.value)
         lang = callback_data.value
-        user.language = lang
-        await query.answer(t(lang, "settings.language_set"))
+        await query.answer(notice)
     if message is not None:
-        await redraw(message, await settings_text(user, lang, services), keyboards.settings(lang))
+        view = settings_view(services, user, lang)
+        await redraw(message, view.text, keyboards.settings(view))
 
 
 def create_router() -> Router:
