@@ -74,6 +74,25 @@ TEXTS: dict[str, dict[str, str]] = {
         "history.resume": "▶ Resume",
         "history.delete": "🗑 Delete",
         "history.resumed": "▶ Continuing “{title}”.",
+        "history.export": "📄 Export…",
+        "help.discord": (
+            "In DMs just write; in a server, /chat PROMPT opens a thread and every message "
+            "there continues it (elsewhere mention the bot).\n"
+            "/chat PROMPT — ask the model\n"
+            "/new — start a new conversation\n"
+            "/model — pick the AI model\n"
+            "/history — your conversations\n"
+            "/rename TITLE — rename this conversation\n"
+            "/export — this conversation as a Markdown file\n"
+            "/usage — your quotas\n"
+            "/settings — system prompt, default model, language\n"
+            "/image PROMPT — generate an image\n"
+            "/plan — plans and upgrades\n"
+            "/link — one account on Telegram and Discord\n"
+            "/cancel — stop the answer being written\n\n"
+            "Edit your message to get a new answer; under an answer 🔄 writes another "
+            "version and ◀ n/m ▶ pages through them."
+        ),
         "history.deleted": "🗑 Deleted “{title}”.",
         "rename.usage": "Usage: /rename New title",
         "rename.done": "✏️ Renamed to “{title}”.",
@@ -281,6 +300,25 @@ TEXTS: dict[str, dict[str, str]] = {
         "history.resume": "▶ Продолжить",
         "history.delete": "🗑 Удалить",
         "history.resumed": "▶ Продолжаем «{title}».",
+        "history.export": "📄 Экспорт…",
+        "help.discord": (
+            "В личных сообщениях просто пишите; на сервере /chat ЗАПРОС открывает ветку, и "
+            "каждое сообщение в ней продолжает разговор (в других местах упомяните бота).\n"
+            "/chat ЗАПРОС — спросить модель\n"
+            "/new — новый разговор\n"
+            "/model — выбрать модель\n"
+            "/history — ваши разговоры\n"
+            "/rename НАЗВАНИЕ — переименовать разговор\n"
+            "/export — разговор файлом Markdown\n"
+            "/usage — ваши лимиты\n"
+            "/settings — системный промпт, модель по умолчанию, язык\n"
+            "/image ЗАПРОС — нарисовать картинку\n"
+            "/plan — тарифы\n"
+            "/link — один аккаунт в Telegram и Discord\n"
+            "/cancel — остановить ответ\n\n"
+            "Отредактируйте сообщение, чтобы получить новый ответ; под ответом 🔄 пишет "
+            "другую версию, а ◀ n/m ▶ листает их."
+        ),
         "history.deleted": "🗑 Удалён «{title}».",
         "rename.usage": "Использование: /rename Новое название",
         "rename.done": "✏️ Переименовано в «{title}».",

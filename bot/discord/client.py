@@ -52,9 +52,10 @@ class OneAIBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         from bot.discord.cogs import COGS
+        from bot.discord.cogs.account import ITEMS as ACCOUNT_ITEMS
         from bot.discord.cogs.link import UnlinkButton
 
-        self.add_dynamic_items(*DYNAMIC_ITEMS, UnlinkButton)
+        self.add_dynamic_items(*DYNAMIC_ITEMS, *ACCOUNT_ITEMS, UnlinkButton)
         for cog in COGS:
             await self.add_cog(cog(self))
         await self.sync_commands()

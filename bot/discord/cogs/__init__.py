@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from discord.ext import commands
 
+from bot.discord.cogs.account import AccountCog
 from bot.discord.cogs.chat import ChatCog
 from bot.discord.cogs.link import LinkCog
 from bot.discord.cogs.premium import PremiumCog
@@ -14,4 +15,4 @@ from bot.discord.cogs.premium import PremiumCog
 if TYPE_CHECKING:
     from bot.discord.client import OneAIBot
 
-COGS: tuple[Callable[[OneAIBot], commands.Cog], ...] = (ChatCog, LinkCog, PremiumCog)
+COGS: tuple[Callable[[OneAIBot], commands.Cog], ...] = (ChatCog, AccountCog, LinkCog, PremiumCog)
