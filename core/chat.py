@@ -66,6 +66,17 @@ class GenerationResult:
     usage: Usage | None
 
 
+@dataclass(frozen=True)
+class FinalState:
+    """What an ended generation saves."""
+
+    status: str
+    charged: bool
+    text: str
+    usage: Usage | None
+    error: OneAIError | None
+
+
 class Generation:
     """One answer being generated. Iterate `stream()` for text deltas as they
     arrive; `result` is set when the stream ends. `stop()` ends it early."""
@@ -125,7 +136,7 @@ class Generation:
         if self._started:
             raise RuntimeError("a generation streams once")
         self._started = True
-        self.chat._register(self)
+        self.chat.register(self)
         if self._stop_requested:
             # Stopped before it began: nothing to stream (a task cancelled before
             # its first step would never run the pump's own cleanup).
@@ -206,6 +217,16 @@ class Generation:
             except Exception:
                 log.warning("heartbeat of %s failed", self.message_id, exc_info=True)
 
+    async def abandon(self) -> None:
+        """Its platform failed before streaming it: the row ends `interrupted` now,
+        with its unit back, instead of waiting for a sweep."""
+        if self._started:
+            return
+        self._started = True
+        self._status = MessageStatus.INTERRUPTED
+        self.chat.register(self)
+        await asyncio.shield(self._settle())
+
     async def _settle(self) -> None:
         if self._pump_task is not None and not self._pump_task.done():
             await asyncio.wait([self._pump_task])
@@ -215,7 +236,8 @@ class Generation:
         charged = status == MessageStatus.COMPLETE or (
             status == MessageStatus.CANCELLED and self._first_token
         )
-        if not await self.chat._finish(self, status, charged):
+        final = FinalState(status, charged, self.text, self._usage, self._error)
+        if not await self.chat.save_final(self, final):
             # Not saved: the row ends `failed` with its unit back (in the
             # background if the database is away); the person is told so.
             status, charged, self._error = MessageStatus.FAILED, False, AnswerNotSaved()
@@ -302,12 +324,7 @@ class ChatService:
     async def abandon(self, generation: Generation) -> None:
         """A generation whose platform failed before streaming it: its row ends
         `interrupted` now, with its unit back, instead of waiting for a sweep."""
-        if generation.started:
-            return
-        generation._started = True
-        generation._status = MessageStatus.INTERRUPTED
-        self._register(generation)
-        await asyncio.shield(generation._settle())
+        await generation.abandon()
 
     def stop(self, user_id: int, message_id: uuid.UUID) -> bool:
         """Stop a generation of this user's running in this process."""
@@ -351,7 +368,8 @@ class ChatService:
                 await self._idle.wait()
         return len(cut)
 
-    def _register(self, generation: Generation) -> None:
+    def register(self, generation: Generation) -> None:
+        """A generation streams (or settles) here from now on."""
         self._running[generation.message_id] = generation
         self._idle.clear()
 
@@ -360,13 +378,13 @@ class ChatService:
         if not self._running:
             self._idle.set()
 
-    async def _finish(self, generation: Generation, status: str, charged: bool) -> bool:
+    async def save_final(self, generation: Generation, final: FinalState) -> bool:
         """Save the answer's final state and settle its unit, retrying a failed save.
         False when it could not be saved: the row is then ended `failed` with its
         unit back in the background, and stays registered here until it is."""
         for delay in (*SAVE_RETRY_DELAYS, None):
             try:
-                await self._save(generation, status, charged)
+                await self._save(generation.turn, final)
             except Exception:
                 if delay is None:
                     log.exception("could not save answer %s; it ends failed", generation.message_id)
@@ -405,19 +423,18 @@ class ChatService:
         for task in list(self._settling):
             await cancel_and_wait(task)
 
-    async def _save(self, generation: Generation, status: str, charged: bool) -> None:
-        usage = generation._usage
-        error = generation._error
+    async def _save(self, turn: Turn, final: FinalState) -> None:
+        usage, error = final.usage, final.error
         values = {
-            "content": generation.text,
-            "status": status,
+            "content": final.text,
+            "status": final.status,
             "error_code": error.code if error else None,
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
         }
-        await self._end_row(generation.turn, values, release=not charged)
-        generation.turn.answer.status = status
-        generation.turn.answer.content = generation.text
+        await self._end_row(turn, values, release=not final.charged)
+        turn.answer.status = final.status
+        turn.answer.content = final.text
 
     async def _end_row(self, turn: Turn, values: dict[str, Any], *, release: bool) -> None:
         """Move the answer row out of `streaming` with `values`; with `release`, its
