@@ -38,8 +38,6 @@ from core.text import StreamCleaner
 
 log = logging.getLogger(__name__)
 
-_END = object()
-
 # Pauses between attempts at an answer's final save (a dropped connection, a
 # database restarting); after the last, the row ends `failed` with its unit back.
 SAVE_RETRY_DELAYS = (0.2, 1.0, 3.0)
@@ -86,13 +84,14 @@ class Generation:
         self.turn = turn
         self.text = ""
         self.result: GenerationResult | None = None
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._stop_requested = False
+        self._cut = False  # stop() or interrupt() was called
+        self._reading: asyncio.Task[Any] | None = None  # the task iterating `stream()`
+        self._in_read = False  # it waits for the model now
         self._first_token = False
         self._usage: Usage | None = None
         self._error: OneAIError | None = None
         self._status = MessageStatus.STREAMING
-        self._pump_task: asyncio.Task[None] | None = None
         self._started = False
 
     @property
@@ -122,8 +121,14 @@ class Generation:
     def interrupt(self) -> None:
         """Cut the answer short for a reason of ours (the process is stopping): the
         text so far is kept, the unit goes back."""
-        if self._pump_task is not None and not self._pump_task.done():
-            self._pump_task.cancel()
+        if self.result is not None or self._cut:
+            return
+        self._cut = True
+        # The model is read in the consumer's own task (a wait on the network,
+        # nothing in between): a read in progress is cancelled there; between
+        # reads the stream ends at its next step.
+        if self._reading is not None and self._in_read and not self._reading.done():
+            self._reading.cancel()
 
     async def run(self) -> GenerationResult:
         """Generate to the end without watching the deltas."""
@@ -137,31 +142,26 @@ class Generation:
             raise RuntimeError("a generation streams once")
         self._started = True
         self.chat.register(self)
-        if self._stop_requested:
-            # Stopped before it began: nothing to stream (a task cancelled before
-            # its first step would never run the pump's own cleanup).
-            self._status = MessageStatus.CANCELLED
-            self._queue.put_nowait(_END)
-        else:
-            self._pump_task = asyncio.create_task(self._pump())
+        self._reading = asyncio.current_task()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            while True:
-                item = await self._queue.get()
-                if item is _END:
-                    break
-                assert isinstance(item, str)
-                yield item
+            if self._stop_requested or self._cut:
+                self._status = self._cut_status()  # stopped before it began
+            else:
+                async for piece in self._generate():
+                    yield piece
         finally:
+            self._reading = None
             heartbeat.cancel()
-            if self._pump_task is not None and not self._pump_task.done():
-                # The consumer went away (its task was cancelled): interrupted.
-                self._pump_task.cancel()
             await asyncio.shield(self._settle())
 
-    async def _pump(self) -> None:
+    def _cut_status(self) -> str:
+        return MessageStatus.CANCELLED if self._stop_requested else MessageStatus.INTERRUPTED
+
+    async def _generate(self) -> AsyncIterator[str]:
+        """The model's text, made storable and sendable as it arrives; how it ended
+        is left in `_status` (and `_error`)."""
         turn = self.turn
-        # What the model says is made storable and sendable as it arrives.
         cleaner = StreamCleaner()
         try:
             context = build_context(
@@ -170,22 +170,36 @@ class Generation:
                 system_prompt=turn.system_prompt,
                 estimator=self.chat.planner.estimator,
             )
-            async for chunk in self.chat.llm.stream_chat(
+            chunks = self.chat.llm.stream_chat(
                 turn.model.id, context.messages, max_tokens=turn.model.max_output_tokens
-            ):
-                if chunk.text and (piece := cleaner.feed(chunk.text)):
-                    self._first_token = True
-                    self.text += piece
-                    self._queue.put_nowait(piece)
-                if chunk.usage is not None:
-                    self._usage = chunk.usage
+            )
+            async with contextlib.aclosing(chunks):
+                self._in_read = True
+                async for chunk in chunks:
+                    if chunk.usage is not None:
+                        self._usage = chunk.usage
+                    if chunk.text and (piece := cleaner.feed(chunk.text)):
+                        self._first_token = True
+                        self.text += piece
+                        self._in_read = False
+                        yield piece
+                        if self._cut:
+                            self._status = self._cut_status()
+                            return
+                        self._in_read = True
+                self._in_read = False
             if tail := cleaner.flush():
                 self.text += tail
-                self._queue.put_nowait(tail)
+                yield tail
         except asyncio.CancelledError:
-            self._status = (
-                MessageStatus.CANCELLED if self._stop_requested else MessageStatus.INTERRUPTED
-            )
+            self._in_read = False
+            self._status = self._cut_status()
+            task = asyncio.current_task()
+            if not self._cut:
+                raise  # the consumer's task was cancelled from outside
+            if task is not None:
+                task.uncancel()  # our own cut: the stream just ends
+            return
         except OneAIError as exc:
             self._error = exc
             self._status = MessageStatus.FAILED
@@ -195,8 +209,6 @@ class Generation:
             self._status = MessageStatus.FAILED
         else:
             self._status = MessageStatus.COMPLETE
-        finally:
-            self._queue.put_nowait(_END)
 
     async def _heartbeat(self) -> None:
         """Prove this worker is alive and save the partial text, so a crash loses
@@ -228,8 +240,6 @@ class Generation:
         await asyncio.shield(self._settle())
 
     async def _settle(self) -> None:
-        if self._pump_task is not None and not self._pump_task.done():
-            await asyncio.wait([self._pump_task])
         status = self._status
         if status == MessageStatus.STREAMING:
             status = MessageStatus.INTERRUPTED

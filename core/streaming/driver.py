@@ -35,7 +35,6 @@ Rules, and where they are kept:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -97,21 +96,20 @@ class StreamDriver:
     ) -> DriverResult[Part]:
         stream = _Stream(self, sink, deltas)
         typing = self._spawn(stream.keep_typing(typing_interval))
-        reader = self._spawn(stream.read(deltas))
+        reader = stream.reader = self._spawn(stream.read(deltas))
         pusher = self._spawn(stream.push())
         try:
-            await asyncio.wait([reader, pusher], return_when=asyncio.FIRST_COMPLETED)
+            # Only the reader is awaited: the pusher cancels it if the chat becomes
+            # unavailable, so one wait covers both ends.
+            await asyncio.wait([reader])
         except asyncio.CancelledError:
             reader.cancel()
             # The source settles its outcome as its iteration unwinds.
             await asyncio.shield(asyncio.wait([reader], timeout=self.final_timeout))
             await self._settle(stream, StreamStatus.CANCELLED, typing, pusher)
             raise
-        if not reader.done():  # the pusher gave up first: the chat is unavailable
+        if stream.abandoned:  # the pusher gave up first: the chat is unavailable
             typing.cancel()
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
             stream.end(StreamStatus.CANCELLED)
             return stream.result()
         if reader.cancelled():  # the iterator raised CancelledError by itself
@@ -163,6 +161,7 @@ class _Stream(Generic[Part]):
         self.text = ""
         self.status: StreamStatus | None = None  # set once the deltas ended
         self.outcome: Outcome | None = None
+        self.reader: asyncio.Task[None] | None = None  # the task reading the deltas
         self.error: BaseException | None = None
         self.abandoned = False
         self.changed = asyncio.Event()  # there may be something new to show
@@ -225,7 +224,7 @@ class _Stream(Generic[Part]):
         """Until the final state is shown: wait for news, take a turn, make one call."""
         interval = self.sink.limits.min_interval
         while not self.delivered:
-            await self.changed.wait()
+            await self._news(interval)
             async with self.driver.chats.turn(self.sink.chat_key) as gate:
                 await self.driver.limiter.acquire()
                 # Cleared only now: whatever arrived during the waits is shown below.
@@ -245,6 +244,8 @@ class _Stream(Generic[Part]):
                     log.info("chat %r is unavailable; the answer is dropped", self.sink.chat_key)
                     self.abandoned = True
                     self.delivered = True
+                    if self.reader is not None:
+                        self.reader.cancel()  # stop reading the answer too
                     return
                 except RetryLater as exc:
                     self.retries += 1
@@ -263,6 +264,19 @@ class _Stream(Generic[Part]):
                 self._streak = 0
                 if not self.delivered and self._next_op(final) is not None:
                     self.changed.set()
+
+    async def _news(self, interval: float) -> None:
+        """Until there may be something new to show. Before the first post, at once
+        (the first token is never held back). After it, the next call waits its
+        turn anyway: look again every `interval`, or as soon as the deltas end.
+        Waiting on the reader rather than on an event also lets a simulated clock
+        see a streaming answer as one wait on the network."""
+        reader = self.reader
+        while not self.changed.is_set():
+            if not self.shown or reader is None or reader.done():
+                await self.changed.wait()
+            else:
+                await asyncio.wait({reader}, timeout=interval)
 
     def _next_op(self, final: bool) -> _Op | None:
         """The next call that brings what is shown closer to `parts`, or None.

@@ -22,6 +22,7 @@ from tests.fakes.llm_server import FakeLLM
 from tests.support.wait import until
 
 EDIT_INTERVAL = 0.2
+SETTLE_TIMEOUT = 30
 
 
 @dataclass
@@ -78,7 +79,7 @@ def simcord_bot(services: Services) -> discord.Client:
 async def simcord_env(simcord_bot: discord.Client) -> AsyncIterator[Env]:
     """simcord's own fixture (its plugin selects the clock in the test's context),
     with room for answers that stream for a while."""
-    env = Env(simcord_bot, settle_timeout=30)
+    env = Env(simcord_bot, settle_timeout=SETTLE_TIMEOUT)
     await env.start()
     try:
         yield env

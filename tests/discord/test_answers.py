@@ -61,7 +61,8 @@ async def test_a_dm_streams_and_ends_with_regenerate(discord_bot: Harness) -> No
     posts = discord_bot.requests("POST", f"/channels/{alice.dm_channel.id}/messages")
     edits = discord_bot.requests("PATCH", f"/channels/{alice.dm_channel.id}/messages/")
     assert len(posts) == 1
-    assert 1 <= len(edits) < len(words)
+    assert posts[0].json["content"] == "word0 "
+    assert 3 <= len(edits) < len(words) // 2
 
 
 async def test_chat_in_a_server_channel_opens_a_thread_that_continues(
@@ -71,23 +72,26 @@ async def test_chat_in_a_server_channel_opens_a_thread_that_continues(
     guild = env.create_guild()
     channel = guild.create_text_channel("general")
     alice = guild.add_member(env.create_user("alice"))
-    discord_bot.llm.script(Reply(text="Cats are small carnivores."), Reply(text="Dogs bark."))
+    cats = [f"{word} " for word in ["Cats", "are", "small", "carnivores", "that", "people", "keep"]]
+    discord_bot.llm.script(Reply(chunks=[*cats, "."], chunk_delay=0.1), Reply(text="Dogs bark."))
     result = await alice.slash(channel, "chat", prompt="Tell me about cats")
     assert result.acknowledged
     await discord_bot.quiet()
     (thread,) = channel.threads
     assert thread.name == "Tell me about cats"
     (answer,) = from_bot(thread.history())
-    assert answer.content == "Cats are small carnivores."
+    assert answer.content == "Cats are small carnivores that people keep ."
+    # It streamed into the thread: the first words, then edits.
+    assert len(discord_bot.requests("PATCH", f"/channels/{thread.id}/messages/")) >= 2
     # Every message in the thread continues that conversation, no mention needed.
     await alice.send(thread, "and dogs?")
     await discord_bot.quiet()
     answers = from_bot(thread.history())
-    assert [m.content for m in answers] == ["Cats are small carnivores.", "Dogs bark."]
+    assert [m.content for m in answers] == [answer.content, "Dogs bark."]
     second = discord_bot.llm.requests[1].body["messages"]
     assert [m["content"] for m in second if m["role"] != "system"] == [
         "Tell me about cats",
-        "Cats are small carnivores.",
+        "Cats are small carnivores that people keep .",
         "and dogs?",
     ]
 
@@ -301,3 +305,14 @@ async def test_bad_input_gets_a_polite_reply_and_costs_nothing(discord_bot: Harn
     assert replies[1].startswith("I can read text and photos only")
     assert discord_bot.llm.requests_count == 0
     assert await rows(discord_bot) == []
+
+
+async def test_chat_in_a_dm_answers_in_place(discord_bot: Harness) -> None:
+    env = discord_bot.env
+    alice = env.create_user("alice")
+    discord_bot.llm.script(Reply(text="Right here."))
+    result = await alice.slash("chat", prompt="where?")
+    assert result.response is not None and "where?" in result.response.content
+    await discord_bot.quiet()
+    answers = [m.content for m in from_bot(alice.dm_channel.history())]
+    assert answers[-1] == "Right here."
