@@ -13,18 +13,12 @@ from sqlalchemy import text
 from bot.http_server import GUARD_KEY
 from core.json_bounded import MAX_BYTES
 from core.services import Services
-from payments.service import Payments
-
-SERVICES_KEY = web.AppKey("services", Services)
-STARTED_KEY = web.AppKey("started", float)
-PAYMENTS_KEY = web.AppKey("payments", Payments)
 
 log = logging.getLogger(__name__)
 
 
-async def health(request: web.Request) -> web.Response:
+async def health(services: Services) -> web.Response:
     """Up or not, and nothing else: anyone can ask, so the reason goes to the log."""
-    services = request.app[SERVICES_KEY]
     try:
         async with services.db.read() as session:
             await session.execute(text("SELECT 1"))
@@ -61,10 +55,9 @@ def body_limit(max_bytes: int) -> Middleware:
     return limit_body
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request, services: Services, started: float) -> web.Response:
     """Prometheus text format."""
-    services = request.app[SERVICES_KEY]
-    uptime = time.monotonic() - request.app[STARTED_KEY]
+    uptime = time.monotonic() - started
     lines = [
         "# HELP oneai_uptime_seconds Seconds since this worker started.",
         "# TYPE oneai_uptime_seconds gauge",
@@ -91,9 +84,17 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(services: Services) -> web.Application:
+    """The HTTP application: its own routes see the services they were built with;
+    platforms and payment providers add theirs (webhooks) before it starts."""
     app = web.Application(client_max_size=MAX_BYTES, middlewares=[body_limit(MAX_BYTES)])
-    app[SERVICES_KEY] = services
-    app[STARTED_KEY] = time.monotonic()
-    app.router.add_get("/health", health)
-    app.router.add_get("/metrics", metrics)
+    started = time.monotonic()
+
+    async def health_route(_request: web.Request) -> web.Response:
+        return await health(services)
+
+    async def metrics_route(request: web.Request) -> web.Response:
+        return await metrics(request, services, started)
+
+    app.router.add_get("/health", health_route)
+    app.router.add_get("/metrics", metrics_route)
     return app

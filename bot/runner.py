@@ -16,7 +16,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from bot.http import PAYMENTS_KEY, build_app
+from bot.http import build_app
 from bot.http_server import serve_http
 from core.config import Settings
 from core.db.migrate import prepare_database
@@ -28,7 +28,7 @@ from payments.service import Payments
 
 log = logging.getLogger(__name__)
 
-# platform name, the variable that enables it, the module with `setup(services, app)`
+# platform name, the variable that enables it, the module with `setup(services, app, payments)`
 PLATFORMS = (
     ("telegram", "TELEGRAM_BOT_TOKEN", "bot.telegram.runner"),
     ("discord", "DISCORD_BOT_TOKEN", "bot.discord.runner"),
@@ -52,7 +52,8 @@ class Platform(Protocol):
     async def close(self) -> None: ...
 
 
-Setup = Callable[[Services, web.Application], Platform]
+# The services, the HTTP application (for webhook routes) and the payment providers.
+Setup = Callable[[Services, web.Application, Payments], Platform]
 
 
 class PlatformMissing(Exception):
@@ -91,7 +92,6 @@ async def run_bot(settings: Settings, *, catalog: ModelCatalog | None = None) ->
     services = Services.build(settings, catalog=catalog)
     payments = Payments.build(services)
     app = build_app(services)
-    app[PAYMENTS_KEY] = payments
     payments.mount(app)
     scheduler = PlanScheduler(services, payments)
     runner = web.AppRunner(app)
@@ -113,7 +113,7 @@ async def run_bot(settings: Settings, *, catalog: ModelCatalog | None = None) ->
         await services.go_live()
         with contextlib.suppress(Exception):
             await services.refresh_catalog()
-        platforms = [setup(services, app) for _, setup in enabled]
+        platforms = [setup(services, app, payments) for _, setup in enabled]
         if settings.payments.scheduler_enabled:
             scheduler.start()
         tasks = [asyncio.create_task(p.serve(), name=p.name) for p in platforms]

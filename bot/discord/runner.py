@@ -10,7 +10,6 @@ from aiohttp import web
 
 from bot.discord.client import OneAIBot
 from bot.discord.factory import build_client
-from bot.http import PAYMENTS_KEY
 from core.config import ConfigError
 from core.services import Services
 from payments.service import Payments
@@ -61,5 +60,8 @@ class DiscordPlatform:
         await self.client.close()
 
 
-def setup(services: Services, app: web.Application) -> DiscordPlatform:
-    return DiscordPlatform(services, app.get(PAYMENTS_KEY))
+def setup(
+    services: Services, app: web.Application, payments: Payments | None = None
+) -> DiscordPlatform:
+    """`app` is unused: Discord's events come over its gateway, not HTTP."""
+    return DiscordPlatform(services, payments)

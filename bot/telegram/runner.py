@@ -10,11 +10,11 @@ import logging
 from aiogram.exceptions import AiogramError, TelegramNetworkError, TelegramUnauthorizedError
 from aiohttp import web
 
-from bot.http import PAYMENTS_KEY
 from bot.telegram.factory import build_bot, build_dispatcher, build_storage, register_commands
 from bot.telegram.webhook import BoundedRequestHandler
 from core.config import ConfigError, TelegramSettings
 from core.services import Services
+from payments.service import Payments
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,15 @@ class TelegramPlatform:
 
     name = "telegram"
 
-    def __init__(self, services: Services, app: web.Application) -> None:
+    def __init__(
+        self, services: Services, app: web.Application, payments: Payments | None = None
+    ) -> None:
         """Builds everything; in webhook mode mounts the route (before the server starts)."""
         self.settings = services.settings.telegram
         self.bot = build_bot(self.settings)
         self.storage = build_storage(services.settings.redis.redis_url)
         self.dispatcher, self.answerer = build_dispatcher(
-            services, self.bot, storage=self.storage, payments_service=app.get(PAYMENTS_KEY)
+            services, self.bot, storage=self.storage, payments_service=payments
         )
         secret = self.settings.webhook_secret
         self.secret = secret.get_secret_value() if secret else None
@@ -115,5 +117,9 @@ class TelegramPlatform:
         await self.bot.session.close()
 
 
-def setup(services: Services, app: web.Application) -> TelegramPlatform:
-    return TelegramPlatform(services, app)
+def setup(
+    services: Services, app: web.Application, payments: Payments | None = None
+) -> TelegramPlatform:
+    """`app`: the HTTP application the webhook route is mounted on (webhook mode);
+    `payments`: the providers `oneai run` shares (built here when not given)."""
+    return TelegramPlatform(services, app, payments)
