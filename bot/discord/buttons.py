@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import discord
 
@@ -28,14 +28,19 @@ def _row(match: re.Match[str]) -> uuid.UUID:
     return uuid.UUID(hex=match["row"])
 
 
-class StopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"{PREFIX}:s:{_HEX}"):
-    def __init__(self, row_id: uuid.UUID, label: str = "⏹") -> None:
+class _RowButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"{PREFIX}:-"):
+    """A button whose custom id is `oneai:<op>:<row hex>`; subclasses give the op,
+    their template and what a press does."""
+
+    op = "-"
+
+    def __init__(self, row_id: uuid.UUID, label: str = "") -> None:
         self.row_id = row_id
         super().__init__(
             discord.ui.Button(
-                label=label,
+                label=label or self.op,
                 style=discord.ButtonStyle.secondary,
-                custom_id=f"{PREFIX}:s:{row_id.hex}",
+                custom_id=f"{PREFIX}:{self.op}:{row_id.hex}",
             )
         )
 
@@ -46,35 +51,19 @@ class StopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"{PR
         item: discord.ui.Item[Any],
         match: re.Match[str],
         /,
-    ) -> StopButton:
+    ) -> Self:
         return cls(_row(match))
+
+
+class StopButton(_RowButton, template=rf"{PREFIX}:s:{_HEX}"):
+    op = "s"
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await _answers(interaction).pressed_stop(interaction, self.row_id)
 
 
-class RegenerateButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"{PREFIX}:r:{_HEX}"
-):
-    def __init__(self, row_id: uuid.UUID, label: str = "🔄") -> None:
-        self.row_id = row_id
-        super().__init__(
-            discord.ui.Button(
-                label=label,
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"{PREFIX}:r:{row_id.hex}",
-            )
-        )
-
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> RegenerateButton:
-        return cls(_row(match))
+class RegenerateButton(_RowButton, template=rf"{PREFIX}:r:{_HEX}"):
+    op = "r"
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await _answers(interaction).pressed_regenerate(interaction, self.row_id)

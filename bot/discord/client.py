@@ -11,6 +11,7 @@ from discord.ext import commands
 from bot.discord.buttons import DYNAMIC_ITEMS
 from bot.discord.chat import DiscordAnswers
 from bot.discord.notices import DiscordNotices
+from core.flood import FloodGuard
 from core.services import Services
 from core.streaming import RateLimiter, StreamDriver
 from payments.service import Payments
@@ -47,6 +48,8 @@ class OneAIBot(commands.Bot):
         self.answers = DiscordAnswers(self, services, self.driver)
         # Plan changes and cut answers reach people from the outbox while the bot runs.
         self.notices = DiscordNotices(self, services, self.answers)
+        # One person's messages and presses: at most 20 per 10 s.
+        self.flood = FloodGuard()
         # Cleared when the process stops: new events are then declined.
         self.intake = True
 

@@ -11,6 +11,7 @@ import discord
 
 from core.accounts import PlatformProfile
 from core.db.models import User
+from core.flood import FloodGuard, Verdict
 from core.i18n import pick_language, t
 from core.services import Services
 
@@ -39,8 +40,13 @@ async def upsert(
 
 
 async def person_of(services: Services, interaction: discord.Interaction[Any]) -> Person | None:
-    """The presser, or None after telling a banned person so (ephemeral)."""
+    """The presser, or None after telling them why not (ephemeral): banned, or
+    pressing and asking faster than the flood guard allows."""
     person = await upsert(services, interaction.user, str(interaction.locale))
+    flood: FloodGuard | None = getattr(interaction.client, "flood", None)
+    if flood is not None and flood.check(interaction.user.id) is not Verdict.PASS:
+        await interaction.response.send_message(t(person.lang, "slow_down"), ephemeral=True)
+        return None
     if person.user.is_banned:
         await interaction.response.send_message(t(person.lang, "blocked"), ephemeral=True)
         return None

@@ -15,6 +15,7 @@ import discord
 
 from bot.discord.render import DISCORD_LIMIT, split_message
 from core.streaming import ChatUnavailable, Outcome, RetryLater, SinkLimits
+from core.streaming.sink import final_layout
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +138,9 @@ class DiscordSink:
         """The last part with its buttons and the note on how the answer ended;
         messages of an old revision that are no longer needed are deleted."""
         note = self.note(outcome, "".join(parts)) if self.note else None
-        shown = list(parts[:-1])
-        last = parts[-1] if parts else None
-        if last is not None and note:
-            merged = with_note(last, note)
-            shown += [last, f"-# {note}"] if merged is None else [merged]
-        elif last is not None:
-            shown.append(last)
-        else:
-            shown = [f"-# {note}" if note else "…"]
+        shown = final_layout(
+            parts, note, merge=with_note, note_part=lambda words: f"-# {words}", empty="…"
+        )
         view = await self.final_view() if self.final_view else None
         first_new = len(parts) - 1 if parts else 0
         for index in range(first_new, len(shown)):

@@ -5,8 +5,6 @@ through: Telegram gives 10 seconds."""
 from __future__ import annotations
 
 import logging
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +13,7 @@ from aiogram.types import CallbackQuery, Message, TelegramObject, Update
 from aiogram.types import User as TgUser
 
 from core.accounts import AccountService, PlatformProfile
+from core.flood import FloodGuard, Verdict
 from core.i18n import pick_language, t
 from core.once import SeenDeliveries
 
@@ -113,26 +112,17 @@ class ThrottleMiddleware(BaseMiddleware):
     over the limit gets a polite note, later ones are dropped silently."""
 
     def __init__(self, limit: int = 20, window: float = 10.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._seen: dict[int, deque[float]] = {}
+        self.guard = FloodGuard(limit, window)
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         sender: TgUser | None = data.get("event_from_user")
         if sender is None or (isinstance(event, Update) and is_payment(event)):
             return await handler(event, data)
-        now = time.monotonic()
-        stamps = self._seen.setdefault(sender.id, deque())
-        while stamps and now - stamps[0] > self.window:
-            stamps.popleft()
-        if len(stamps) >= self.limit:
-            if len(stamps) == self.limit:
-                stamps.append(now)  # mark that the note was sent
-                await _notify(event, t(data.get("lang"), "slow_down"), data.get("answerer"))
+        verdict = self.guard.check(sender.id)
+        if verdict is Verdict.WARN:
+            await _notify(event, t(data.get("lang"), "slow_down"), data.get("answerer"))
+        if verdict is not Verdict.PASS:
             return None
-        stamps.append(now)
-        if len(self._seen) > 50_000:  # forget idle people so memory stays bounded
-            self._seen = {k: v for k, v in self._seen.items() if v and now - v[-1] < self.window}
         return await handler(event, data)
 
 

@@ -24,6 +24,7 @@ from aiogram.types import InlineKeyboardMarkup, Message, MessageEntity, ReplyPar
 
 from bot.telegram.render import TELEGRAM_LIMIT, Part, render, utf16_len
 from core.streaming import ChatUnavailable, Outcome, RetryLater, SinkLimits
+from core.streaming.sink import final_layout
 
 log = logging.getLogger(__name__)
 
@@ -170,15 +171,13 @@ class TelegramSink:
         messages of an old revision that are no longer needed are deleted."""
         text = "".join(part.text for part in parts)
         note = self.note(outcome, text) if self.note else None
-        last = parts[-1] if parts else None
-        shown = list(parts[:-1])
-        if last is not None and note:
-            merged = with_note(last, note)
-            shown += [last, render(f"_{note}_")[0]] if merged is None else [merged]
-        elif last is not None:
-            shown.append(last)
-        else:
-            shown = render(f"_{note}_") if note else [Part("…")]
+        shown = final_layout(
+            parts,
+            note,
+            merge=with_note,
+            note_part=lambda words: render(f"_{words}_")[0],
+            empty=Part("…"),
+        )
         markup = await self.final_markup() if self.final_markup else None
         first_new = len(parts) - 1 if parts else 0
         for index in range(first_new, len(shown)):

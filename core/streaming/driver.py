@@ -4,7 +4,7 @@ its limits, and always delivers the final state.
 Rules, and where they are kept:
 
 1. `sink.start()` (typing) is called at once and again every `typing_interval`
-   until the first token; refreshes only use spare global budget (`keep_typing`).
+   until the first token, each time only with spare global budget (`keep_typing`).
 2. The first token is posted as soon as it arrives, never held back to collect
    more text. Like every call it takes the chat's turn and a global token: the
    platform limits calls per chat whichever stream makes them, so it can wait
@@ -204,16 +204,14 @@ class _Stream(Generic[Part]):
                 self.changed.set()
 
     async def keep_typing(self, interval: float) -> None:
-        first = True
         while True:
-            # The first call always goes out; refreshes are cosmetic and must not
-            # take budget that edits are waiting for.
-            if first or self.driver.limiter.try_acquire():
+            # Typing is cosmetic: it never takes budget that posts and edits are
+            # waiting for (under load it is skipped).
+            if self.driver.limiter.try_acquire():
                 try:
                     await self.sink.start()
                 except Exception:
                     log.debug("typing status failed in chat %r", self.sink.chat_key, exc_info=True)
-            first = False
             try:
                 await asyncio.wait_for(self.has_text.wait(), interval)
                 return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, TypeVar, runtime_checkable
@@ -145,3 +145,24 @@ def split_plain(text: str, max_len: int) -> list[str]:
     if start < len(text):
         parts.append(text[start:])
     return parts
+
+
+def final_layout(
+    parts: Sequence[Part],
+    note: str | None,
+    *,
+    merge: Callable[[Part, str], Part | None],
+    note_part: Callable[[str], Part],
+    empty: Part,
+) -> list[Part]:
+    """What a finished answer shows: its parts with `note` (how it ended) below the
+    last one, in the same message if `merge` can fit it there, else in one of its
+    own; with no parts, the note alone, or `empty`."""
+    shown = list(parts[:-1])
+    if not parts:
+        return [note_part(note)] if note else [empty]
+    last = parts[-1]
+    if not note:
+        return [*shown, last]
+    merged = merge(last, note)
+    return [*shown, last, note_part(note)] if merged is None else [*shown, merged]

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
 from simcord.backend.models.message import MessageSticker
 from sqlalchemy import select, update
@@ -316,3 +318,18 @@ async def test_chat_in_a_dm_answers_in_place(discord_bot: Harness) -> None:
     await discord_bot.quiet()
     answers = [m.content for m in from_bot(alice.dm_channel.history())]
     assert answers[-1] == "Right here."
+
+
+async def test_a_flood_of_messages_gets_one_note_and_no_more(discord_bot: Harness) -> None:
+    env = discord_bot.env
+    alice = env.create_user("alice")
+    client: Any = env.bot
+    client.flood.limit = 3
+    discord_bot.llm.script(Reply(text="first"))
+    for index in range(8):
+        await alice.send_dm(f"message {index}")
+    await discord_bot.quiet()
+    replies = [m.content for m in from_bot(alice.dm_channel.history())]
+    assert sum("too fast" in r for r in replies) == 1, replies
+    # Three got through; the other five never reached the model.
+    assert discord_bot.llm.requests_count == 3

@@ -16,6 +16,7 @@ from bot.discord.people import Person, person_of, upsert
 from core.conversations.errors import ShuttingDown
 from core.conversations.turns import make_title
 from core.errors import OneAIError
+from core.flood import Verdict
 from core.i18n import error_text, pick_language, t
 from core.tiers import Tier
 
@@ -58,6 +59,11 @@ class ChatCog(commands.Cog):
             if me is None or me not in message.mentions:
                 return  # elsewhere in a server the bot answers only when mentioned
         person = await upsert(self.services, message.author)
+        verdict = self.bot.flood.check(message.author.id)
+        if verdict is not Verdict.PASS:
+            if verdict is Verdict.WARN:
+                await self.answers.surface.say(_origin(message), t(person.lang, "slow_down"))
+            return
         if person.user.is_banned:
             if private:
                 await self.answers.surface.say(_origin(message), t(person.lang, "blocked"))
