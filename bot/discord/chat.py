@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import discord
 
 from bot.discord.buttons import answer_view
-from bot.discord.people import Person
+from bot.discord.people import Person, person_of
 from bot.discord.sink import DiscordSink, translate
 from core.answers import AnswerFlow, ButtonCheck, Controls, Origin
 from core.answers.flow import AnswerView, ShowFailed
@@ -323,8 +323,6 @@ class DiscordAnswers:
     async def _pressed(
         self, interaction: discord.Interaction[Any], row_id: uuid.UUID
     ) -> tuple[Origin[Place], Person] | None:
-        from bot.discord.people import person_of
-
         person = await person_of(self.services, interaction)
         if person is None:
             return None

@@ -12,7 +12,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord.chat import Place
 from bot.discord.people import Person, person_of, upsert
+from core.answers import Origin
 from core.conversations.errors import ShuttingDown
 from core.conversations.turns import make_title
 from core.errors import OneAIError
@@ -188,10 +190,7 @@ def _echo(user: discord.abc.User, prompt: str) -> str:
     return f"**{user.display_name}**\n{quoted}"
 
 
-def _origin(message: discord.Message) -> Any:
-    from bot.discord.chat import Place
-    from core.answers import Origin
-
+def _origin(message: discord.Message) -> Origin[Place]:
     return Origin(
         chat_id=message.channel.id,
         platform_user_id=str(message.author.id),
