@@ -208,6 +208,10 @@ class TelegramSettings(BaseSettings):
         return value.rstrip("/")
 
 
+# A Discord bot token: base64 user id, timestamp and HMAC, dot-separated.
+_DISCORD_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}")
+
+
 class DiscordSettings(BaseSettings):
     model_config = _section("DISCORD_")
 
@@ -223,6 +227,20 @@ class DiscordSettings(BaseSettings):
     sku_pro: int | None = None
 
     _split = field_validator("admin_ids", "guild_ids", mode="before")(_split_ids)
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here: discord.py would only fail at login, after the rest started.
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if _DISCORD_TOKEN.fullmatch(token) is None:
+            raise ValueError(
+                "is not a bot token: expected three dot-separated parts of letters, "
+                "digits, _ and -, as the Developer Portal's Bot page shows it (Reset Token)"
+            )
+        return SecretStr(token)
 
 
 class HttpSettings(BaseSettings):

@@ -87,6 +87,15 @@ def test_malformed_bot_token_is_named_not_shown(
     assert secret not in message
 
 
+def test_malformed_discord_token_is_named_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "only-one-part-secretsecretsecret")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith("configuration error: DISCORD_BOT_TOKEN: ")
+    assert "secretsecretsecret" not in message
+
+
 def test_bot_token_is_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", " 123456789:AA_secret-part \n")
     token = TelegramSettings().bot_token
