@@ -114,11 +114,24 @@ class FakeSink:
         self.messages: dict[int, str] = {}
         self.final: tuple[list[str], str] | None = None
         self.problems: list[str] = []
+        self._count = 0
+        self.live: set[int] = set()  # the parts showing the live controls
 
     def split(self, text: str) -> list[str]:
-        if self._split is not None:
-            return self._split(text)
-        return split_plain(text, self.limits.max_length)
+        parts = (
+            self._split(text)
+            if self._split is not None
+            else split_plain(text, self.limits.max_length)
+        )
+        self._count = len(parts)
+        return parts
+
+    def _track_live(self, index: int) -> None:
+        # Like a platform sink: the live controls (Stop) show under the last part.
+        if index == self._count - 1:
+            self.live.add(index)
+        else:
+            self.live.discard(index)
 
     async def _call(self, op: str, index: int = -1, text: str = "") -> None:
         error = self.fault(op, index) if self.fault else None
@@ -140,13 +153,18 @@ class FakeSink:
         self._check(len(part) <= self.limits.max_length, f"part {index} too long")
         await self._call("send", index, part)
         self.messages[index] = part
+        self._track_live(index)
 
     async def edit(self, index: int, part: str) -> None:
         self._check(index in self.messages, f"edit({index}) of a part never sent")
-        self._check(self.messages.get(index) != part, f"edit({index}) changes nothing")
+        dropping_controls = index in self.live and index < self._count - 1
+        self._check(
+            self.messages.get(index) != part or dropping_controls, f"edit({index}) changes nothing"
+        )
         self._check(len(part) <= self.limits.max_length, f"part {index} too long")
         await self._call("edit", index, part)
         self.messages[index] = part
+        self._track_live(index)
 
     async def delete(self, index: int) -> None:
         self._check(index == max(self.messages, default=-1), f"delete({index}) not the last")
@@ -703,6 +721,22 @@ def test_the_sources_own_outcome_reaches_finish() -> None:
         assert result.status == StreamStatus.COMPLETE
         assert result.outcome == Outcome("cancelled")
         assert sink.final == (["half an answer"], "cancelled")
+
+    virtual(main())
+
+
+def test_stop_leaves_a_part_whose_text_was_complete_when_the_next_one_came() -> None:
+    """A part posted as the last one shows Stop; when the answer goes on in a new
+    part at exactly its end (its text unchanged), it is still edited to drop Stop."""
+
+    async def main() -> None:
+        sink = FakeSink(max_length=10, min_interval=0.5)
+        await driver().run(sink, paced(["aaaaaaaaa\n", "bbb", "ccc"], 1.0))
+        ops = [(c.op, c.index) for c in updates(sink.calls)]
+        assert ops[:2] == [("send", 0), ("send", 1)]
+        assert ("edit", 0) in ops[2:]
+        assert sink.live <= {len(sink.messages) - 1}
+        assert not sink.problems
 
     virtual(main())
 

@@ -168,6 +168,7 @@ class _Stream(Generic[Part]):
         self.has_text = asyncio.Event()  # first token (or the end): typing stops
         self.parts: Sequence[Part] = ()  # the newest split
         self.shown: list[Part] = []  # what each posted part shows
+        self.live: set[int] = set()  # the posted parts showing the live controls
         self.delivered = False
         self.sends = self.edits = self.deletes = self.retries = self.failures = 0
         self._streak = 0  # consecutive failed calls
@@ -291,9 +292,22 @@ class _Stream(Generic[Part]):
                 return ("edit", index)
         if len(shown) < synced:
             return ("send", len(shown))
+        # A part posted as the last one carries the live controls (Stop): once the
+        # part after it is posted (with them), it is edited to drop them, even if
+        # its text stayed the same.
+        for index in sorted(self.live):
+            if index < min(synced, len(shown)) and index < len(parts) - 1:
+                return ("edit", index)
         if len(shown) > len(parts):
             return ("delete", len(shown) - 1)
         return ("finish", len(parts) - 1) if final else None
+
+    def _track_live(self, index: int) -> None:
+        """The sink shows the live controls under the last part only."""
+        if index == len(self.parts) - 1:
+            self.live.add(index)
+        else:
+            self.live.discard(index)
 
     async def _apply(self, op: _Op) -> None:
         kind, index = op
@@ -302,10 +316,12 @@ class _Stream(Generic[Part]):
             await self.sink.edit(index, parts[index])
             self.shown[index] = parts[index]
             self.edits += 1
+            self._track_live(index)
         elif kind == "send":
             await self.sink.send(index, parts[index])
             self.shown.append(parts[index])
             self.sends += 1
+            self._track_live(index)
         elif kind == "delete":
             await self.sink.delete(index)
             self.shown.pop()
