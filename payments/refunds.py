@@ -299,9 +299,14 @@ class Refunds:
     ) -> RefundResult:
         """Refund one payment in full: `payment_id` is the ledger row's id, or the
         provider's charge id (a Stars charge, a YooKassa payment, a Razorpay pay_…).
-        Raises a RefundError subclass when nothing was refunded now."""
+        `admin_user_id` is our users.id of the admin (None: an operator at a shell),
+        written to the audit log with `reason`. Raises a RefundError subclass when
+        nothing was refunded now."""
         target = await self._target(payment_id)
         self._check(target)
+        if admin_user_id is not None and not await self._is_user(admin_user_id):
+            # The audit row names them: a wrong id must fail before any money moves.
+            raise ValueError(f"admin_user_id {admin_user_id} is not a user")
         before = await self._plan(target.user_id)
         claim = await self._claim(target, admin_user_id, reason)
         try:
@@ -599,6 +604,10 @@ class Refunds:
                     },
                 )
             )
+
+    async def _is_user(self, user_id: int) -> bool:
+        async with self.db.read() as session:
+            return await session.get(User, user_id) is not None
 
     async def _plan(self, user_id: int | None) -> PlanState:
         if user_id is None:
