@@ -302,11 +302,11 @@ class Refunds:
         `admin_user_id` is our users.id of the admin (None: an operator at a shell),
         written to the audit log with `reason`. Raises a RefundError subclass when
         nothing was refunded now."""
-        target = await self._target(payment_id)
-        self._check(target)
         if admin_user_id is not None and not await self._is_user(admin_user_id):
             # The audit row names them: a wrong id must fail before any money moves.
             raise ValueError(f"admin_user_id {admin_user_id} is not a user")
+        target = await self._target(payment_id)
+        self._check(target)
         before = await self._plan(target.user_id)
         claim = await self._claim(target, admin_user_id, reason)
         try:
