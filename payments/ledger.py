@@ -5,6 +5,13 @@ provider's charge or event id), inserted with ON CONFLICT DO NOTHING, and the pl
 change it pays for happens in the same transaction only when that insert wrote a
 row. The same payment delivered again, or ten times at once, finds the key taken
 and changes nothing.
+
+A refund is keyed by the payment it returns (`refund:<charge id>`), whoever
+reports it: the provider's notice or an admin's refund (payments/refunds.py), whose
+claim on that key is completed here. It marks the payment `refunded` and takes back
+the time that payment bought and that is not used yet (SubscriptionService.refund),
+which is why a payment's row keeps the period it bought (`bought_from`,
+`bought_until`).
 """
 
 from __future__ import annotations

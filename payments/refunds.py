@@ -400,12 +400,8 @@ class Refunds:
         )
 
     def _check(self, target: _Target) -> None:
-        if target.kind not in PAID_KINDS or target.amount_minor <= 0:
-            raise NothingToRefund(target.id)
-        if target.status == "refunded":
-            raise AlreadyRefunded(target.id)
-        if target.user_id is None:
-            raise NothingToRefund(target.id)  # the person was deleted
+        if target.kind not in PAID_KINDS:
+            raise NothingToRefund(target.id)  # a refund row
         configured = {
             stars.STARS: self.refund_star_payment is not None,
             yookassa_provider.PROVIDER: self.yookassa is not None,
@@ -413,6 +409,11 @@ class Refunds:
         }
         if target.provider not in configured:
             raise RefundNotSupported(target.provider)
+        if target.amount_minor <= 0 or target.user_id is None:
+            # No money (a free first cycle), or nobody to refund (a deleted person).
+            raise NothingToRefund(target.id)
+        if target.status == "refunded":
+            raise AlreadyRefunded(target.id)
         if not configured[target.provider]:
             raise ProviderNotConfigured(target.provider)
 
