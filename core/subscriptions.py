@@ -67,6 +67,9 @@ class PlanChange:
     new_tier: Tier
     reason: Reason
     period_end: datetime | None
+    # A payment's change: the time it bought is [paid_from, period_end) (empty when
+    # it added none). None for changes that bought nothing.
+    paid_from: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,9 @@ class SubscriptionService:
         # A new plan or an upgrade starts with fresh quotas; a downgrade changes limits.
         await self.quotas.assign_tier(session, user_id, tier, reset=tier.rank >= old_tier.rank)
         kind = "plan.downgraded" if tier.rank < old_tier.rank else "plan.activated"
-        return self._record(session, user, sub, old_tier, reason, kind, purchase.platform)
+        return self._record(
+            session, user, sub, old_tier, reason, kind, purchase.platform, paid_from=now
+        )
 
     async def _provider_row(
         self, session: AsyncSession, user_id: int, purchase: Purchase
@@ -247,6 +252,9 @@ class SubscriptionService:
             end = purchase.period_end
         else:
             end = max(sub.current_period_end, now) + purchase.period
+        # What this payment buys: from the old end (or now, if that is past) to the
+        # new end; nothing if the end does not move.
+        added_from = max(sub.current_period_end, now) if end > sub.current_period_end else None
         if end > sub.current_period_end:
             sub.current_period_start = min(sub.current_period_end, now)
             sub.current_period_end = end
@@ -275,7 +283,14 @@ class SubscriptionService:
         await self.quotas.assign_tier(session, user.id, Tier(sub.tier), reset=False)
         reason = purchase.reason or Reason.RENEWAL
         return self._record(
-            session, user, sub, Tier(user.tier), reason, "plan.renewed", purchase.platform
+            session,
+            user,
+            sub,
+            Tier(user.tier),
+            reason,
+            "plan.renewed",
+            purchase.platform,
+            paid_from=added_from or sub.current_period_end,
         )
 
     async def end(
@@ -307,6 +322,111 @@ class SubscriptionService:
         await self.quotas.assign_tier(session, user_id, Tier.FREE, reset=False)
         kind = "plan.refunded" if reason is Reason.REFUND else "plan.expired"
         return self._record(session, user, sub, old_tier, reason, kind, platform)
+
+    async def refund(
+        self,
+        session: AsyncSession,
+        subscription_id: int,
+        *,
+        paid_from: datetime | None,
+        paid_until: datetime | None,
+        platform: str | None = None,
+    ) -> PlanChange | None:
+        """A payment that bought [paid_from, paid_until) on `subscription_id` was
+        refunded: the part of that time not used yet is taken off the subscription.
+
+        - Time already used (the refund of an older period): no plan changes.
+        - The current plan with paid time left after that (the refunded payment
+          was a renewal whose period has not begun): the period ends where the
+          earlier payment's did, and our own renewals stop.
+        - The current plan with nothing paid left (the refunded payment bought the
+          current period): it ends now, and the person falls back to an earlier
+          plan still paid for (a smaller one an upgrade replaced), or to free.
+        - A plan that is not the current one (replaced, expired): it keeps less
+          time to fall back to; the person's plan stays.
+
+        Without a recorded period (payments from before periods were kept) the
+        payment counts as having bought the current period. None: no plan change."""
+        found = await session.get(Subscription, subscription_id)
+        if found is None:
+            return None
+        user = await self._lock_user(session, found.user_id)
+        sub = await session.scalar(
+            select(Subscription)
+            .where(Subscription.id == subscription_id)
+            .execution_options(populate_existing=True)
+        )
+        if sub is None:
+            return None
+        now = self._now()
+        end = sub.current_period_end
+        if paid_until is None:
+            if not sub.is_current:
+                return None
+            paid_from, paid_until = now, end
+        start = max(paid_from or now, now)
+        unused = min(paid_until, end) - start
+        if unused <= timedelta(0):
+            return None
+        # Never before `start`, so never in the past.
+        new_end = end - unused
+        if not sub.is_current:
+            sub.current_period_end = new_end
+            return None
+        old_tier = Tier(user.tier)
+        if new_end > now:
+            sub.current_period_end = new_end
+            sub.reminded_at = None
+            if sub.meta.get("recurring") and not sub.cancel_at_period_end:
+                sub.cancel_at_period_end = True
+                sub.canceled_at = now
+                sub.status = Status.CANCELLED
+                user.tier_status = Status.CANCELLED
+            return self._record(
+                session, user, sub, old_tier, Reason.REFUND, "plan.refund_shortened", platform
+            )
+        sub.is_current = False
+        sub.status = Status.REFUNDED
+        # The partial unique index cannot be deferred: clear before another is current.
+        await session.flush()
+        back = await self._still_paid(session, user.id, below=Tier(sub.tier), now=now)
+        if back is None:
+            user.tier = Tier.FREE.value
+            user.tier_status = Status.ACTIVE
+            await self.quotas.assign_tier(session, user.id, Tier.FREE, reset=False)
+            return self._record(
+                session, user, sub, old_tier, Reason.REFUND, "plan.refunded", platform
+            )
+        back.is_current = True
+        back.status = Status.CANCELLED if back.cancel_at_period_end else Status.ACTIVE
+        await session.flush()
+        user.tier = back.tier
+        user.tier_status = back.status
+        await self.quotas.assign_tier(session, user.id, Tier(back.tier), reset=False)
+        return self._record(
+            session, user, back, old_tier, Reason.REFUND, "plan.refunded_back", platform
+        )
+
+    async def _still_paid(
+        self, session: AsyncSession, user_id: int, *, below: Tier, now: datetime
+    ) -> Subscription | None:
+        """The best earlier plan with time left that an upgrade replaced."""
+        rows = (
+            await session.scalars(
+                select(Subscription)
+                .where(
+                    Subscription.user_id == user_id,
+                    Subscription.is_current.is_(False),
+                    Subscription.status == Status.REPLACED,
+                    Subscription.current_period_end > now,
+                )
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+        candidates = [row for row in rows if 0 < Tier(row.tier).rank < below.rank]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda row: (Tier(row.tier).rank, row.current_period_end))
 
     async def shorten(
         self,
@@ -391,6 +511,8 @@ class SubscriptionService:
         reason: Reason,
         kind: str,
         platform: str | None,
+        *,
+        paid_from: datetime | None = None,
     ) -> PlanChange:
         new_tier = Tier(user.tier)
         session.add(
@@ -424,7 +546,9 @@ class SubscriptionService:
             reason.value,
             sub.current_period_end.isoformat(),
         )
-        return PlanChange(user.id, sub.id, old_tier, new_tier, reason, sub.current_period_end)
+        return PlanChange(
+            user.id, sub.id, old_tier, new_tier, reason, sub.current_period_end, paid_from
+        )
 
     # -- the scheduler's work ---------------------------------------------------------
 

@@ -5,28 +5,50 @@ provider's charge or event id), inserted with ON CONFLICT DO NOTHING, and the pl
 change it pays for happens in the same transaction only when that insert wrote a
 row. The same payment delivered again, or ten times at once, finds the key taken
 and changes nothing.
+
+A refund is keyed by the payment it returns (`refund:<charge id>`), whoever
+reports it: the provider's notice or an admin's refund (payments/refunds.py), whose
+claim on that key is completed here. It marks the payment `refunded` and takes back
+the time that payment bought and that is not used yet (SubscriptionService.refund),
+which is why a payment's row keeps the period it bought (`bought_from`,
+`bought_until`).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.clock import utcnow
 from core.db.engine import Database
-from core.db.models import Payment, PaymentOrder
+from core.db.models import AuditLog, Payment, PaymentOrder, User
 from core.db.upsert import insert_new
 from core.outbox import Outbox
-from core.subscriptions import PlanChange, Purchase, Reason, SubscriptionService
+from core.subscriptions import PlanChange, Purchase, SubscriptionService
 from core.tiers import Tier
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["payment", "renewal", "refund"]
+PAID_KINDS = ("payment", "renewal")
+# A refund row while it is not done: claimed by an admin (the provider call under
+# way or its answer lost), accepted by the provider but not finished, or refused.
+REFUND_OPEN = ("requested", "pending", "failed")
+
+
+def refund_key(charge_id: str) -> str:
+    """The ledger key of the refund of payment `charge_id`: one per payment."""
+    return f"refund:{charge_id}"
+
+
+def _moment(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
 @dataclass(frozen=True)
@@ -192,17 +214,23 @@ class Ledger:
 
     async def settle_in(self, session: AsyncSession, entry: LedgerEntry) -> Settled:
         """`settle` inside the caller's transaction (the caller wakes the outbox)."""
+        if entry.kind == "refund":
+            return await self._settle_refund(session, entry)
         payment_id = await self._insert(session, entry)
         if payment_id is None:
             log.info("%s %s %s: already recorded", entry.provider, entry.kind, entry.charge_id)
             return Settled(duplicate=True)
         change = await self._apply(session, entry)
         if change is not None and change.subscription_id is not None:
-            await session.execute(
-                update(Payment)
-                .where(Payment.id == payment_id)
-                .values(subscription_id=change.subscription_id)
-            )
+            values: dict[str, Any] = {"subscription_id": change.subscription_id}
+            if change.paid_from is not None and change.period_end is not None:
+                # The time this payment bought: what a refund of it takes back.
+                values["payload"] = {
+                    **entry.payload,
+                    "bought_from": change.paid_from.isoformat(),
+                    "bought_until": change.period_end.isoformat(),
+                }
+            await session.execute(update(Payment).where(Payment.id == payment_id).values(**values))
         if entry.order_id is not None and entry.purchase is not None:
             await session.execute(
                 update(PaymentOrder).where(PaymentOrder.id == entry.order_id).values(status="paid")
@@ -225,30 +253,6 @@ class Ledger:
         return await insert_new(session, Payment, values, ["provider", "provider_charge_id"])
 
     async def _apply(self, session: AsyncSession, entry: LedgerEntry) -> PlanChange | None:
-        if entry.kind == "refund":
-            paid_for = None
-            if entry.refund_of is not None:
-                paid_for = await session.scalar(
-                    select(Payment.subscription_id).where(
-                        Payment.provider == entry.provider,
-                        Payment.provider_charge_id == entry.refund_of,
-                    )
-                )
-            if paid_for is None:
-                log.warning(
-                    "%s refund %s: no payment %s on record; the plan stays",
-                    entry.provider,
-                    entry.charge_id,
-                    entry.refund_of,
-                )
-                return None
-            return await self.subscriptions.end(
-                session,
-                entry.user_id,
-                Reason.REFUND,
-                subscription_id=paid_for,
-                platform=entry.platform,
-            )
         if entry.purchase is None:
             return None
         if entry.order_id is not None and entry.purchase.provider_subscription_id is not None:
@@ -278,6 +282,182 @@ class Ledger:
                 platform=entry.platform,
             )
         return change
+
+    # -- refunds ------------------------------------------------------------------------
+
+    async def _settle_refund(self, session: AsyncSession, entry: LedgerEntry) -> Settled:
+        """A refund the provider reports done (its notification, or its answer to
+        our call). Keyed by the payment it returns (`refund_key`), so a payment is
+        refunded once in the ledger: an admin's claim on that key (requested,
+        pending or failed) is completed now; a finished refund makes this a
+        duplicate."""
+        row_id = await self._insert(session, entry)
+        claim: dict[str, Any] = {}
+        if row_id is None:
+            row = await session.scalar(
+                select(Payment)
+                .where(
+                    Payment.provider == entry.provider,
+                    Payment.provider_charge_id == entry.charge_id,
+                )
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            assert row is not None  # the key is taken
+            if row.status not in REFUND_OPEN:
+                return await self._another_refund(session, entry, row)
+            claim = dict(row.payload or {})
+            row.status = "succeeded"
+            row.payload = {**claim, **entry.payload}
+            row.amount_minor = entry.amount_minor
+            row.currency = entry.currency
+            row.created_at = utcnow()  # when the money went back
+            row_id = row.id
+        change = await self._refund_plan(session, entry, row_id, claim)
+        return Settled(duplicate=False, change=change)
+
+    async def _another_refund(
+        self, session: AsyncSession, entry: LedgerEntry, done: Payment
+    ) -> Settled:
+        """The payment was refunded already. A different refund of it at the
+        provider (a partial one made by hand) is money too: recorded on a key of
+        its own, with no plan change."""
+        mine = (done.payload or {}).get("refund_id")
+        other = entry.payload.get("refund_id")
+        if not other or not mine or other == mine:
+            log.info("%s refund %s: already recorded", entry.provider, entry.charge_id)
+            return Settled(duplicate=True)
+        extra = replace(entry, charge_id=f"{entry.charge_id}:{other}")
+        if await self._insert(session, extra) is None:
+            return Settled(duplicate=True)
+        log.warning(
+            "%s: another refund %s of %s recorded; the plan is not changed again",
+            entry.provider,
+            other,
+            entry.refund_of,
+        )
+        return Settled(duplicate=False)
+
+    async def _refund_plan(
+        self, session: AsyncSession, entry: LedgerEntry, row_id: int, claim: dict[str, Any]
+    ) -> PlanChange | None:
+        """What the refund of `entry.refund_of` does: that payment is marked
+        refunded, the plan loses the time it bought (SubscriptionService.refund),
+        the person is told, and an admin's refund is audited."""
+        original = None
+        if entry.refund_of is not None:
+            original = await session.scalar(
+                select(Payment)
+                .where(
+                    Payment.provider == entry.provider,
+                    Payment.provider_charge_id == entry.refund_of,
+                    Payment.kind.in_(PAID_KINDS),
+                )
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        if original is None or original.user_id is None:
+            log.warning(
+                "%s refund %s: no payment %s on record; the plan stays",
+                entry.provider,
+                entry.charge_id,
+                entry.refund_of,
+            )
+            return None
+        user_id = original.user_id
+        before = await self._plan_of(session, user_id)
+        was = original.status
+        original.status = "refunded"
+        change = None
+        if was != "refunded":
+            if original.subscription_id is not None:
+                bought = original.payload or {}
+                change = await self.subscriptions.refund(
+                    session,
+                    original.subscription_id,
+                    paid_from=_moment(bought.get("bought_from")),
+                    paid_until=_moment(bought.get("bought_until")),
+                    platform=entry.platform,
+                )
+            if change is None:
+                self.outbox.add(
+                    session,
+                    user_id,
+                    "plan.payment_refunded",
+                    {"amount": entry.amount_minor, "currency": entry.currency},
+                    platform=entry.platform,
+                )
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == row_id)
+            .values(user_id=user_id, subscription_id=original.subscription_id)
+        )
+        if "requested_by" in claim:
+            after = await self._plan_of(session, user_id)
+            session.add(
+                AuditLog(
+                    actor_user_id=claim.get("requested_by"),
+                    action="refund",
+                    target_user_id=user_id,
+                    details={
+                        "outcome": "refunded",
+                        "payment_id": original.id,
+                        "provider": entry.provider,
+                        "charge_id": original.provider_charge_id,
+                        "refund_id": entry.payload.get("refund_id"),
+                        "amount": entry.amount_minor,
+                        "currency": entry.currency,
+                        "reason": claim.get("reason"),
+                        "before": {"payment": was, **before},
+                        "after": {"payment": "refunded", **after},
+                    },
+                )
+            )
+        return change
+
+    async def refund_failed(
+        self, provider: str, charge_id: str, refund_id: str | None, reason: str
+    ) -> bool:
+        async with self.db.write() as session:
+            return await self.refund_failed_in(session, provider, charge_id, refund_id, reason)
+
+    async def refund_failed_in(
+        self,
+        session: AsyncSession,
+        provider: str,
+        charge_id: str,
+        refund_id: str | None,
+        reason: str,
+    ) -> bool:
+        """The provider gave up on the refund of payment `charge_id` (refund
+        `refund_id`): an open claim on it becomes `failed`, so it can be pressed
+        again. True if a claim changed."""
+        row = await session.scalar(
+            select(Payment)
+            .where(
+                Payment.provider == provider, Payment.provider_charge_id == refund_key(charge_id)
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if row is None or row.status not in ("requested", "pending"):
+            return False
+        payload = dict(row.payload or {})
+        if refund_id and payload.get("refund_id") not in (None, refund_id):
+            return False  # another refund of it failed, not this one
+        row.status = "failed"
+        row.payload = {**payload, "refund_id": refund_id, "error": reason[:500]}
+        log.warning("%s refund of %s failed: %s", provider, charge_id, reason)
+        return True
+
+    async def _plan_of(self, session: AsyncSession, user_id: int) -> dict[str, Any]:
+        user = await session.get(User, user_id)
+        sub = await self.subscriptions.current(session, user_id)
+        return {
+            "tier": user.tier if user is not None else None,
+            "plan_status": user.tier_status if user is not None else None,
+            "period_end": sub.current_period_end.isoformat() if sub is not None else None,
+        }
 
     async def is_recorded(self, provider: str, charge_id: str) -> bool:
         async with self.db.read() as session:

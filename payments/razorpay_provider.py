@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import RazorpaySettings
 from core.db.engine import Database
-from core.db.models import PaymentOrder, Subscription
+from core.db.models import Payment, PaymentOrder, Subscription
 from core.json_bounded import BadJSON, loads_bounded
 from core.subscriptions import Purchase, Reason, Status, SubscriptionService
 from core.tiers import Tier
-from payments.ledger import Ledger, LedgerEntry, platform_of
+from payments.ledger import PAID_KINDS, Ledger, LedgerEntry, platform_of, refund_key
 from payments.plans import PlanCatalog
 from payments.sdk import SdkRunner
 from payments.webhook_events import first_sighting, mark_processed
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 PROVIDER = "razorpay"
 ACTIVATING = {"subscription.activated", "subscription.charged", "subscription.resumed"}
 ENDING = {"subscription.cancelled", "subscription.completed"}
+REFUND_EVENTS = {"refund.processed", "refund.failed"}
 STATUS_EVENTS = {
     "subscription.pending": (Status.PAST_DUE, Reason.PAST_DUE),
     "subscription.halted": (Status.UNPAID, Reason.UNPAID),
@@ -126,6 +127,22 @@ class RazorpayProvider:
             timeout=self.settings.request_timeout,
         )
 
+    async def create_refund(
+        self, payment_id: str, amount_minor: int, idempotence_key: str, notes: dict[str, str]
+    ) -> dict[str, Any]:
+        """POST /payments/{id}/refund. The same X-Refund-Idempotency key with the same
+        body answers with the refund made the first time. Raises the SDK's
+        BadRequestError (refused), ServerError / GatewayError, requests' errors or
+        ProviderTimeout."""
+        data = {"amount": amount_minor, "speed": "normal", "notes": notes}
+        refund: dict[str, Any] = await self.sdk.call(
+            self.client.payment.refund,
+            payment_id,
+            data,
+            headers={"X-Refund-Idempotency": idempotence_key},
+        )
+        return refund
+
     # -- webhook ------------------------------------------------------------------------
 
     async def webhook(self, request: web.Request) -> web.Response:
@@ -161,6 +178,8 @@ class RazorpayProvider:
         """Apply one verified event. Everything it changes, and the note that it was
         seen, commit together: a crash leaves it unseen and Razorpay retries."""
         name = str(event["event"])
+        if name in REFUND_EVENTS:
+            return await self._refund_event(event_id, name, event)
         sub = _entity(event, "subscription")
         sub_id = str(sub.get("id") or "")
         if not name.startswith("subscription.") or not sub_id:
@@ -186,6 +205,58 @@ class RazorpayProvider:
                 await mark_processed(session, PROVIDER, event_id)
                 return 200, "stale"
             changed = await self._apply(session, name, event, order, sub, stale=stale)
+            await mark_processed(session, PROVIDER, event_id)
+        if changed:
+            self.ledger.outbox.wake()
+        return 200, "applied" if changed else "recorded"
+
+    async def _refund_event(
+        self, event_id: str, name: str, event: dict[str, Any]
+    ) -> tuple[int, str]:
+        """refund.processed: the money of one of our payments went back (an admin's
+        refund, whose claim this completes, or one made in the dashboard); the plan
+        follows once. refund.failed frees an admin's claim for another try."""
+        refund = _entity(event, "refund")
+        refund_id = str(refund.get("id") or "")
+        payment_id = str(refund.get("payment_id") or "")
+        async with self.db.write() as session:
+            paid = (
+                await session.execute(
+                    select(Payment.user_id, PaymentOrder.meta)
+                    .outerjoin(PaymentOrder, PaymentOrder.id == Payment.order_id)
+                    .where(
+                        Payment.provider == PROVIDER,
+                        Payment.provider_charge_id == payment_id,
+                        Payment.kind.in_(PAID_KINDS),
+                    )
+                )
+            ).first()
+            if not await first_sighting(session, PROVIDER, event_id, name):
+                return 200, "duplicate"
+            if not refund_id or paid is None or paid.user_id is None:
+                log.info("razorpay %s %s: not a payment of ours", name, refund_id)
+                return 200, "ignored"
+            if name == "refund.failed":
+                changed = await self.ledger.refund_failed_in(
+                    session, PROVIDER, payment_id, refund_id, "failed at Razorpay"
+                )
+            else:
+                settled = await self.ledger.settle_in(
+                    session,
+                    LedgerEntry(
+                        provider=PROVIDER,
+                        # One refund per payment: an admin's refund of it has this key.
+                        charge_id=refund_key(payment_id),
+                        kind="refund",
+                        user_id=paid.user_id,
+                        amount_minor=int(refund.get("amount") or 0),
+                        currency=str(refund.get("currency") or "INR"),
+                        refund_of=payment_id,
+                        platform=platform_of(paid.meta or {}),
+                        payload={"refund_id": refund_id},
+                    ),
+                )
+                changed = not settled.duplicate
             await mark_processed(session, PROVIDER, event_id)
         if changed:
             self.ledger.outbox.wake()

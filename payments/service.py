@@ -13,6 +13,7 @@ from payments.discord_entitlements import DiscordEntitlements
 from payments.ledger import Ledger
 from payments.plans import PlanCatalog
 from payments.razorpay_provider import RazorpayProvider
+from payments.refunds import Refunds
 from payments.stars import TelegramInvoices
 from payments.yookassa_provider import YooKassaProvider
 
@@ -27,6 +28,8 @@ class Payments:
     invoices: TelegramInvoices
     yookassa: YooKassaProvider | None
     razorpay: RazorpayProvider | None
+    # Admin refunds of ledger rows; Stars need `refunds.use_telegram(bot.refund_star_payment)`.
+    refunds: Refunds
     # Entitlements to DISCORD_SKU_PRO; the Discord adapter feeds its events here.
     discord: DiscordEntitlements | None = None
 
@@ -62,7 +65,10 @@ class Payments:
             if sku_pro is not None
             else None
         )
-        return cls(plans, ledger, invoices, yookassa, razorpay, discord)
+        refunds = Refunds(
+            services.db, ledger, services.subscriptions, yookassa=yookassa, razorpay=razorpay
+        )
+        return cls(plans, ledger, invoices, yookassa, razorpay, refunds, discord)
 
     def mount(self, app: web.Application) -> None:
         """Webhook routes; must run before the server starts."""

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from core.accounts import AccountService
 from core.subscriptions import Purchase, SubscriptionService
 from core.tiers import Tier
-from payments.ledger import Ledger, LedgerEntry, Order, Settled
+from payments.ledger import Ledger, LedgerEntry, Order, Settled, refund_key
 from payments.plans import PERIOD_SECONDS, PlanCatalog
 
 STARS = "telegram_stars"
@@ -191,7 +191,7 @@ class TelegramInvoices:
         return await self.ledger.settle(
             LedgerEntry(
                 provider=provider,
-                charge_id=f"refund:{paid.charge_id}",
+                charge_id=refund_key(paid.charge_id),
                 kind="refund",
                 user_id=paid.user_id,
                 amount_minor=paid.total_amount,

@@ -34,7 +34,7 @@ from core.db.models import Subscription, WebhookEvent
 from core.json_bounded import BadJSON, loads_bounded
 from core.subscriptions import Purchase, Reason, Status, SubscriptionService
 from core.tiers import Tier
-from payments.ledger import Ledger, LedgerEntry, Order, platform_of
+from payments.ledger import Ledger, LedgerEntry, Order, platform_of, refund_key
 from payments.plans import PlanCatalog
 from payments.sdk import SdkRunner
 from payments.webhook_events import first_sighting, mark_processed
@@ -203,6 +203,40 @@ class YooKassaProvider:
             }
         return params
 
+    async def create_refund(
+        self,
+        payment_id: str,
+        amount_minor: int,
+        currency: str,
+        idempotence_key: str,
+        description: str,
+    ) -> Any:
+        """POST /refunds for (all of) a payment. The same key, sent again with the
+        same request, answers with the refund made the first time. Raises the SDK's
+        ApiError subclasses (BadRequestError: refused) or ProviderTimeout."""
+        amount = {"value": _kopecks_to_decimal(amount_minor), "currency": currency}
+        params: dict[str, Any] = {
+            "payment_id": payment_id,
+            "amount": amount,
+            "description": description[:250],
+        }
+        if self.settings.receipts:
+            customer = {"email": self.settings.receipt_email} if self.settings.receipt_email else {}
+            params["receipt"] = {
+                "customer": customer,
+                "items": [
+                    {
+                        "description": description[:128],
+                        "quantity": "1.00",
+                        "amount": amount,
+                        "vat_code": self.settings.vat_code,
+                        "payment_mode": "full_payment",
+                        "payment_subject": "service",
+                    }
+                ],
+            }
+        return await self.sdk.call(YooRefund.create, params, idempotence_key)
+
     # -- webhook ------------------------------------------------------------------------
 
     def client_address(self, request: web.Request) -> str | None:
@@ -329,9 +363,15 @@ class YooKassaProvider:
 
     async def _refund(self, refund_id: str) -> bool:
         refund = await self.sdk.call(YooRefund.find_one, refund_id)
-        if str(refund.status) != "succeeded":
-            return str(refund.status) != "pending"
+        status = str(refund.status)
         payment_id = str(refund.payment_id)
+        if status == "canceled":
+            await self.ledger.refund_failed(
+                PROVIDER, payment_id, str(refund.id), "canceled by YooKassa"
+            )
+            return True
+        if status != "succeeded":
+            return status != "pending"
         order = await self.ledger.order_by_payment(PROVIDER, payment_id)
         if order is None:
             log.warning("yookassa refund %s: payment %s is not ours", refund_id, payment_id)
@@ -340,7 +380,8 @@ class YooKassaProvider:
         await self.ledger.settle(
             LedgerEntry(
                 provider=PROVIDER,
-                charge_id=f"refund:{refund.id}",
+                # One refund per payment: an admin's refund of it has this key too.
+                charge_id=refund_key(payment_id),
                 kind="refund",
                 user_id=order.user_id,
                 amount_minor=_decimal_to_kopecks(_attr(refund, "amount", "value")),
@@ -349,6 +390,7 @@ class YooKassaProvider:
                 order_id=order.id,
                 refund_of=payment_id,
                 platform=platform,
+                payload={"refund_id": str(refund.id)},
             )
         )
         return True

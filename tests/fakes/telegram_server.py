@@ -94,8 +94,10 @@ Where it behaves like Telegram:
   provider_token, exactly one price; subscription_period only 2592000 with
   XTR), answerPreCheckoutQuery (recorded with the delay since the query was
   delivered; later than `pre_checkout_timeout` -> "query is too old"),
-  refundStarPayment, editUserStarSubscription. The Stars error names are
-  approximations of Telegram's.
+  refundStarPayment (CHARGE_NOT_FOUND for a charge this user never paid,
+  CHARGE_ALREADY_REFUNDED the second time; a refund puts the refunded_payment
+  service message in the buyer's chat, as Telegram does), editUserStarSubscription.
+  The Stars error names are approximations of Telegram's.
 
 Not modelled: inline mode, channels, media groups, other methods (404).
 """
@@ -2640,7 +2642,10 @@ class FakeTelegram(LocalServer):
         charge = self._charge(params)
         if charge.refunded:
             raise _bad("CHARGE_ALREADY_REFUNDED")
-        charge.refunded = True
+        # The buyer's chat shows the refund, and the bot gets it as a message.
+        self.refunded_payment(
+            charge.user_id, charge.payload, charge.currency, charge.total_amount, charge.charge_id
+        )
         return True
 
     def _edit_user_star_subscription(self, params: _Params) -> bool:

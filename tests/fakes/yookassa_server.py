@@ -7,12 +7,15 @@
         yoo.succeed(payment_id)               # the person paid
         body = yoo.notification("payment.succeeded", payment_id)
 
-Like the real API it needs an `Idempotence-Key` on POST /payments and answers a
-repeated key with the payment it created the first time (a different body under a
-used key is an error), and it checks HTTP basic auth `shop_id:secret_key`. Test
-helpers move a payment along (succeeded, canceled, any status) and make refunds;
-`notification()` builds what YooKassa would POST to the shop, optionally with a
-body that lies about the object's state.
+Like the real API it needs an `Idempotence-Key` on POST /payments and POST
+/refunds and answers a repeated key with the object it created the first time (a
+different body under a used key is an error), and it checks HTTP basic auth
+`shop_id:secret_key`. A refund through the API needs a succeeded payment and no
+more than what is left of it to refund; it ends as `refund_status` says
+(succeeded, or pending until `finish_refund`, or canceled). Test helpers move a
+payment along (succeeded, canceled, any status) and make refunds as if from the
+dashboard; `notification()` builds what YooKassa would POST to the shop,
+optionally with a body that lies about the object's state.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ from tests.fakes.base import RecordedCall, RecordingServer
 
 def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + "000Z"
+
+
+def _cents(value: Any) -> int:
+    units, _, cents = str(value).partition(".")
+    return int(units) * 100 + int((cents + "00")[:2])
 
 
 def _error(status: int, code: str, description: str, parameter: str | None = None) -> web.Response:
@@ -68,12 +76,17 @@ class FakeYooKassa(RecordingServer):
         self.saving: set[str] = set()
         self.decline_saved = False  # charges to saved cards are refused
         self.create_delay = 0.0  # seconds before answering a create
+        # Idempotence-Key -> (request body, refund id) of the first POST /refunds.
+        self._refund_keys: dict[str, tuple[dict[str, Any], str]] = {}
+        self.refund_status = "succeeded"  # how refunds created through the API end
+        self.refund_delay = 0.0  # seconds before answering a refund create
 
     # -- lifecycle --------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v3/payments", self._create_payment)
         app.router.add_get("/v3/payments/{payment_id}", self._get_payment)
+        app.router.add_post("/v3/refunds", self._create_refund)
         app.router.add_get("/v3/refunds/{refund_id}", self._get_refund)
 
     # -- inspection -------------------------------------------------------------
@@ -92,6 +105,11 @@ class FakeYooKassa(RecordingServer):
     def creates(self) -> int:
         """Payments actually created (a repeated key creates nothing)."""
         return len(self.payments)
+
+    @property
+    def refund_requests(self) -> list[RecordedCall]:
+        """Every POST /refunds, including repeats of an idempotence key."""
+        return self.calls_to("POST", "/v3/refunds")
 
     def fetches(self, payment_id: str) -> int:
         return len(self.calls_to("GET", f"/v3/payments/{payment_id}"))
@@ -157,24 +175,53 @@ class FakeYooKassa(RecordingServer):
     def refund(
         self, payment_id: str, *, amount: str | None = None, status: str = "succeeded"
     ) -> str:
-        """A refund of (by default all of) the payment; returns the refund id."""
+        """A refund of (by default all of) the payment, made in the dashboard;
+        returns the refund id."""
         payment = self.payments[payment_id]
-        value = amount or payment["amount"]["value"]
+        return self._new_refund(payment, amount or payment["amount"]["value"], status, "Refund")
+
+    def finish_refund(self, refund_id: str, status: str = "succeeded") -> dict[str, Any]:
+        """A pending refund ends (succeeded or canceled)."""
+        refund = self.refunds[refund_id]
+        refund["status"] = status
+        if status == "succeeded":
+            self._count_refund(self.payments[refund["payment_id"]], refund["amount"]["value"])
+        else:
+            refund["cancellation_details"] = {"party": "yoo_money", "reason": "rejected_by_payee"}
+        return refund
+
+    def refunded_cents(self, payment_id: str) -> int:
+        value = self.payments[payment_id].get("refunded_amount", {}).get("value", "0")
+        return _cents(value)
+
+    def _new_refund(
+        self, payment: dict[str, Any], value: str, status: str, description: str
+    ) -> str:
         refund_id = str(uuid.uuid4())
-        self.refunds[refund_id] = {
+        refund: dict[str, Any] = {
             "id": refund_id,
-            "payment_id": payment_id,
+            "payment_id": payment["id"],
             "status": status,
             "created_at": _now_iso(),
             "amount": {"value": value, "currency": payment["amount"]["currency"]},
-            "description": "Refund",
+            "description": description,
         }
+        if status == "canceled":
+            refund["cancellation_details"] = {"party": "yoo_money", "reason": "rejected_by_payee"}
+        self.refunds[refund_id] = refund
         if status == "succeeded":
-            payment["refunded_amount"] = {
-                "value": value,
-                "currency": payment["amount"]["currency"],
-            }
+            self._count_refund(payment, value)
         return refund_id
+
+    @staticmethod
+    def _count_refund(payment: dict[str, Any], value: str) -> None:
+        done = _cents(payment.get("refunded_amount", {}).get("value", "0")) + _cents(value)
+        payment["refunded_amount"] = {
+            "value": f"{done // 100}.{done % 100:02d}",
+            "currency": payment["amount"]["currency"],
+        }
+        if done >= _cents(payment["amount"]["value"]):
+            payment["refundable"] = False
 
     def notification(self, event: str, object_id: str, **overrides: Any) -> dict[str, Any]:
         """The body YooKassa POSTs for `event`; `overrides` replace fields of the object
@@ -266,6 +313,65 @@ class FakeYooKassa(RecordingServer):
         if payment is None:
             return _error(404, "not_found", "Payment not found")
         return web.json_response(payment)
+
+    async def _create_refund(self, request: web.Request) -> web.Response:
+        call = await self._record(request)
+        if self.refund_delay:
+            await asyncio.sleep(self.refund_delay)
+        if not self._authorized(call):
+            return _error(401, "invalid_credentials", "Authentication error")
+        key = call.idempotence_key
+        if not key:
+            return _error(400, "invalid_request", "Idempotence key is required", "Idempotence-Key")
+        if not call.valid:
+            return _error(400, "invalid_request", "Request body is not valid JSON")
+        seen = self._refund_keys.get(key)
+        if seen is not None:
+            first_body, refund_id = seen
+            if first_body != call.body:
+                return _error(
+                    400,
+                    "invalid_request",
+                    "Idempotence key duplicated with a different request",
+                    "Idempotence-Key",
+                )
+            return web.json_response(self.refunds[refund_id])
+        payment = self.payments.get(str(call.body.get("payment_id") or ""))
+        if payment is None:
+            return _error(400, "invalid_request", "Payment not found", "payment_id")
+        amount = call.body.get("amount")
+        if not isinstance(amount, dict) or "value" not in amount or "currency" not in amount:
+            return _error(400, "invalid_request", "Amount is required", "amount")
+        if payment["status"] != "succeeded":
+            return _error(
+                400,
+                "invalid_request",
+                "A refund can be made only for a payment in the succeeded status",
+                "payment_id",
+            )
+        if amount["currency"] != payment["amount"]["currency"]:
+            return _error(400, "invalid_request", "Currency does not match the payment", "amount")
+        left = _cents(payment["amount"]["value"]) - self.refunded_cents(payment["id"])
+        pending = sum(
+            _cents(r["amount"]["value"])
+            for r in self.refunds.values()
+            if r["payment_id"] == payment["id"] and r["status"] == "pending"
+        )
+        if _cents(amount["value"]) > left - pending:
+            return _error(
+                400,
+                "invalid_request",
+                "The refund amount exceeds the amount available for refund",
+                "amount",
+            )
+        refund_id = self._new_refund(
+            payment,
+            str(amount["value"]),
+            self.refund_status,
+            str(call.body.get("description") or ""),
+        )
+        self._refund_keys[key] = (call.body, refund_id)
+        return web.json_response(self.refunds[refund_id])
 
     async def _get_refund(self, request: web.Request) -> web.Response:
         call = await self._record(request)

@@ -407,7 +407,8 @@ async def test_refund_returns_to_free(yoo: PaymentStack, fake_yookassa: FakeYooK
     assert [(s.is_current, s.status) for s in subs] == [(False, "refunded")]
     assert [(p.provider_charge_id, p.kind, p.amount_minor) for p in ledger] == [
         (payment_id, "payment", PRICE_KOPECKS),
-        (f"refund:{refund_id}", "refund", PRICE_KOPECKS),
+        # One refund per payment: keyed by the payment it returns.
+        (f"refund:{payment_id}", "refund", PRICE_KOPECKS),
     ]
     assert list(kinds) == ["plan.activated", "plan.refunded"]
 

@@ -130,6 +130,9 @@ class Payment(Base):
     provider: Mapped[str] = mapped_column(String(32))
     provider_charge_id: Mapped[str] = mapped_column(String(191))
     kind: Mapped[str] = mapped_column(String(16))  # payment | refund | renewal
+    # payment / renewal: succeeded | refunded | amount_mismatch (Discord: ended too).
+    # refund (keyed refund:<charge id of the payment>): succeeded is money back;
+    # requested | pending | failed are an admin's refund not finished (payments/refunds.py).
     status: Mapped[str] = mapped_column(String(32))
     tier: Mapped[str | None] = mapped_column(String(16))
     amount_minor: Mapped[int] = mapped_column(BigInteger, default=0)
