@@ -333,17 +333,15 @@ class SubscriptionService:
         platform: str | None = None,
     ) -> PlanChange | None:
         """A payment that bought [paid_from, paid_until) on `subscription_id` was
-        refunded: the part of that time not used yet is taken off the subscription.
+        refunded (DESIGN.md's rule):
 
-        - Time already used (the refund of an older period): no plan changes.
-        - The current plan with paid time left after that (the refunded payment
-          was a renewal whose period has not begun): the period ends where the
-          earlier payment's did, and our own renewals stop.
-        - The current plan with nothing paid left (the refunded payment bought the
-          current period): it ends now, and the person falls back to an earlier
-          plan still paid for (a smaller one an upgrade replaced), or to free.
-        - A plan that is not the current one (replaced, expired): it keeps less
-          time to fall back to; the person's plan stays.
+        - The payment that bought the current period (its period reaches the
+          plan's end; a renewal included): the plan ends now, and the person falls
+          back to an earlier plan still paid for (a smaller one an upgrade
+          replaced), or to free.
+        - An older period: no plan changes.
+        - The latest payment of a plan that is not the current one (replaced): it
+          keeps no time to fall back to; the person's plan stays.
 
         Without a recorded period (payments from before periods were kept) the
         payment counts as having bought the current period. None: no plan change."""
@@ -364,27 +362,15 @@ class SubscriptionService:
             if not sub.is_current:
                 return None
             paid_from, paid_until = now, end
-        start = max(paid_from or now, now)
-        unused = min(paid_until, end) - start
-        if unused <= timedelta(0):
+        if end <= now or paid_until < end:
+            # An older period: used up, or followed by the one the latest payment
+            # bought. The plan stays as it is.
             return None
-        # Never before `start`, so never in the past.
-        new_end = end - unused
         if not sub.is_current:
-            sub.current_period_end = new_end
+            # A replaced plan's latest payment: no time is left to fall back to.
+            sub.current_period_end = max(paid_from or now, now)
             return None
         old_tier = Tier(user.tier)
-        if new_end > now:
-            sub.current_period_end = new_end
-            sub.reminded_at = None
-            if sub.meta.get("recurring") and not sub.cancel_at_period_end:
-                sub.cancel_at_period_end = True
-                sub.canceled_at = now
-                sub.status = Status.CANCELLED
-                user.tier_status = Status.CANCELLED
-            return self._record(
-                session, user, sub, old_tier, Reason.REFUND, "plan.refund_shortened", platform
-            )
         sub.is_current = False
         sub.status = Status.REFUNDED
         # The partial unique index cannot be deferred: clear before another is current.

@@ -188,9 +188,9 @@ async def test_refund_of_an_older_used_period_keeps_the_current_plan(world: Worl
     assert await world.plan(uid) == ("free", None)
 
 
-async def test_refund_of_an_early_renewal_falls_back_to_the_earlier_period(
-    world: World,
-) -> None:
+async def test_refund_of_a_renewal_ends_the_plan_at_once(world: World) -> None:
+    """The renewal bought the plan's current end: its refund ends the plan now,
+    even when it was paid before the earlier period ran out."""
     uid = await world.user()
     await world.pay(uid, "c1")  # days 0-30
     world.now.advance(days=27)
@@ -199,14 +199,9 @@ async def test_refund_of_an_early_renewal_falls_back_to_the_earlier_period(
 
     await world.refunds.refund("c2", admin_user_id=None, reason=None)
 
-    # c1 still pays for days 28-30.
-    assert await world.plan(uid) == ("pro", START + 30 * DAY)
-    assert (await world.history(uid))[-1] == ("pro", "pro", "refund")
-    assert (await world.notices(uid))[-1] == "plan.refund_shortened"
-    # And the plan ends when c1's period does.
-    world.now.advance(days=3)
-    await world.subs.expire_due(timedelta(0))
     assert await world.plan(uid) == ("free", None)
+    assert (await world.history(uid))[-1] == ("pro", "free", "refund")
+    assert (await world.notices(uid))[-1] == "plan.refunded"
 
 
 async def test_refund_of_an_upgrade_falls_back_to_the_plan_it_replaced(world: World) -> None:
