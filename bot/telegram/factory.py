@@ -125,6 +125,8 @@ def build_dispatcher(
 ) -> tuple[Dispatcher, Answerer]:
     settings = settings or services.settings.telegram
     payments_service = payments_service or Payments.build(services)
+    # Admin refunds of Stars payments go through this bot.
+    payments_service.refunds.use_telegram(bot.refund_star_payment)
     # No burst: calls are spread evenly, so no second ever carries more than the
     # budget (a full bucket plus its refill would double it for a moment).
     driver = StreamDriver(global_limiter=RateLimiter(settings.global_edits_per_second, burst=1))
