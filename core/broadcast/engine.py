@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 MAX_ERRORS = 3  # transient failures per recipient before it counts failed
 MAX_FLOODS = 20  # 429s per recipient before it counts failed
 RETRY_BACKOFF = 1.0  # seconds before the first retry after a transient failure
+# How long a stop waits for a call already on the wire (and its record) to end.
+SETTLE_TIMEOUT = 10.0
 
 
 @dataclass
@@ -96,15 +98,25 @@ class _Run:
         return [t for ts in self.lanes.values() for t in ts]
 
 
-async def _through(step: Coroutine[Any, Any, None]) -> None:
+async def _through(step: Coroutine[Any, Any, None], settle_timeout: float) -> None:
     """Run `step` to its end even if this task is cancelled meanwhile (a call on
-    the wire must be recorded); the cancellation goes on after it."""
+    the wire must be recorded), for at most `settle_timeout` seconds more; the
+    cancellation goes on after it. A step cut there leaves its row `sending`,
+    which then counts unconfirmed."""
     inner = asyncio.ensure_future(step)
     try:
         await asyncio.shield(inner)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await inner
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settle_timeout
+        while not inner.done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                inner.cancel()
+                break
+            # Cancelled again meanwhile: the call is still on the wire, keep waiting.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({inner}, timeout=remaining)
         raise
 
 
@@ -129,6 +141,7 @@ class BroadcastEngine:
         tick: float = 0.5,
         lease_seconds: float = 30.0,
         retry_backoff: float = RETRY_BACKOFF,
+        settle_timeout: float = SETTLE_TIMEOUT,
     ) -> None:
         self.store = BroadcastStore(db, now)
         self.accounts = accounts
@@ -139,6 +152,7 @@ class BroadcastEngine:
         self.tick = tick
         self.lease = timedelta(seconds=lease_seconds)
         self.retry_backoff = retry_backoff
+        self.settle_timeout = settle_timeout
         self._senders: dict[str, Sender] = {}
         self._pacers: dict[str, Pacer] = {}
         self._reporters: dict[str, ProgressCallback] = {}
@@ -403,7 +417,8 @@ class BroadcastEngine:
     async def _stop_lanes(self, run: _Run) -> None:
         tasks = run.tasks()
         for task in tasks:
-            task.cancel()
+            if not task.cancelling():  # once: a worker is still recording what it did
+                task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -423,11 +438,11 @@ class BroadcastEngine:
                 try:
                     await pacer.turn()
                     if hold.claim is None:
-                        await _through(self._claim(run, sender.platform, hold))
+                        await _through(self._claim(run, sender.platform, hold), self.settle_timeout)
                         if hold.claim is None:
                             continue
                     await pacer.go()
-                    await _through(self._attempt(run, sender, pacer, hold))
+                    await _through(self._attempt(run, sender, pacer, hold), self.settle_timeout)
                     if hold.claim is not None and hold.delay:
                         await asyncio.sleep(hold.delay)
                 except asyncio.CancelledError:
@@ -436,9 +451,9 @@ class BroadcastEngine:
                     log.exception("broadcast %d: a sending step failed", run.broadcast_id)
                     await asyncio.sleep(1.0)
         except asyncio.CancelledError:
-            if hold.claim is not None:
+            if hold.claim is not None:  # held, not called: back to pending
                 with contextlib.suppress(Exception):
-                    await self.store.unclaim(hold.claim, self.worker_id)
+                    await asyncio.shield(self.store.unclaim(hold.claim, self.worker_id))
             raise
 
     async def _claim(self, run: _Run, platform: str, hold: _Hold) -> None:
@@ -526,6 +541,9 @@ class BroadcastEngine:
                 self._fill_lanes(run, counts)
                 if now - reported >= self.progress_interval:
                     reported = now
+                    if run.floods:
+                        floods, run.floods = run.floods, 0
+                        await self.store.record(broadcast_id, floods, counts=None)
                     self._show(run, await self.progress(broadcast_id))
         except asyncio.CancelledError:
             await self._stop_lanes(run)
