@@ -18,6 +18,7 @@ import discord
 from bot.discord.render import DISCORD_LIMIT
 from bot.discord.sink import retry_after
 from core.broadcast import (
+    BroadcastEngine,
     Content,
     Photo,
     Progress,
@@ -91,8 +92,9 @@ class DiscordBroadcastSender:
                     kwargs["embed"] = discord.Embed().set_image(url=photo.ref)
                 else:
                     kwargs["file"] = await self._file(photo)
-            user = self.client.get_user(user_id) or await self.client.fetch_user(user_id)
-            await user.send(content.text or None, **kwargs)
+            # The DM channel (cached after the first): one call, no user lookup.
+            channel = await self.client.create_dm(discord.Object(id=user_id))
+            await channel.send(content.text or None, **kwargs)
         except discord.RateLimited as exc:
             raise RetryAfter(exc.retry_after) from None
         except discord.NotFound as exc:  # no such user any more
@@ -124,3 +126,12 @@ def progress_reporter(client: discord.Client) -> Callable[[Progress], Awaitable[
             log.warning("broadcast %d: progress not shown: %s", progress.broadcast_id, exc)
 
     return report
+
+
+def attach(
+    engine: BroadcastEngine, client: discord.Client, photo_bytes: PhotoLoader | None = None
+) -> None:
+    """Broadcasts reach Discord through `client` (`photo_bytes` loads another
+    platform's photo file); progress messages there are edited."""
+    engine.add_sender(DiscordBroadcastSender(client, photo_bytes=photo_bytes))
+    engine.add_reporter(PLATFORM, progress_reporter(client))

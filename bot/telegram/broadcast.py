@@ -24,6 +24,7 @@ from bot.telegram.render import TELEGRAM_LIMIT, Part, render
 from bot.telegram.replies import patiently
 from bot.telegram.sink import plain_if_refused
 from core.broadcast import (
+    BroadcastEngine,
     Content,
     Photo,
     Progress,
@@ -148,3 +149,9 @@ def progress_reporter(
                 log.warning("broadcast %d: progress not shown: %s", progress.broadcast_id, exc)
 
     return report
+
+
+def attach(engine: BroadcastEngine, bot: Bot, markup: ProgressMarkup | None = None) -> None:
+    """Broadcasts reach Telegram through `bot`; progress messages there are edited."""
+    engine.add_sender(TelegramBroadcastSender(bot))
+    engine.add_reporter(PLATFORM, progress_reporter(bot, markup))

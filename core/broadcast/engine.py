@@ -308,14 +308,15 @@ class BroadcastEngine:
     def watch(self, broadcast_id: int, callback: ProgressCallback) -> None:
         """Call `callback` with the progress every `progress_interval` seconds while
         it changes, and once when the broadcast ends (in this process)."""
-        self._watchers.setdefault(broadcast_id, []).append(callback)
+        watchers = self._watchers.setdefault(broadcast_id, [])
+        if callback not in watchers:
+            watchers.append(callback)
 
     async def wait(self, broadcast_id: int) -> None:
         """Until this process stops sending `broadcast_id` (done, cancelled, paused)."""
         run = self._runs.get(broadcast_id)
         if run is not None and run.monitor is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(run.monitor)
+            await asyncio.wait({run.monitor})  # however the monitor ended
 
     async def open(self, *, take_over: bool = False, watch_orphans: bool = True) -> list[int]:
         """At start-up: resume every running broadcast. `take_over`: this is the only

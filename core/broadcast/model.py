@@ -163,6 +163,23 @@ class Preview:
         """Nothing stops sending: no problem on a platform that has recipients."""
         return not any(self.audience.by_platform.get(p) for p in self.problems)
 
+    def describe(self) -> str:
+        """The lines shown above Confirm: who gets it, where, and what is wrong."""
+        platforms = " · ".join(
+            f"{platform.capitalize()} {count}"
+            for platform, count in sorted(self.audience.by_platform.items())
+        )
+        lines = [
+            f"To: {self.broadcast.audience.describe()}, {self.audience.total} people"
+            + (f" ({platforms})" if platforms else "")
+        ]
+        if self.broadcast.photo is not None:
+            lines.append("With a photo.")
+        for platform, problem in sorted(self.problems.items()):
+            if self.audience.by_platform.get(platform):
+                lines.append(f"⚠️ {platform.capitalize()}: {problem}")
+        return "\n".join(lines)
+
 
 @dataclass(frozen=True)
 class Progress:

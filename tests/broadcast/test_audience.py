@@ -109,7 +109,8 @@ async def test_preview_counts_people_once(engine: BroadcastEngine, town: dict[st
     preview = await engine.preview(draft.id)
     assert preview.audience.total == 2
     assert preview.audience.by_platform == {"telegram": 1, "discord": 1}
-    assert preview.ready and preview.broadcast.audience.describe() == "pro plan"
+    assert preview.ready
+    assert preview.describe() == "To: pro plan, 2 people (Discord 1 · Telegram 1)"
     changed = await engine.edit_draft(draft.id, audience=Audience.active(10))
     assert changed.audience == Audience.active(10)
     assert (await engine.preview(draft.id)).audience.total == 4

@@ -16,7 +16,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 from sqlalchemy import select
 
-from bot.telegram.broadcast import TelegramBroadcastSender, progress_reporter
+from bot.telegram.broadcast import TelegramBroadcastSender, attach
 from core.accounts import AccountService
 from core.broadcast import BroadcastEngine, Photo, ProgressRef, RecipientState, Status
 from core.db.engine import Database
@@ -62,8 +62,7 @@ def _bot(tg: FakeTelegram) -> Bot:
 
 def _engine(db: Database, bot: Bot, worker_id: str) -> BroadcastEngine:
     engine = BroadcastEngine(db, AccountService(db), worker_id=worker_id, progress_interval=1.0)
-    engine.add_sender(TelegramBroadcastSender(bot))
-    engine.add_reporter("telegram", progress_reporter(bot))
+    attach(engine, bot)
     return engine
 
 
@@ -201,6 +200,10 @@ async def test_a_photo_with_a_markdown_caption(db: Database, tg: FakeTelegram) -
         long = await engine.create_draft(ADMIN, "x" * 1100, photo=Photo(file_id, "telegram"))
         preview = await engine.preview(long.id)
         assert not preview.ready and "caption" in preview.problems["telegram"]
+        assert preview.describe() == (
+            "To: everyone, 5 people (Telegram 5)\nWith a photo.\n"
+            "⚠️ Telegram: too long for a photo caption (1024 characters on Telegram)"
+        )
         draft = await engine.create_draft(
             ADMIN, "**New**: pictures", photo=Photo(file_id, "telegram")
         )
