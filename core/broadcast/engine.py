@@ -54,7 +54,7 @@ from core.broadcast.model import (
     Unreachable,
 )
 from core.broadcast.pacing import Pacer
-from core.broadcast.store import BroadcastStore, Claim, Counts
+from core.broadcast.store import BroadcastStore, Claim
 from core.clock import utcnow
 from core.db.engine import Database
 from core.tasks import cancel_and_wait
@@ -394,18 +394,17 @@ class BroadcastEngine:
         info = await self.get(broadcast_id)
         run = _Run(broadcast_id, info.content)
         self._runs[broadcast_id] = run
-        counts = await self.store.counts(broadcast_id)
-        self._fill_lanes(run, counts)
+        await self._fill_lanes(run)
         run.monitor = asyncio.create_task(
             self._monitor(run), name=f"broadcast-{broadcast_id}-monitor"
         )
 
-    def _fill_lanes(self, run: _Run, counts: Counts) -> None:
-        """Start the workers of every platform that has pending people and a sender."""
+    async def _fill_lanes(self, run: _Run) -> None:
+        """Start the workers of every platform that has a sender, no workers running
+        and people still to send to."""
         live = run.live_lanes()
-        for platform in counts.platforms_pending():
-            sender = self._senders.get(platform)
-            if sender is None or platform in live:
+        for platform, sender in list(self._senders.items()):
+            if platform in live or not await self.store.has_pending(run.broadcast_id, platform):
                 continue
             run.lanes[platform] = [
                 asyncio.create_task(
@@ -531,15 +530,14 @@ class BroadcastEngine:
                         break
                     renewed = now
                 idle = not run.live_lanes()
-                counts = await self.store.counts(broadcast_id)
-                if idle and not counts.pending():
+                if idle and not await self.store.has_pending(broadcast_id):
                     await self.store.abandon_held(broadcast_id, self.worker_id)
                     await self.store.record(broadcast_id, run.floods, counts=None)
                     run.floods = 0
                     if await self.store.complete(broadcast_id, self.worker_id):
                         log.info("broadcast %d done", broadcast_id)
                     break
-                self._fill_lanes(run, counts)
+                await self._fill_lanes(run)
                 if now - reported >= self.progress_interval:
                     reported = now
                     if run.floods:

@@ -78,16 +78,6 @@ class Counts:
     def state(self, state: RecipientState) -> int:
         return sum(n for (_, s), n in self.by_platform.items() if s == state)
 
-    def pending(self, platform: str | None = None) -> int:
-        return sum(
-            n
-            for (p, s), n in self.by_platform.items()
-            if s == RecipientState.PENDING and (platform is None or p == platform)
-        )
-
-    def platforms_pending(self) -> set[str]:
-        return {p for (p, s), n in self.by_platform.items() if s == RecipientState.PENDING and n}
-
     @property
     def total(self) -> int:
         return sum(self.by_platform.values())
@@ -508,6 +498,16 @@ class BroadcastStore:
                 )
             ).all()
         return Counts({(str(p), str(s)): int(n) for p, s, n in rows})
+
+    async def has_pending(self, broadcast_id: int, platform: str | None = None) -> bool:
+        """Whether anyone (on `platform`) is still to be claimed: one index seek."""
+        query = select(R.user_id).where(
+            R.broadcast_id == broadcast_id, R.state == RecipientState.PENDING.value
+        )
+        if platform is not None:
+            query = query.where(R.platform == platform)
+        async with self.db.read() as session:
+            return (await session.scalar(query.limit(1))) is not None
 
     async def progress(self, broadcast_id: int, floods: int = 0) -> Progress:
         """Live progress; `floods` adds 429s not yet written to the row."""

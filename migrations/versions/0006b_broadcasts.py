@@ -90,7 +90,7 @@ def upgrade() -> None:
     with op.batch_alter_table("broadcast_recipients", schema=None) as batch_op:
         batch_op.create_index(
             "ix_broadcast_recipients_queue",
-            ["broadcast_id", "platform", "state", "user_id"],
+            ["broadcast_id", "state", "platform", "user_id"],
             unique=False,
         )
         batch_op.create_index(

@@ -64,12 +64,12 @@ class BroadcastRecipient(Base):
 
     __tablename__ = "broadcast_recipients"
     __table_args__ = (
-        # Claiming the next pending row of a platform, and counting by state.
+        # Claiming the next pending row of a platform; counting the pending ones.
         Index(
             "ix_broadcast_recipients_queue",
             "broadcast_id",
-            "platform",
             "state",
+            "platform",
             "user_id",
         ),
     )
