@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -284,3 +285,30 @@ async def test_a_sender_killed_with_sigkill_never_sends_twice(
         f"\nSIGKILL after {at_kill} delivered: {len(unconfirmed)} unconfirmed,"
         f" {len(missed)} of them never got it; 0 duplicates"
     )
+
+
+async def test_cancel_stops_the_calls_within_a_second(db: Database, tg: FakeTelegram) -> None:
+    people = await add_people(db, 100, first_id=50_001)
+    for person in people:
+        tg.user(int(person.accounts["telegram"]))
+    bot = _bot(tg)
+    engine = _engine(db, bot, "process-1")
+    try:
+        draft = await engine.create_draft(ADMIN, "hello")
+        await engine.start(draft.id)
+        await until(lambda: len(_sends(tg)) >= 20, within=10)
+        asked = time.monotonic()
+        progress = await engine.cancel(draft.id)
+        took = time.monotonic() - asked
+        calls = len(_sends(tg))
+        await asyncio.sleep(1.0)
+    finally:
+        await engine.close()
+        await bot.session.close()
+    assert took < 1.0
+    assert len(_sends(tg)) == calls  # nothing after cancel returned
+    assert progress.status is Status.CANCELLED
+    # Calls on the wire when it was pressed were recorded: the counts match the chats.
+    delivered = sum(len(tg.messages(int(p.accounts["telegram"]), from_bot=True)) for p in people)
+    assert progress.sent == delivered and progress.pending == 100 - delivered
+    assert progress.unconfirmed == 0
