@@ -12,6 +12,7 @@ from core.db.models.billing import (
     UsageQuota,
     WebhookEvent,
 )
+from core.db.models.broadcasts import Broadcast, BroadcastRecipient
 from core.db.models.conversations import ChatMessage, Conversation, MessageLink, MessageStatus
 from core.db.models.linking import LinkAttempt, LinkCodeRecord
 from core.db.models.workers import Worker
@@ -19,6 +20,8 @@ from core.db.models.workers import Worker
 __all__ = [
     "AuditLog",
     "Base",
+    "Broadcast",
+    "BroadcastRecipient",
     "ChatMessage",
     "Conversation",
     "Identity",
