@@ -114,6 +114,9 @@ async def run_bot(settings: Settings, *, catalog: ModelCatalog | None = None) ->
         with contextlib.suppress(Exception):
             await services.refresh_catalog()
         platforms = [setup(services, app, payments) for _, setup in enabled]
+        # Broadcasts a stopped process was sending go on here (without Redis this
+        # is the only process, so it takes over every one).
+        await services.broadcasts.open(take_over=settings.redis.redis_url is None)
         if settings.payments.scheduler_enabled:
             scheduler.start()
         tasks = [asyncio.create_task(p.serve(), name=p.name) for p in platforms]
@@ -154,6 +157,11 @@ async def _shut_down(
             await platform.stop_intake()
         except Exception:
             log.warning("stopping %s's updates failed", platform.name, exc_info=True)
+    try:
+        # Calls on the wire finish and are recorded; the next start resumes the rest.
+        await services.broadcasts.close()
+    except Exception:
+        log.warning("stopping broadcasts failed", exc_info=True)
     running = len(services.chat.running_ids())
     if running:
         log.info("stopping: %d answers get up to %g s to finish", running, grace)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from core.accounts import AccountService
+from core.broadcast import BroadcastEngine
 from core.chat import ChatService
 from core.config import Settings
 from core.conversations.service import ConversationService
@@ -52,6 +53,7 @@ class Services:
     workers: WorkerRegistry
     liveness: Liveness
     linking: LinkService
+    broadcasts: BroadcastEngine
     _live: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -97,10 +99,11 @@ class Services:
         conversations.liveness = liveness
         linking = LinkService(db, quotas=quotas, outbox=outbox)
         linking.liveness = liveness
+        accounts = AccountService(db)
         return cls(
             settings=settings,
             db=db,
-            accounts=AccountService(db),
+            accounts=accounts,
             quotas=quotas,
             catalog=catalog,
             llm=llm,
@@ -114,6 +117,8 @@ class Services:
             workers=workers,
             liveness=liveness,
             linking=linking,
+            # One per process: the platforms add their senders; `oneai run` opens it.
+            broadcasts=BroadcastEngine(db, accounts, worker_id=worker_id, workers=workers),
         )
 
     async def go_live(self) -> int:

@@ -8,6 +8,7 @@ import logging
 import discord
 from aiohttp import web
 
+from bot.discord import broadcast
 from bot.discord.client import OneAIBot
 from bot.discord.factory import build_client
 from core.config import ConfigError
@@ -35,6 +36,7 @@ class DiscordPlatform:
         client = build_client(services, payments=payments)
         assert isinstance(client, OneAIBot)
         self.client = client
+        broadcast.attach(services.broadcasts, client)
         self._closed = asyncio.Event()
 
     async def serve(self) -> None:

@@ -10,6 +10,7 @@ import logging
 from aiogram.exceptions import AiogramError, TelegramNetworkError, TelegramUnauthorizedError
 from aiohttp import web
 
+from bot.telegram import broadcast
 from bot.telegram.factory import build_bot, build_dispatcher, build_storage, register_commands
 from bot.telegram.webhook import BoundedRequestHandler
 from core.config import ConfigError, TelegramSettings
@@ -57,6 +58,7 @@ class TelegramPlatform:
         self.dispatcher, self.answerer = build_dispatcher(
             services, self.bot, storage=self.storage, payments_service=payments
         )
+        broadcast.attach(services.broadcasts, self.bot)
         secret = self.settings.webhook_secret
         self.secret = secret.get_secret_value() if secret else None
         self.webhook: BoundedRequestHandler | None = None

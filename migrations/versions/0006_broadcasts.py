@@ -1,7 +1,7 @@
 """broadcasts and their recipients
 
-Revision ID: 0006b_broadcasts
-Revises: 0005 (re-chained after the other 0006 migrations at merge)
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-02 15:18:08.281909
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 import core.db.types
 
-revision: str = "0006b_broadcasts"
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
