@@ -61,7 +61,7 @@ class AccountService:
         if row is not None:
             user, seen = row
             if seen is None or now - seen > SEEN_RESOLUTION:
-                await self._touch(profile, now)
+                await self._touch(profile, user.id, now)
             return user
         try:
             return await self._create(profile, now)
@@ -93,7 +93,9 @@ class AccountService:
             )
         return user
 
-    async def _touch(self, profile: PlatformProfile, now: datetime) -> None:
+    async def _touch(self, profile: PlatformProfile, user_id: int, now: datetime) -> None:
+        """The account and its person were seen now (the person on any platform: the
+        admin stats count active people from `users.last_seen_at`)."""
         async with self.db.write() as session:
             await session.execute(
                 update(Identity)
@@ -103,6 +105,7 @@ class AccountService:
                 )
                 .values(last_seen_at=now, username=profile.username, is_blocked=False)
             )
+            await session.execute(update(User).where(User.id == user_id).values(last_seen_at=now))
 
     async def by_identity(self, platform: str, platform_user_id: str) -> User | None:
         async with self.db.read() as session:

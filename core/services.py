@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from core.accounts import AccountService
 from core.broadcast import BroadcastEngine
+from core.admin.sync import AdminSync
 from core.chat import ChatService
 from core.config import Settings
 from core.conversations.service import ConversationService
@@ -54,7 +55,9 @@ class Services:
     liveness: Liveness
     linking: LinkService
     broadcasts: BroadcastEngine
+    admin_sync: AdminSync
     _live: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _admin: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(
@@ -119,6 +122,7 @@ class Services:
             linking=linking,
             # One per process: the platforms add their senders; `oneai run` opens it.
             broadcasts=BroadcastEngine(db, accounts, worker_id=worker_id, workers=workers),
+            admin_sync=AdminSync(db, catalog, chat),
         )
 
     async def go_live(self) -> int:
@@ -133,6 +137,14 @@ class Services:
         if ended:
             log.info("interrupted %d answers of stopped workers", ended)
         self._live = asyncio.create_task(self.liveness.run(), name="liveness")
+        # Admins' changes (models turned off, bans) made by any process reach this one.
+        try:
+            await self.admin_sync.once()
+        except Exception:
+            log.warning("reading the models turned off failed", exc_info=True)
+        self._admin = asyncio.create_task(
+            self.admin_sync.run(self.settings.workers.heartbeat_seconds), name="admin-sync"
+        )
         return ended
 
     async def current_model_id(self, user: User) -> str:
@@ -143,18 +155,22 @@ class Services:
             return conversation.model_id
         return self.catalog.preferred(user.default_model).id
 
-    async def refresh_catalog(self) -> bool:
-        """Update model prices and limits from the provider; offline keeps the list."""
+    async def refresh_catalog(self, *, force: bool = False) -> bool:
+        """Update model prices and limits from the provider; offline keeps the list.
+        `force` (an admin's "refresh now"): fetch even when the cached data is fresh
+        or refreshing is turned off (MODEL_CATALOG_REFRESH_HOURS=0)."""
         hours = self.settings.llm.catalog_refresh_hours
-        if hours <= 0:
+        if hours <= 0 and not force:
             return False
         return await self.catalog.refresh(
             self.llm.list_models,
             self.settings.llm.catalog_cache_file,
-            timedelta(hours=hours),
+            timedelta(0) if force else timedelta(hours=hours),
         )
 
     async def close(self) -> None:
+        if self._admin is not None:
+            await cancel_and_wait(self._admin)
         if self._live is not None:
             await cancel_and_wait(self._live)
             # A clean exit: this worker is gone at once, not after its timeout.

@@ -109,6 +109,20 @@ class ModelLocked(ModelChoiceError):
         self.model = model
 
 
+class ModelDisabled(ModelChoiceError):
+    """An administrator turned the model off for everyone."""
+
+    code = "model_disabled"
+
+    def __init__(self, model: ModelInfo) -> None:
+        super().__init__(
+            f"{model.name} is turned off for now.",
+            "Pick another model with {models}.",
+            model=model.id,
+        )
+        self.model = model
+
+
 @dataclass(frozen=True)
 class _State:
     """One consistent snapshot; swapped as a whole so readers never see half an update."""
@@ -149,6 +163,9 @@ class ModelCatalog:
         self._default_id = default_model
         self._pinned = {key: frozenset(value) for key, value in (pinned or {}).items()}
         self._refresh_lock = asyncio.Lock()
+        # Turned off for everyone by an administrator (kept in the database; see
+        # core/admin/models.py): refused by check_access, left out of the menus.
+        self._disabled: frozenset[str] = frozenset()
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -157,8 +174,17 @@ class ModelCatalog:
 
     def preferred(self, model_id: str | None) -> ModelInfo:
         """The model a person picked as their default, or the catalog's default when
-        they picked none or it is no longer listed."""
-        return (self.get(model_id) if model_id else None) or self.default
+        they picked none, it is no longer listed or it is turned off (and while the
+        default is off too, the first model every plan may use that is on)."""
+        model = self.get(model_id) if model_id else None
+        if model is not None and model.id not in self._disabled:
+            return model
+        if self._default_id not in self._disabled:
+            return self.default
+        return next(
+            (m for m in self._state.ordered if m.id not in self._disabled and m.min_tier.rank == 0),
+            self.default,
+        )
 
     def require(self, model_id: str) -> ModelInfo:
         model = self.get(model_id)
@@ -167,24 +193,46 @@ class ModelCatalog:
         return model
 
     def check_access(self, model_id: str, tier: Tier) -> ModelInfo:
+        """The model, if it is on and `tier` may use it; else UnknownModel,
+        ModelDisabled or ModelLocked."""
         model = self.require(model_id)
+        if model.id in self._disabled:
+            raise ModelDisabled(model)
         if not model.available_to(tier):
             raise ModelLocked(model)
         return model
+
+    # --- turned off by an administrator ------------------------------------------------
+
+    @property
+    def disabled(self) -> frozenset[str]:
+        """Ids of the models turned off for everyone."""
+        return self._disabled
+
+    def is_enabled(self, model_id: str) -> bool:
+        return model_id in self._state.by_id and model_id not in self._disabled
+
+    def set_disabled(self, model_ids: Iterable[str]) -> None:
+        """The models turned off for everyone from now on (ids not listed are kept
+        too: a model may come back with a later catalog)."""
+        self._disabled = frozenset(model_ids)
 
     @property
     def default(self) -> ModelInfo:
         return self._state.by_id[self._default_id]
 
     def all(self) -> list[ModelInfo]:
-        """Every model, by quota key (small, large, image) then name."""
+        """Every model, turned off or not, by quota key (small, large, image) then
+        name: positions stay put when a model is turned off (buttons carry them)."""
         return list(self._state.ordered)
 
     def grouped(self) -> dict[QuotaKey, list[ModelInfo]]:
-        """Non-empty groups in quota key order, each sorted by name."""
+        """The models people may pick (not turned off), in non-empty groups in quota
+        key order, each sorted by name."""
         groups: dict[QuotaKey, list[ModelInfo]] = {}
         for model in self._state.ordered:
-            groups.setdefault(model.quota_key, []).append(model)
+            if model.id not in self._disabled:
+                groups.setdefault(model.quota_key, []).append(model)
         return groups
 
     def __len__(self) -> int:

@@ -1,6 +1,7 @@
 """All tables, imported together so metadata is complete for migrations."""
 
 from core.db.models.accounts import Identity, User
+from core.db.models.admin import DisabledModel
 from core.db.models.base import Base
 from core.db.models.billing import (
     AuditLog,
@@ -24,6 +25,7 @@ __all__ = [
     "BroadcastRecipient",
     "ChatMessage",
     "Conversation",
+    "DisabledModel",
     "Identity",
     "LinkAttempt",
     "LinkCodeRecord",

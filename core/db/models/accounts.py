@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint, false
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.clock import utcnow
@@ -16,6 +16,8 @@ from core.db.types import BigIntPK
 
 class User(Timestamps, Base):
     __tablename__ = "users"
+    # The admin stats count people seen lately.
+    __table_args__ = (Index("ix_users_last_seen_at", "last_seen_at"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     display_name: Mapped[str | None] = mapped_column(String(255))
@@ -42,7 +44,12 @@ class Identity(Base):
     """(platform, platform user id) -> user; several platforms can share one user."""
 
     __tablename__ = "identities"
-    __table_args__ = (UniqueConstraint("platform", "platform_user_id"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "platform_user_id"),
+        # Admin stats (people seen lately, index only) and finding a person by @username.
+        Index("ix_identities_last_seen_at", "last_seen_at", "user_id"),
+        Index("ix_identities_username", "username"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(

@@ -57,6 +57,14 @@ class Subscription(Timestamps, Base):
             postgresql_where=text("is_current"),
         ),
         Index("ix_subscriptions_period_end", "current_period_end"),
+        # Plans per tier on the admin stats.
+        Index(
+            "ix_subscriptions_current_tier",
+            "tier",
+            "status",
+            sqlite_where=text("is_current"),
+            postgresql_where=text("is_current"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -121,7 +129,11 @@ class Payment(Base):
     collides on the unique key instead of activating twice."""
 
     __tablename__ = "payments"
-    __table_args__ = (UniqueConstraint("provider", "provider_charge_id"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_charge_id"),
+        # Revenue per month on the admin stats.
+        Index("ix_payments_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     user_id: Mapped[int | None] = mapped_column(

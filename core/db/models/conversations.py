@@ -74,6 +74,20 @@ class ChatMessage(Base):
             sqlite_where=text("status = 'streaming'"),
             postgresql_where=text("status = 'streaming'"),
         ),
+        # The admin stats (answers, tokens, models and failures per day) read only
+        # this index. Queries must name the role as a literal for SQLite to use it.
+        Index(
+            "ix_chat_messages_answer_stats",
+            "created_at",
+            "status",
+            "model_id",
+            "error_code",
+            "prompt_tokens",
+            "completion_tokens",
+            "role",
+            sqlite_where=text("role = 'assistant'"),
+            postgresql_where=text("role = 'assistant'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
