@@ -1,4 +1,4 @@
-"""The `oneai` command: run, migrate, chat, models, grant.
+"""The `oneai` command: run, migrate, chat, models, grant, admin.
 
 A problem the operator can fix (configuration, a file, a port, a token, the database)
 stops it with exit code 2 and one line on stderr naming the variable.
@@ -13,12 +13,15 @@ import sys
 from collections.abc import Callable, Coroutine
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.startup import check_run, load_catalog
 from core.config import ConfigError, Settings, load_settings
 from core.db.migrate import prepare_database, upgrade_head_async
 from core.errors import OneAIError
+
+if TYPE_CHECKING:
+    from core.services import Services
 
 log = logging.getLogger("oneai")
 
@@ -136,13 +139,191 @@ async def _cmd_grant(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
+    """`oneai admin …`: the admin commands of the bots, for an operator at a shell
+    (named "cli" in the audit log)."""
+    from core.admin.errors import AdminError
+    from core.llm.catalog import ModelChoiceError
+    from core.services import Services
+
+    catalog = load_catalog(settings)
+    await prepare_database(settings.db.database_url)
+    services = Services.build(settings, catalog=catalog, role="cli")
+    try:
+        lines = await _run_admin(services, args)
+    except (AdminError, _Usage) as exc:
+        return _fail(exc.user_message)
+    except ModelChoiceError as exc:
+        return _fail(exc.pointing_to("`oneai admin models`"))
+    finally:
+        await services.close()
+    print("\n".join(lines))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": _cmd_run,
     "migrate": _cmd_migrate,
     "chat": _cmd_chat,
     "models": _cmd_models,
     "grant": _cmd_grant,
+    "admin": _cmd_admin,
 }
+
+
+async def _run_admin(services: Services, args: argparse.Namespace) -> list[str]:
+    """The lines `oneai admin COMMAND` prints."""
+    from core.admin import actions, audit, models, people, stats
+    from core.admin.access import CLI_ACTOR
+
+    # What the bots see: the models turned off as the database says now.
+    await services.admin_sync.refresh_models()
+    command = args.admin_command
+    if command == "stats":
+        return [(await stats.stats_screen(services, "en")).text]
+    if command == "audit":
+        return [(await audit.audit_page(services, args.page)).text]
+    if command == "models":
+        if args.action == "refresh":
+            return [(await models.refresh_catalog(services, CLI_ACTOR)).text]
+        if args.action in ("enable", "disable"):
+            if not args.model:
+                raise _Usage(f"oneai admin models {args.action} MODEL")
+            if args.action == "enable":
+                done = await models.enable_model(services, CLI_ACTOR, args.model)
+            else:
+                reason = " ".join(args.reason) or None
+                done = await models.disable_model(services, CLI_ACTOR, args.model, reason)
+            return [done.text]
+        return [(await models.models_page(services)).text]
+    user_id = await people.find_person(services, args.user)
+    if command == "person":
+        return [(await people.person_card(services, user_id)).text]
+    if command == "grant":
+        result = await actions.grant(services, CLI_ACTOR, user_id, args.tier, args.days)
+    elif command == "revoke":
+        result = await actions.revoke(services, CLI_ACTOR, user_id)
+    elif command == "reset":
+        result = await actions.reset_quota(services, CLI_ACTOR, user_id, args.quota)
+    elif command == "ban":
+        result = await actions.ban(services, CLI_ACTOR, user_id, " ".join(args.reason) or None)
+    else:
+        result = await actions.unban(services, CLI_ACTOR, user_id)
+    return [result.text, *result.notes]
+
+
+class _Usage(OneAIError):
+    code = "usage"
+
+    def __init__(self, usage: str) -> None:
+        super().__init__(f"usage: {usage}")
+
+
+def _admin_parser(sub: Any) -> None:
+    """`oneai admin …`: what admins do with /admin in the bots, at a shell."""
+    admin = sub.add_parser(
+        "admin",
+        help="the admin commands: stats, people, plans, bans, models, audit log",
+        description=(
+            "What admins do with /admin in Telegram and Discord, for an operator at a "
+            'shell: every change is written to the audit log as done by "cli".'
+        ),
+    )
+    commands = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "stats",
+        help="people, answers and tokens per day, top models, failures, plans, revenue",
+        description=(
+            "The stats screen: people and how many were active in 24 hours, 7 and 30 "
+            "days; answers and tokens per day for 14 days; the top models; failures by "
+            "kind; plans per tier; revenue per provider this month and last."
+        ),
+    )
+    user_help = "our user id, telegram:ID, discord:ID or @username"
+    person = commands.add_parser(
+        "person",
+        help="a person's card: accounts, plan, quotas, activity, payments",
+        description=(
+            "Find a person by our id, a platform account (telegram:ID, discord:ID) or "
+            "@username, and show their accounts, plan and its end, quotas and their "
+            "resets, last activity, conversations and payments."
+        ),
+    )
+    person.add_argument("user", metavar="QUERY", help=user_help)
+    grant = commands.add_parser(
+        "grant",
+        help="give a plan for some days",
+        description=(
+            "Give a person a plan (pro or enterprise) for DAYS days, added to the current "
+            "end when they have it already. The person is told; the audit log keeps it."
+        ),
+    )
+    grant.add_argument("user", metavar="USER", help=user_help)
+    grant.add_argument("tier", metavar="TIER", help="pro or enterprise")
+    grant.add_argument("days", metavar="DAYS", type=int, help="how many days")
+    revoke = commands.add_parser(
+        "revoke",
+        help="take a person's plan away now",
+        description=(
+            "End a person's plan now: they are back on Free, with Free's limits. A plan "
+            "that renews at a payment provider must be cancelled there too."
+        ),
+    )
+    revoke.add_argument("user", metavar="USER", help=user_help)
+    reset = commands.add_parser(
+        "reset",
+        help="reset a person's quotas to 0",
+        description=(
+            "Set what a person used in the current quota windows back to 0, for every "
+            "quota or the one named; the windows keep their reset times."
+        ),
+    )
+    reset.add_argument("user", metavar="USER", help=user_help)
+    reset.add_argument(
+        "quota",
+        metavar="QUOTA",
+        nargs="?",
+        help="small_messages, large_messages or image_generation (default: all)",
+    )
+    ban = commands.add_parser(
+        "ban",
+        help="ban a person, with a reason",
+        description=(
+            "Ban a person: their answers that are streaming stop, and the bots answer "
+            "them with one short note an hour at most, never with a model."
+        ),
+    )
+    ban.add_argument("user", metavar="USER", help=user_help)
+    ban.add_argument("reason", metavar="REASON", nargs="*", help="kept in the audit log")
+    unban = commands.add_parser(
+        "unban",
+        help="lift a ban",
+        description="Lift a person's ban: the bots answer them again as before.",
+    )
+    unban.add_argument("user", metavar="USER", help=user_help)
+    models = commands.add_parser(
+        "models",
+        help="list the models, turn one off or on for everyone, refresh the catalog",
+        description=(
+            "List every model with whether it is on; `disable MODEL [REASON]` turns one "
+            "off for everyone (the bots refuse it and leave it out of their menus), "
+            "`enable MODEL` turns it on again, `refresh` fetches prices and limits now."
+        ),
+    )
+    models.add_argument(
+        "action", metavar="ACTION", nargs="?", choices=("enable", "disable", "refresh")
+    )
+    models.add_argument("model", metavar="MODEL", nargs="?", help="a model id or its number")
+    models.add_argument("reason", metavar="REASON", nargs="*", help="why it is turned off")
+    audit = commands.add_parser(
+        "audit",
+        help="the latest audit log entries",
+        description=(
+            "The audit log, newest first, ten entries a page: who did what to whom, with "
+            "what it was before and after."
+        ),
+    )
+    audit.add_argument("page", metavar="PAGE", type=int, nargs="?", default=1)
 
 
 def _version() -> str:
@@ -211,6 +392,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         help="days from today (or from the current end); not needed for free",
     )
+    _admin_parser(sub)
     return parser
 
 

@@ -108,6 +108,8 @@ def _actor(row: AuditLog) -> str:
 
 
 def _short(value: Any) -> str:
+    if value is None:
+        return "—"
     if isinstance(value, dict):
         return ", ".join(f"{key}={_short(item)}" for key, item in value.items())
     if isinstance(value, str) and len(value) >= 16 and value[4:5] == "-" and "T" in value:

@@ -36,13 +36,16 @@ class AdminSync:
         self.db = db
         self.catalog = catalog
         self.chat = chat
+        self._loaded = False
 
     async def refresh_models(self) -> frozenset[str]:
         async with self.db.read() as session:
             disabled = frozenset(await load_disabled(session))
         if disabled != self.catalog.disabled:
-            log.info("models turned off: %s", ", ".join(sorted(disabled)) or "none")
+            level = logging.INFO if self._loaded else logging.DEBUG
+            log.log(level, "models turned off: %s", ", ".join(sorted(disabled)) or "none")
             self.catalog.set_disabled(disabled)
+        self._loaded = True
         return disabled
 
     async def stop_banned(self) -> int:
