@@ -34,7 +34,14 @@ def admin_settings(
 ) -> Settings:
     return Settings(
         db=DatabaseSettings(database_url=database_url),
-        llm=LLMSettings(base_url=llm_url, catalog_refresh_hours=0, catalog_cache_file=cache_file),
+        # The catalog's two are known by their variable names only.
+        llm=LLMSettings.model_validate(
+            {
+                "base_url": llm_url,
+                "MODEL_CATALOG_REFRESH_HOURS": 0,
+                "MODEL_CATALOG_CACHE_FILE": cache_file,
+            }
+        ),
         limits=LimitSettings(),
         telegram=TelegramSettings(admin_ids=[TELEGRAM_ADMIN]),
         discord=DiscordSettings(admin_ids=[DISCORD_ADMIN]),
