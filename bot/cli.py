@@ -189,11 +189,13 @@ async def _run_admin(services: Services, args: argparse.Namespace) -> list[str]:
         if args.action in ("enable", "disable"):
             if not args.model:
                 raise _Usage(f"oneai admin models {args.action} MODEL")
+            # A number is the model's place in `oneai admin models` (from 1).
+            model: str | int = int(args.model) - 1 if args.model.isdigit() else args.model
             if args.action == "enable":
-                done = await models.enable_model(services, CLI_ACTOR, args.model)
+                done = await models.enable_model(services, CLI_ACTOR, model)
             else:
                 reason = " ".join(args.reason) or None
-                done = await models.disable_model(services, CLI_ACTOR, args.model, reason)
+                done = await models.disable_model(services, CLI_ACTOR, model, reason)
             return [done.text]
         return [(await models.models_page(services)).text]
     user_id = await people.find_person(services, args.user)

@@ -85,15 +85,13 @@ async def models_page(services: Services, lang: str = "en") -> ModelsPage:
 
 
 def resolve_model(services: Services, model: str | int) -> ModelInfo:
-    """A model by its id, or by its number in the list (1-based, as shown)."""
-    catalog = services.catalog
-    if isinstance(model, int) or (isinstance(model, str) and model.strip().isdigit()):
-        number = int(model)
-        models = catalog.all()
-        if 1 <= number <= len(models):
-            return models[number - 1]
+    """A model by its id, or by its `ModelLine.index` (what a button carries)."""
+    if isinstance(model, int):
+        models = services.catalog.all()
+        if 0 <= model < len(models):
+            return models[model]
         raise UnknownModel(str(model))
-    return catalog.require(model.strip())
+    return services.catalog.require(model.strip())
 
 
 async def disable_model(

@@ -444,8 +444,14 @@ def render_stats(stats: Stats, lang: str) -> str:
     top = max((day.answers for day in stats.days), default=0)
     for day in stats.days:
         lines.append(
-            f"{day.day:%m-%d} {_bar(day.answers, top)} {number(day.answers)} · "
-            f"{number(day.tokens)} tok"
+            t(
+                lang,
+                "admin.stats.day",
+                day=f"{day.day:%m-%d}",
+                bar=_bar(day.answers, top),
+                answers=number(day.answers),
+                tokens=number(day.tokens),
+            )
         )
     lines.append("")
     if stats.models:

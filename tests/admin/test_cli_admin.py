@@ -93,7 +93,10 @@ async def test_an_operator_manages_a_person_from_the_shell(
     models = await ok("models")
     assert "🤖 Models: " in models and ", turned off: 1" in models
     assert "⛔" in models and "· openai/gpt-4.1-mini · Free+ · too slow" in models
-    assert "is on for everyone" in await ok("models", "enable", "openai/gpt-4.1-mini")
+    number = next(
+        line.split(".")[0].split()[-1] for line in models.splitlines() if "gpt-4.1-mini" in line
+    )
+    assert "is on for everyone" in await ok("models", "enable", number)  # by its number
     assert (await ok("models", "refresh")).startswith("🔄 Catalog refreshed: ")
     stats = await ok("stats")
     assert "👥 People: 1 · active 24 h 1 · 7 d 1 · 30 d 1" in stats

@@ -116,8 +116,9 @@ async def test_the_default_model_and_unknown_models_are_refused(services: Servic
         await disable_model(services, CLI_ACTOR, "openai/gpt-4o-mini")
     with pytest.raises(UnknownModel):
         await disable_model(services, CLI_ACTOR, "no/such-model")
-    with pytest.raises(UnknownModel):
-        await disable_model(services, CLI_ACTOR, 999)
+    for index in (999, -1):
+        with pytest.raises(UnknownModel):
+            await disable_model(services, CLI_ACTOR, index)
 
 
 async def test_the_models_page_lists_every_model_with_its_state(services: Services) -> None:
@@ -129,8 +130,8 @@ async def test_the_models_page_lists_every_model_with_its_state(services: Servic
     assert line.reason == "too slow" and not line.enabled
     assert f"⛔ {line.index + 1}. GPT-4.1 mini · {MODEL} · Free+ · too slow" in page.text
     assert page.text.splitlines()[0] == f"🤖 Models: {len(page.models)}, turned off: 1"
-    # By its number on the page, too (what a button or a shell passes).
-    await enable_model(services, CLI_ACTOR, line.index + 1)
+    # By its place in the list, too (what a button carries).
+    await enable_model(services, CLI_ACTOR, line.index)
     assert services.catalog.is_enabled(MODEL)
 
 
