@@ -53,6 +53,9 @@ CLOSE_AFTER = timedelta(hours=1)
 # Literals, not bound parameters: SQLite uses a partial index only when the query's
 # WHERE names its condition literally.
 _ASSISTANT: ColumnClause[str] = literal_column("'assistant'", String())
+# The bare column, as the partial index `ix_subscriptions_current_tier` says it
+# (SQLAlchemy writes a boolean column as `is_current = 1` on SQLite).
+_CURRENT: ColumnClause[Any] = literal_column("subscriptions.is_current")
 _ANSWERED = (MessageStatus.COMPLETE, MessageStatus.CANCELLED)
 _FAILED = (MessageStatus.FAILED, MessageStatus.INTERRUPTED)
 # Digits after the point per currency; the rest have two.
@@ -265,7 +268,7 @@ async def _day(session: AsyncSession, start: datetime) -> tuple[_Group, ...]:
 async def _tiers(session: AsyncSession) -> list[tuple[str, str, int]]:
     s = Subscription
     rows = await session.execute(
-        select(s.tier, s.status, func.count()).where(s.is_current).group_by(s.tier, s.status)
+        select(s.tier, s.status, func.count()).where(_CURRENT).group_by(s.tier, s.status)
     )
     return [(str(tier), str(status), int(count)) for tier, status, count in rows]
 
