@@ -10,6 +10,7 @@ from core.admin.access import CLI_ACTOR
 from core.admin.errors import DefaultModel
 from core.admin.models import disable_model, enable_model, models_page, refresh_catalog
 from core.db.models import AuditLog, Conversation
+from core.i18n import error_text
 from core.llm.catalog import ModelDisabled, UnknownModel
 from core.services import Services
 from core.tiers import Tier
@@ -155,3 +156,12 @@ async def test_refresh_now_fetches_even_when_refreshing_is_off(
         ("catalog_refresh", True),
         ("catalog_refresh", False),
     ]
+
+
+def test_a_model_turned_off_reads_in_the_persons_language(services: Services) -> None:
+    services.catalog.set_disabled({MODEL})
+    with pytest.raises(ModelDisabled) as refused:
+        services.catalog.check_access(MODEL, Tier.FREE)
+    assert (
+        error_text("ru", refused.value) == "Эта модель сейчас выключена. Выберите другую в /model."
+    )

@@ -12,6 +12,7 @@ from core.admin.errors import PersonAmbiguous, PersonNotFound
 from core.admin.people import find_person, person_card
 from core.clock import utcnow
 from core.db.models import Payment
+from core.i18n import error_text
 from core.services import Services
 from core.tiers import QuotaKey, Tier
 from tests.admin.conftest import TELEGRAM_ADMIN, person
@@ -121,3 +122,14 @@ async def test_the_card_of_a_banned_admin_less_person_and_of_an_admin(
     assert admin_card.text.splitlines()[0].endswith(" · admin")
     with pytest.raises(PersonNotFound):
         await person_card(services, 999_999)
+
+
+def test_refusals_read_in_the_admins_language() -> None:
+    assert error_text("ru", PersonNotFound("@x")).startswith("Никто не найден по «@x».")
+    twins = PersonAmbiguous("@twin", [3, 4])
+    assert (
+        error_text("en", twins) == "“@twin” matches several people: #3, #4. Use one of these ids."
+    )
+    assert error_text("ru", twins) == (
+        "«@twin» подходит нескольким людям: #3, #4. Укажите один из этих id."
+    )
