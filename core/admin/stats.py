@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnClause, String, case, func, literal_column, select
+from sqlalchemy import ColumnClause, String, and_, case, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
@@ -278,7 +278,12 @@ async def _revenue(session: AsyncSession, w: _Window) -> list[RevenueStats]:
     this_month = case((p.created_at >= w.month, 1), else_=0)
     rows = await session.execute(
         select(p.provider, p.currency, this_month, p.kind, func.count(), func.sum(p.amount_minor))
-        .where(p.created_at >= w.last_month, p.kind.in_([*_MONEY_IN, "refund"]))
+        .where(
+            p.created_at >= w.last_month,
+            # Money in: every payment and renewal recorded. Money back: refunds done
+            # (an admin's refund still requested, pending or failed gave nothing back).
+            or_(p.kind.in_(_MONEY_IN), and_(p.kind == "refund", p.status == "succeeded")),
+        )
         .group_by(p.provider, p.currency, this_month, p.kind)
     )
     sums: dict[tuple[str, str, date], list[int]] = {}

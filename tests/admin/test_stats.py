@@ -88,7 +88,14 @@ class Seeder:
             )
 
     async def payment(
-        self, user_id: int, provider: str, currency: str, amount: int, kind: str, at: datetime
+        self,
+        user_id: int,
+        provider: str,
+        currency: str,
+        amount: int,
+        kind: str,
+        at: datetime,
+        status: str = "succeeded",
     ) -> None:
         async with self.db.write() as session:
             session.add(
@@ -97,7 +104,7 @@ class Seeder:
                     provider=provider,
                     provider_charge_id=uuid.uuid4().hex,
                     kind=kind,
-                    status="succeeded",
+                    status=status,
                     amount_minor=amount,
                     currency=currency,
                     payload={},
@@ -133,6 +140,7 @@ async def _seed(db: Database) -> Seeder:
     await seed.payment(ids[0], *stars, 250, "payment", at(3))
     await seed.payment(ids[0], *stars, 250, "renewal", at(10))
     await seed.payment(ids[0], *stars, 250, "refund", at(11))
+    await seed.payment(ids[1], *stars, 250, "refund", at(12), status="pending")  # not back yet
     await seed.payment(ids[1], *yookassa, 49_000, "payment", at(12))
     await seed.payment(ids[1], *stars, 250, "payment", datetime(2026, 2, 20, tzinfo=UTC))
     await seed.payment(ids[1], *stars, 250, "payment", datetime(2026, 1, 20, tzinfo=UTC))
