@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from core.accounts import AccountService
-from core.broadcast import BroadcastEngine
 from core.admin.sync import AdminSync
+from core.broadcast import BroadcastEngine
 from core.chat import ChatService
 from core.config import Settings
 from core.conversations.service import ConversationService

@@ -1,7 +1,7 @@
 """admin: models turned off for everyone, indexes for the stats screen
 
 Revision ID: 0006_admin
-Revises: 0006b_broadcasts
+Revises: 0006
 Create Date: 2026-12-02 15:30:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import core.db.types
 
 revision: str = "0006_admin"
-down_revision: str | None = "0006b_broadcasts"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
