@@ -3,7 +3,7 @@ plans and revenue, as numbers and as one screen of text.
 
 Every statement is indexed to stay well under 200 ms on 100,000 people and
 1,000,000 messages whatever their spread (`python -m bench.admin_stats` measures
-them on SQLite and PostgreSQL; the indexes are in migration 0006_admin):
+them on SQLite and PostgreSQL; the indexes are in migration 0007):
 
 - people: one range of `users.last_seen_at` (kept as the latest time any of the
   person's accounts was seen), read from the index alone;

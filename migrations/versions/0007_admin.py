@@ -1,6 +1,6 @@
 """admin: models turned off for everyone, indexes for the stats screen
 
-Revision ID: 0006_admin
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-02 15:30:00.000000
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 import core.db.types
 
-revision: str = "0006_admin"
+revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
