@@ -142,7 +142,6 @@ async def _cmd_grant(settings: Settings, args: argparse.Namespace) -> int:
 async def _cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
     """`oneai admin …`: the admin commands of the bots, for an operator at a shell
     (named "cli" in the audit log)."""
-    from core.admin.errors import AdminError
     from core.llm.catalog import ModelChoiceError
     from core.services import Services
 
@@ -151,10 +150,10 @@ async def _cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
     services = Services.build(settings, catalog=catalog, role="cli")
     try:
         lines = await _run_admin(services, args)
-    except (AdminError, _Usage) as exc:
-        return _fail(exc.user_message)
     except ModelChoiceError as exc:
         return _fail(exc.pointing_to("`oneai admin models`"))
+    except OneAIError as exc:  # AdminError, a refund refused, a usage line
+        return _fail(exc.user_message)
     finally:
         await services.close()
     print("\n".join(lines))
@@ -179,6 +178,8 @@ async def _run_admin(services: Services, args: argparse.Namespace) -> list[str]:
     # What the bots see: the models turned off as the database says now.
     await services.admin_sync.refresh_models()
     command = args.admin_command
+    if command == "refund":
+        return [await _refund(services, args.payment, " ".join(args.reason) or None)]
     if command == "stats":
         return [(await stats.stats_screen(services, "en")).text]
     if command == "audit":
@@ -214,6 +215,26 @@ async def _run_admin(services: Services, args: argparse.Namespace) -> list[str]:
     return [result.text, *result.notes]
 
 
+async def _refund(services: Services, payment: str, reason: str | None) -> str:
+    """Refund one payment; Stars go through the Telegram bot when its token is set."""
+    from payments.service import Payments
+
+    payments = Payments.build(services)
+    bot = None
+    if services.settings.telegram.bot_token is not None:
+        from bot.telegram.factory import build_bot
+
+        bot = build_bot(services.settings.telegram)
+        payments.refunds.use_telegram(bot.refund_star_payment)
+    try:
+        result = await payments.refunds.refund(payment, admin_user_id=None, reason=reason)
+        return result.text("en")
+    finally:
+        if bot is not None:
+            await bot.session.close()
+        await payments.close()
+
+
 class _Usage(OneAIError):
     code = "usage"
 
@@ -222,13 +243,13 @@ class _Usage(OneAIError):
 
 
 def _admin_parser(sub: Any) -> None:
-    """`oneai admin …`: what admins do with /admin in the bots, at a shell."""
+    """`oneai admin …`: the admin operations, at a shell."""
     admin = sub.add_parser(
         "admin",
-        help="the admin commands: stats, people, plans, bans, models, audit log",
+        help="admin operations: stats, people, plans, bans, refunds, models, audit log",
         description=(
-            "What admins do with /admin in Telegram and Discord, for an operator at a "
-            'shell: every change is written to the audit log as done by "cli".'
+            "Admin operations for an operator at a shell: every change is written to "
+            'the audit log as done by "cli".'
         ),
     )
     commands = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
@@ -241,6 +262,17 @@ def _admin_parser(sub: Any) -> None:
             "kind; plans per tier; revenue per provider this month and last."
         ),
     )
+    refund = commands.add_parser(
+        "refund",
+        help="refund a payment in full through the provider that took it",
+        description=(
+            "Refund one payment (its ledger id or the provider's charge id, as the "
+            "person card lists them) through Stars, YooKassa or Razorpay, once however "
+            "often asked; the plan it bought ends as the refund rules say."
+        ),
+    )
+    refund.add_argument("payment", metavar="PAYMENT")
+    refund.add_argument("reason", nargs="*", metavar="REASON")
     user_help = "our user id, telegram:ID, discord:ID or @username"
     person = commands.add_parser(
         "person",

@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, Message, TelegramObject, Update
 from aiogram.types import User as TgUser
 
 from core.accounts import AccountService, PlatformProfile
+from core.admin.banned import banned_note, should_tell_banned
 from core.flood import FloodGuard, Verdict
 from core.i18n import pick_language, t
 from core.once import SeenDeliveries
@@ -92,17 +93,22 @@ class IdentityMiddleware(BaseMiddleware):
 
 
 class BanMiddleware(BaseMiddleware):
-    """A banned person gets one short answer and nothing else happens."""
+    """A banned person's updates go nowhere (never to the model): a button press is
+    answered (Telegram waits for that), a private message at most once an hour."""
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user = data.get("user")
         if user is None or not user.is_banned or (isinstance(event, Update) and is_payment(event)):
             return await handler(event, data)
-        text = t(data.get("lang"), "blocked")
+        text = banned_note(data.get("lang"))
         if isinstance(event, Update):
             if event.callback_query is not None:
                 await event.callback_query.answer(text, show_alert=True)
-            elif event.message is not None and event.message.chat.type == "private":
+            elif (
+                event.message is not None
+                and event.message.chat.type == "private"
+                and should_tell_banned(user.id)
+            ):
                 await event.message.answer(text)
         return None
 

@@ -15,7 +15,9 @@ from tests.admin.conftest import person
 from tests.fakes.llm_server import FakeLLM
 from tests.support.process import clean_env
 
-SUBCOMMANDS = ["stats", "person", "grant", "revoke", "reset", "ban", "unban", "models", "audit"]
+SUBCOMMANDS = [
+    "stats", "person", "grant", "revoke", "reset", "ban", "unban", "refund", "models", "audit",
+]  # fmt: skip
 
 
 async def _admin(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
@@ -128,6 +130,7 @@ async def test_mistakes_are_one_line_with_exit_code_2(
         (("models", "disable", "openai/gpt-4o-mini"), "is the default model (DEFAULT_MODEL)"),
         (("models", "disable"), "oneai: usage: oneai admin models disable MODEL"),
         (("models", "enable", "no/such"), "Use `oneai admin models` to see"),
+        (("refund", "424242"), "oneai: "),
     ]
     results = await asyncio.gather(*(_admin(*args, cwd=tmp_path, env=env) for args, _ in cases))
     for (args, message), (code, out, err) in zip(cases, results, strict=True):

@@ -333,3 +333,16 @@ async def test_a_flood_of_messages_gets_one_note_and_no_more(discord_bot: Harnes
     assert sum("too fast" in r for r in replies) == 1, replies
     # Three got through; the other five never reached the model.
     assert discord_bot.llm.requests_count == 3
+
+
+async def test_a_banned_person_gets_one_note_an_hour_and_no_answer(discord_bot: Harness) -> None:
+    env, services = discord_bot.env, discord_bot.services
+    alice = env.create_user("alice")
+    user = await services.accounts.upsert(PlatformProfile("discord", str(alice.id)))
+    await services.accounts.set_banned(user.id, True, "spam")
+    for text in ("one", "two", "three"):
+        await alice.send_dm(text)
+    await discord_bot.quiet()
+    replies = [m.content for m in from_bot(alice.dm_channel.history())]
+    assert replies == ["Your access to this service has been suspended."]
+    assert discord_bot.llm.requests_count == 0

@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from bot.discord.chat import Place
 from bot.discord.people import Person, person_of, upsert
+from core.admin.banned import banned_note, should_tell_banned
 from core.answers import Origin
 from core.conversations.errors import ShuttingDown
 from core.conversations.turns import make_title
@@ -67,8 +68,9 @@ class ChatCog(commands.Cog):
                 await self.answers.surface.say(_origin(message), t(person.lang, "slow_down"))
             return
         if person.user.is_banned:
-            if private:
-                await self.answers.surface.say(_origin(message), t(person.lang, "blocked"))
+            # Never to the model; a note at most once an hour.
+            if private and should_tell_banned(person.user.id):
+                await self.answers.surface.say(_origin(message), banned_note(person.lang))
             return
         text = message.content if private else self._mention_free(message.content)
         await self.answers.message(message, person, text, conversation_id=conversation_id)
