@@ -169,6 +169,8 @@ class Services:
         )
 
     async def close(self) -> None:
+        # Stopped first, while the database is there (a second close does nothing).
+        await self.broadcasts.close()
         if self._admin is not None:
             await cancel_and_wait(self._admin)
         if self._live is not None:
