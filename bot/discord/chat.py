@@ -20,8 +20,7 @@ from core.answers.flow import AnswerView, ShowFailed
 from core.i18n import t
 from core.outbox import Undeliverable
 from core.services import Services
-from core.streaming import ChatUnavailable, RetryLater, StreamDriver
-from core.streaming.sink import Outcome
+from core.streaming import ChatUnavailable, RetryLater, StreamDriver, show_text
 
 log = logging.getLogger(__name__)
 
@@ -152,25 +151,12 @@ class DiscordSurface:
                 final_view=final_view,
                 note=lambda _outcome, _text: note,
             )
-            parts = sink.split(text)
-            for index, part in enumerate(parts[:-1]):
-                await self.in_turn(chat_id, lambda i=index, p=part: sink.send(i, p))  # type: ignore[misc]
-            await self._finish(sink, parts)
+            await show_text(sink, text)
         except ChatUnavailable:
             raise Undeliverable("the channel cannot be written to") from None
         except discord.HTTPException as exc:
             raise ShowFailed(str(exc)) from None
         return sink.message_ids
-
-    async def _finish(self, sink: DiscordSink, parts: list[str]) -> None:
-        """The final state must land: 429s are waited out in the channel's turn."""
-        while True:
-            try:
-                await self.in_turn(sink.channel_id, lambda: sink.finish(parts, Outcome("complete")))
-                return
-            except RetryLater as exc:
-                async with self.driver.chats.turn(("discord", sink.channel_id)) as gate:
-                    gate.hold(exc.retry_after)
 
     async def mark_cut(
         self, chat_id: int, message_id: int, controls: Controls, note: str, lang: str

@@ -31,7 +31,7 @@ from bot.telegram import keyboards
 from bot.telegram.callbacks import AnswerAction
 from bot.telegram.draft_sink import DraftSink
 from bot.telegram.replies import FLOOD_ATTEMPTS, patiently, reply
-from bot.telegram.sink import TelegramSink, show_text
+from bot.telegram.sink import TelegramSink
 from core.answers import AnswerFlow, ButtonCheck, Controls, Origin
 from core.answers.flow import AnswerView, ShowFailed
 from core.conversations.links import MessageLinks
@@ -40,7 +40,7 @@ from core.errors import OneAIError
 from core.i18n import error_text, t
 from core.outbox import Undeliverable
 from core.services import Services
-from core.streaming import StreamDriver
+from core.streaming import StreamDriver, show_text
 from core.tiers import Tier
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ text goes out again at once without them, in the same call.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -251,21 +250,3 @@ class TelegramSink:
             del self.message_ids[index:]
             await self._send(part, markup)
             self.message_ids.extend(tail)
-
-
-async def show_text(sink: TelegramSink, text: str, *, patience: float = 60.0) -> None:
-    """Show a finished text at once (a revision paged to, a cut answer), waiting
-    out flood limits: this is a final state and must be delivered."""
-    parts = sink.split(text)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
-    while True:
-        try:
-            for index, part in enumerate(parts[:-1]):
-                await sink.send(index, part)
-            await sink.finish(parts, Outcome("complete"))
-            return
-        except RetryLater as exc:
-            if loop.time() + exc.retry_after > deadline:
-                raise
-            await asyncio.sleep(exc.retry_after)

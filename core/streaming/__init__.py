@@ -16,6 +16,7 @@ from core.streaming.sink import (
     Sink,
     SinkLimits,
     StreamStatus,
+    show_text,
     split_plain,
 )
 from core.streaming.throttle import ChatGate, ChatThrottle, RateLimiter
@@ -33,5 +34,6 @@ __all__ = [
     "SinkLimits",
     "StreamDriver",
     "StreamStatus",
+    "show_text",
     "split_plain",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -166,3 +167,22 @@ def final_layout(
         return [*shown, last]
     merged = merge(last, note)
     return [*shown, last, note_part(note)] if merged is None else [*shown, merged]
+
+
+async def show_text(sink: Sink[Part], text: str, *, patience: float = 60.0) -> None:
+    """Show a finished text at once in `sink` (a revision paged to, a cut answer),
+    waiting out flood limits: this is a final state and must be delivered.
+    RetryLater past `patience` seconds is raised."""
+    parts = sink.split(text)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        try:
+            for index, part in enumerate(parts[:-1]):
+                await sink.send(index, part)
+            await sink.finish(list(parts), Outcome("complete"))
+            return
+        except RetryLater as exc:
+            if loop.time() + exc.retry_after > deadline:
+                raise
+            await asyncio.sleep(exc.retry_after)
