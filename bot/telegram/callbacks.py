@@ -11,11 +11,14 @@ from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
 
+from core.admin.screens import AdminOp
 from core.views.models import ModelScope
 from core.views.settings import SettingsOp
 from payments.offers import PayMethod
 
 __all__ = [
+    "AdminAction",
+    "AdminOp",
     "AnswerAction",
     "AnswerOp",
     "Buy",
@@ -73,3 +76,13 @@ class SettingsAction(CallbackData, prefix="st"):
 class Buy(CallbackData, prefix="b"):
     method: PayMethod
     tier: str
+
+
+class AdminAction(CallbackData, prefix="ad"):
+    """An admin screen's button (core/admin/screens.py). Whoever presses it is
+    checked to be an admin first; anyone else gets the unknown-button answer."""
+
+    op: AdminOp
+    user: int = 0  # whose card
+    arg: str = ""
+    page: int = 0

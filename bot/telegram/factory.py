@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.methods import (
@@ -25,7 +29,7 @@ from aiogram.methods import (
     SendPhoto,
 )
 from aiogram.methods.base import Response
-from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 
 from bot.telegram.answerer import Answerer
 from bot.telegram.errors import on_error
@@ -36,7 +40,7 @@ from bot.telegram.middlewares import (
     ThrottleMiddleware,
 )
 from bot.telegram.notices import TelegramNotices
-from bot.telegram.routers import buttons, chat, commands, fallback, menus, payments, plans
+from bot.telegram.routers import admin, buttons, chat, commands, fallback, menus, payments, plans
 from bot.telegram.routers import link as link_router
 from core.config import TelegramSettings
 from core.i18n import TEXTS, t
@@ -44,6 +48,8 @@ from core.once import LocalSeen, RedisSeen, SeenDeliveries
 from core.services import Services
 from core.streaming import RateLimiter, StreamDriver
 from payments.service import Payments
+
+log = logging.getLogger(__name__)
 
 # aiogram builds `Response[<result type>]` for every API call, and pydantic caches
 # these generic models only weakly: the garbage collector drops them and each call
@@ -161,6 +167,7 @@ def build_dispatcher(
     dispatcher.include_routers(
         payments.create_router(),
         commands.create_router(),
+        admin.create_router(),
         link_router.create_router(),
         plans.create_router(),
         menus.create_router(),
@@ -171,11 +178,28 @@ def build_dispatcher(
     return dispatcher, answerer
 
 
-async def register_commands(bot: Bot) -> None:
-    """The command menu, in every language we speak."""
+async def register_commands(bot: Bot, admins: Iterable[int] = ()) -> None:
+    """The command menu, in every language we speak; an admin's own chat also
+    lists /admin (a menu per chat: nobody else ever sees it)."""
     for language in TEXTS:
+        code = None if language == "en" else language
         await bot.set_my_commands(
-            [BotCommand(command=name, description=t(language, f"cmd.{name}")) for name in COMMANDS],
-            scope=BotCommandScopeDefault(),
-            language_code=None if language == "en" else language,
+            _menu(language, COMMANDS), scope=BotCommandScopeDefault(), language_code=code
         )
+    for chat_id in sorted(admins):
+        for language in TEXTS:
+            code = None if language == "en" else language
+            try:
+                await bot.set_my_commands(
+                    _menu(language, (*COMMANDS, "admin")),
+                    scope=BotCommandScopeChat(chat_id=chat_id),
+                    language_code=code,
+                )
+            except (TelegramBadRequest, TelegramForbiddenError) as exc:
+                # An admin who never opened the bot has no chat with it yet.
+                log.info("admin %d: no /admin in the menu yet (%s)", chat_id, exc.message)
+                break
+
+
+def _menu(language: str, names: Iterable[str]) -> list[BotCommand]:
+    return [BotCommand(command=name, description=t(language, f"cmd.{name}")) for name in names]

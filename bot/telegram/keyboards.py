@@ -9,6 +9,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.telegram.callbacks import (
+    AdminAction,
     AnswerAction,
     AnswerOp,
     Buy,
@@ -18,6 +19,7 @@ from bot.telegram.callbacks import (
     SettingsAction,
     SettingsOp,
 )
+from core.admin.screens import AdminButton
 from core.i18n import t
 from core.views.history import ConversationAction, HistoryPage
 from core.views.models import ModelMenu
@@ -152,3 +154,20 @@ def offers(items: list[Offer]) -> InlineKeyboardMarkup | None:
 def link(text: str, url: str) -> InlineKeyboardMarkup:
     """One button that opens `url`."""
     return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=text, url=url)]])
+
+
+def admin(*rows: list[AdminButton], width: int = 2) -> InlineKeyboardMarkup | None:
+    """An admin screen: each group of buttons `width` to a row, groups apart."""
+    builder = InlineKeyboardBuilder()
+    for buttons in rows:
+        group = InlineKeyboardBuilder()
+        for button in buttons:
+            group.button(
+                text=button.label,
+                callback_data=AdminAction(
+                    op=button.op, user=button.user_id, arg=button.arg, page=button.page
+                ),
+            )
+        group.adjust(width)
+        builder.attach(group)
+    return builder.as_markup() if any(True for _ in builder.buttons) else None

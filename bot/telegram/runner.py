@@ -12,7 +12,9 @@ from aiohttp import web
 
 from bot.telegram import broadcast
 from bot.telegram.factory import build_bot, build_dispatcher, build_storage, register_commands
+from bot.telegram.routers import admin_broadcast
 from bot.telegram.webhook import BoundedRequestHandler
+from core.admin.access import admin_user_ids
 from core.config import ConfigError, TelegramSettings
 from core.services import Services
 from payments.service import Payments
@@ -58,7 +60,8 @@ class TelegramPlatform:
         self.dispatcher, self.answerer = build_dispatcher(
             services, self.bot, storage=self.storage, payments_service=payments
         )
-        broadcast.attach(services.broadcasts, self.bot)
+        broadcast.attach(services.broadcasts, self.bot, admin_broadcast.progress_markup)
+        self.services = services
         secret = self.settings.webhook_secret
         self.secret = secret.get_secret_value() if secret else None
         self.webhook: BoundedRequestHandler | None = None
@@ -73,7 +76,8 @@ class TelegramPlatform:
         """Take updates until `stop_intake`."""
         me = await self.bot.get_me()
         log.info("Telegram: @%s", me.username)
-        await register_commands(self.bot)
+        admins = await admin_user_ids(self.services)
+        await register_commands(self.bot, admins.telegram)
         allowed = self.dispatcher.resolve_used_update_types()
         if self.settings.webhook_url:
             await self.bot.set_webhook(

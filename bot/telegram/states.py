@@ -5,3 +5,9 @@ from aiogram.fsm.state import State, StatesGroup
 
 class SettingsStates(StatesGroup):
     prompt = State()  # waiting for the system prompt text
+
+
+class AdminStates(StatesGroup):
+    person = State()  # waiting for whom to find
+    ban_reason = State()  # waiting for why (data: user)
+    broadcast = State()  # waiting for the text (data: broadcast, when changing one)

@@ -5,7 +5,8 @@ Discord as views; both run the same rules (which payment can be refunded, which
 controls a broadcast shows in which state) from here.
 
 Every value that travels in a button is short (a platform caps button ids at 64
-or 100 bytes) and is re-checked when pressed: the presser must still be an admin
+or 100 bytes), has "." between its parts (":" separates the fields of a Telegram
+CallbackData) and is re-checked when pressed: the presser must still be an admin
 and the person, payment or model must still exist.
 """
 
@@ -145,15 +146,15 @@ def grant_days(lang: str, user_id: int, tier: Tier) -> list[AdminButton]:
             AdminOp.GRANT_DAYS,
             t(lang, "admin.button.days", days=days),
             user_id,
-            f"{tier.value}:{days}",
+            f"{tier.value}.{days}",
         )
         for days in GRANT_DAYS
     ]
 
 
 def parse_grant(arg: str) -> tuple[Tier, int] | None:
-    """`<plan>:<days>` from a button; None when forged."""
-    plan, _, days = arg.partition(":")
+    """`<plan>.<days>` from a button; None when forged."""
+    plan, _, days = arg.partition(".")
     try:
         tier = Tier(plan)
     except ValueError:
@@ -201,15 +202,15 @@ def confirm_refund(
 
 def audience_key(audience: Audience) -> str:
     if audience.kind is AudienceKind.TIER and audience.tier is not None:
-        return f"tier:{audience.tier.value}"
+        return f"tier.{audience.tier.value}"
     if audience.kind is AudienceKind.ACTIVE:
-        return f"active:{audience.days}"
+        return f"active.{audience.days}"
     return "all"
 
 
 def parse_audience(key: str) -> Audience | None:
     """An audience from `audience_key`'s text; None when forged."""
-    kind, _, value = key.partition(":")
+    kind, _, value = key.partition(".")
     if kind == "all" and not value:
         return Audience.everyone()
     if kind == "tier":
@@ -222,22 +223,34 @@ def parse_audience(key: str) -> Audience | None:
     return None
 
 
-def audience_buttons(lang: str, chosen: Audience) -> list[AdminButton]:
-    """Everyone, each plan, the active: the chosen one marked."""
+def audience_buttons(lang: str, chosen: Audience, broadcast_id: int = 0) -> list[AdminButton]:
+    """Everyone, each plan, the active: the chosen one marked. With `broadcast_id`,
+    each button's arg is `<broadcast id>.<audience key>` (`parse_audience_choice`)."""
     audiences = [
         (Audience.everyone(), t(lang, "admin.broadcast.everyone")),
         *((Audience.on_tier(tier), TIERS[tier].name) for tier in Tier),
         (Audience.active(ACTIVE_DAYS), t(lang, "admin.broadcast.active", days=ACTIVE_DAYS)),
     ]
     current = audience_key(chosen)
+    prefix = f"{broadcast_id}." if broadcast_id else ""
     return [
         AdminButton(
             AdminOp.BC_AUDIENCE,
             ("• " if audience_key(audience) == current else "") + label,
-            arg=audience_key(audience),
+            arg=prefix + audience_key(audience),
         )
         for audience, label in audiences
     ]
+
+
+def parse_audience_choice(arg: str) -> tuple[int, Audience] | None:
+    """`<broadcast id>.<audience key>` from an audience button; None when forged."""
+    number, _, key = arg.partition(".")
+    broadcast_id = parse_id(number)
+    audience = parse_audience(key)
+    if broadcast_id is None or audience is None:
+        return None
+    return broadcast_id, audience
 
 
 def draft_buttons(lang: str, broadcast_id: int, ready: bool) -> list[AdminButton]:

@@ -1,0 +1,369 @@
+"""/admin: the inline admin menu (stats, a person and what can be done to them,
+models, the audit log; broadcasts are in admin_broadcast.py). What the screens say
+and offer is in core/admin; this draws it.
+
+To anyone but an admin none of this exists: every handler's last filter is
+`admin_only`, so a non-admin's /admin falls through to the unknown-command reply
+and a forged admin button to the unknown-button one, and nothing reaches a model.
+The check runs after the cheap filters (the command, the state, the button
+prefix), so ordinary messages never pay for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+
+from bot.telegram import keyboards
+from bot.telegram.callbacks import AdminAction, AdminOp
+from bot.telegram.render import split_plain
+from bot.telegram.replies import redraw, reply
+from bot.telegram.routers import admin_broadcast
+from bot.telegram.states import AdminStates
+from core.admin import actions, screens
+from core.admin.access import Actor, admin_actor
+from core.admin.audit import audit_page
+from core.admin.models import disable_model, enable_model, models_page, refresh_catalog
+from core.admin.people import PersonCard, find_person, person_card
+from core.admin.stats import stats_screen
+from core.errors import OneAIError
+from core.i18n import error_text, t
+from core.services import Services
+from core.tiers import TIERS, Tier
+from payments.service import Payments
+
+PLATFORM = "telegram"
+NOTICE_CHARS = 200  # Telegram's limit for a callback answer's text
+
+Screen = tuple[str, InlineKeyboardMarkup | None]
+
+
+async def admin_only(event: Message | CallbackQuery, services: Services) -> dict[str, Any] | bool:
+    """Passes admins, with the `actor` the audit log names; anyone else fails."""
+    sender = event.from_user
+    if sender is None:
+        return False
+    actor = await admin_actor(services, PLATFORM, sender.id)
+    return {"actor": actor} if actor is not None else False
+
+
+def fit(text: str) -> str:
+    """One message's worth: the longest screens (stats) are cut, never refused."""
+    parts = split_plain(text)
+    return parts[0] if parts else text
+
+
+# -- screens --------------------------------------------------------------------------
+
+
+def menu_screen(lang: str) -> Screen:
+    return t(lang, "admin.menu"), keyboards.admin(screens.menu_buttons(lang))
+
+
+async def card_screen(services: Services, user_id: int, lang: str, note: str = "") -> Screen:
+    card = await person_card(services, user_id, lang)
+    return _card(card, lang, note)
+
+
+def _card(card: PersonCard, lang: str, note: str = "") -> Screen:
+    text = f"{note}\n\n{card.text}" if note else card.text
+    return fit(text), keyboards.admin(
+        screens.person_buttons(card, lang), [screens.back_button(lang)], width=2
+    )
+
+
+async def models_screen(services: Services, lang: str, note: str = "") -> Screen:
+    page = await models_page(services, lang)
+    toggles = [
+        screens.AdminButton(
+            AdminOp.MODEL_TOGGLE, f"{'✅' if m.enabled else '⛔'} {m.name}", arg=str(m.index)
+        )
+        for m in page.models
+    ]
+    text = f"{note}\n\n{page.text}" if note else page.text
+    return fit(text), keyboards.admin(
+        toggles,
+        [
+            screens.AdminButton(AdminOp.REFRESH, t(lang, "admin.button.refresh")),
+            screens.back_button(lang),
+        ],
+    )
+
+
+async def audit_screen(services: Services, page: int, lang: str) -> Screen:
+    listing = await audit_page(services, page, lang)
+    pager = []
+    if listing.has_previous:
+        pager.append(
+            screens.AdminButton(AdminOp.AUDIT, t(lang, "admin.button.newer"), page=listing.page - 1)
+        )
+    if listing.has_next:
+        pager.append(
+            screens.AdminButton(AdminOp.AUDIT, t(lang, "admin.button.older"), page=listing.page + 1)
+        )
+    return fit(listing.text), keyboards.admin(pager, [screens.back_button(lang)])
+
+
+async def stats_view(services: Services, lang: str) -> Screen:
+    screen = await stats_screen(services, lang)
+    return fit(screen.text), keyboards.admin(
+        [
+            screens.AdminButton(AdminOp.STATS, t(lang, "admin.button.stats")),
+            screens.back_button(lang),
+        ]
+    )
+
+
+# -- commands and typed answers ------------------------------------------------------
+
+
+async def admin_command(
+    message: Message,
+    command: CommandObject,
+    state: FSMContext,
+    lang: str,
+    services: Services,
+) -> None:
+    """/admin, or straight to a screen: /admin stats | models | audit [page] |
+    broadcast | person QUERY (or just /admin QUERY)."""
+    await state.clear()
+    word, _, rest = (command.args or "").strip().partition(" ")
+    word = word.lower()
+    try:
+        if not word:
+            text, markup = menu_screen(lang)
+        elif word == "stats":
+            text, markup = await stats_view(services, lang)
+        elif word == "models":
+            text, markup = await models_screen(services, lang)
+        elif word == "audit":
+            page = int(rest) if rest.strip().isdigit() else 1
+            text, markup = await audit_screen(services, page, lang)
+        elif word == "broadcast":
+            await admin_broadcast.ask_text(message, state, lang)
+            return
+        else:
+            query = rest if word in ("person", "find") else (command.args or "")
+            if not query.strip():
+                await state.set_state(AdminStates.person)
+                await reply(message, t(lang, "admin.ask.person"))
+                return
+            text, markup = await card_screen(services, await find_person(services, query), lang)
+    except OneAIError as exc:
+        await reply(message, error_text(lang, exc))
+        return
+    await reply(message, text, markup)
+
+
+async def person_typed(message: Message, state: FSMContext, lang: str, services: Services) -> None:
+    try:
+        user_id = await find_person(services, message.text or "")
+    except OneAIError as exc:
+        await reply(message, error_text(lang, exc))  # still waiting: try again or /cancel
+        return
+    await state.clear()
+    await reply(message, *await card_screen(services, user_id, lang))
+
+
+async def reason_typed(
+    message: Message, state: FSMContext, actor: Actor, lang: str, services: Services
+) -> None:
+    user_id = int((await state.get_data()).get("user", 0))
+    await state.clear()
+    reason = (message.text or "").strip()
+    try:
+        result = await actions.ban(
+            services, actor, user_id, None if reason in ("", "-") else reason, lang=lang
+        )
+    except OneAIError as exc:
+        await reply(message, error_text(lang, exc))
+        return
+    note = "\n".join([result.text, *result.notes])
+    await reply(message, *await card_screen(services, user_id, lang, note))
+
+
+# -- buttons ------------------------------------------------------------------------
+
+
+async def admin_button(
+    query: CallbackQuery,
+    callback_data: AdminAction,
+    state: FSMContext,
+    actor: Actor,
+    lang: str,
+    services: Services,
+    payments: Payments,
+) -> None:
+    message = query.message if isinstance(query.message, Message) else None
+    if message is None:
+        await query.answer()
+        return
+    op = callback_data.op
+    if op in admin_broadcast.OPS:
+        await admin_broadcast.button(query, message, callback_data, state, actor, lang, services)
+        return
+    try:
+        screen = await _pressed(
+            query, message, callback_data, state, actor, lang, services, payments
+        )
+    except OneAIError as exc:
+        await query.answer(error_text(lang, exc)[:NOTICE_CHARS], show_alert=True)
+        return
+    if screen is not None:
+        await redraw(message, *screen)
+
+
+async def _pressed(
+    query: CallbackQuery,
+    message: Message,
+    data: AdminAction,
+    state: FSMContext,
+    actor: Actor,
+    lang: str,
+    services: Services,
+    payments: Payments,
+) -> Screen | None:
+    """The screen a press leads to (None: nothing to redraw); the press answered."""
+    op = data.op
+    if op is AdminOp.MENU:
+        await state.clear()
+        await query.answer()
+        return menu_screen(lang)
+    if op is AdminOp.STATS:
+        await query.answer()
+        return await stats_view(services, lang)
+    if op is AdminOp.FIND:
+        await state.set_state(AdminStates.person)
+        await query.answer()
+        await reply(message, t(lang, "admin.ask.person"))
+        return None
+    if op is AdminOp.MODELS:
+        await query.answer()
+        return await models_screen(services, lang)
+    if op is AdminOp.MODEL_TOGGLE:
+        index = screens.parse_id(data.arg)
+        page = await models_page(services, lang)
+        line = next((m for m in page.models if m.index == index), None)
+        if line is None:
+            await query.answer(t(lang, "stale_button"), show_alert=True)
+            return None
+        if line.enabled:
+            result = await disable_model(services, actor, line.index, lang=lang)
+        else:
+            result = await enable_model(services, actor, line.index, lang=lang)
+        await query.answer(result.text[:NOTICE_CHARS])
+        return await models_screen(services, lang, result.text)
+    if op is AdminOp.REFRESH:
+        await query.answer()
+        result = await refresh_catalog(services, actor, lang=lang)
+        return await models_screen(services, lang, result.text)
+    if op is AdminOp.AUDIT:
+        await query.answer()
+        return await audit_screen(services, data.page, lang)
+    return await _person_pressed(query, message, data, state, actor, lang, services, payments)
+
+
+async def _person_pressed(
+    query: CallbackQuery,
+    message: Message,
+    data: AdminAction,
+    state: FSMContext,
+    actor: Actor,
+    lang: str,
+    services: Services,
+    payments: Payments,
+) -> Screen | None:
+    op, user_id = data.op, data.user
+    card = await person_card(services, user_id, lang)  # PersonNotFound for a forged id
+    if op is AdminOp.PERSON:
+        await query.answer()
+        return _card(card, lang)
+    if op is AdminOp.GRANT:
+        await query.answer()
+        back = [screens.AdminButton(AdminOp.PERSON, t(lang, "admin.button.card"), user_id)]
+        if not data.arg:
+            text = t(lang, "admin.ask.plan", user=user_id)
+            return text, keyboards.admin(screens.grant_plans(lang, user_id), back)
+        try:
+            tier = Tier(data.arg)
+        except ValueError:
+            return None
+        text = t(lang, "admin.ask.grant_days", plan=TIERS[tier].name, user=user_id)
+        return text, keyboards.admin(screens.grant_days(lang, user_id, tier), back, width=4)
+    if op is AdminOp.GRANT_DAYS:
+        chosen = screens.parse_grant(data.arg)
+        if chosen is None:
+            await query.answer(t(lang, "stale_button"), show_alert=True)
+            return None
+        result = await actions.grant(services, actor, user_id, chosen[0], chosen[1], lang=lang)
+    elif op is AdminOp.REVOKE:
+        await query.answer()
+        text, buttons = screens.confirm_revoke(card, lang)
+        return text, keyboards.admin(buttons)
+    elif op is AdminOp.REVOKE_YES:
+        result = await actions.revoke(services, actor, user_id, lang=lang)
+    elif op is AdminOp.RESET:
+        result = await actions.reset_quota(services, actor, user_id, lang=lang)
+    elif op is AdminOp.BAN:
+        await state.set_state(AdminStates.ban_reason)
+        await state.update_data(user=user_id)
+        await query.answer()
+        await reply(message, t(lang, "admin.ask.reason"))
+        return None
+    elif op is AdminOp.UNBAN:
+        result = await actions.unban(services, actor, user_id, lang=lang)
+    elif op in (AdminOp.REFUND, AdminOp.REFUND_YES):
+        return await _refund(query, card, data, actor, lang, services, payments)
+    else:
+        await query.answer(t(lang, "stale_button"), show_alert=True)
+        return None
+    note = "\n".join([result.text, *result.notes])
+    await query.answer(result.text[:NOTICE_CHARS])
+    return await card_screen(services, user_id, lang, note)
+
+
+async def _refund(
+    query: CallbackQuery,
+    card: PersonCard,
+    data: AdminAction,
+    actor: Actor,
+    lang: str,
+    services: Services,
+    payments: Payments,
+) -> Screen | None:
+    payment_id = screens.parse_id(data.arg)
+    if data.op is AdminOp.REFUND:
+        asked = screens.confirm_refund(card, payment_id, lang) if payment_id is not None else None
+        if asked is None:
+            await query.answer(t(lang, "stale_button"), show_alert=True)
+            return None
+        await query.answer()
+        return asked[0], keyboards.admin(asked[1])
+    # Only a payment of the person on the card: a button cannot be turned against
+    # another person's payment. Pressed twice, the second press hears "already".
+    if payment_id is None or all(p.id != payment_id for p in card.payments):
+        await query.answer(t(lang, "stale_button"), show_alert=True)
+        return None
+    result = await payments.refunds.refund(payment_id, admin_user_id=actor.user_id, reason=None)
+    note = result.text(lang)
+    await query.answer(note[:NOTICE_CHARS])
+    return await card_screen(services, card.user_id, lang, note)
+
+
+def create_router() -> Router:
+    router = Router(name="admin")
+    router.message.filter(F.chat.type == "private")
+    router.message.register(admin_command, Command("admin"), admin_only)
+    router.message.register(
+        person_typed, AdminStates.person, F.text, ~F.text.startswith("/"), admin_only
+    )
+    router.message.register(
+        reason_typed, AdminStates.ban_reason, F.text, ~F.text.startswith("/"), admin_only
+    )
+    admin_broadcast.register(router, admin_only)
+    router.callback_query.register(admin_button, AdminAction.filter(), admin_only)
+    return router

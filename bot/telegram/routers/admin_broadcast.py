@@ -1,0 +1,188 @@
+"""/admin → Broadcast: write the text (Markdown, a photo if wanted), see it as
+people will (a sample in the admin's chat), pick the audience, send; then one
+message shows the progress, edited every few seconds by the engine's reporter
+(also after a restart), with Pause / Resume / Cancel under it. Sending, pacing,
+retries and resuming are core/broadcast's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+
+from bot.telegram import keyboards
+from bot.telegram.callbacks import AdminAction, AdminOp
+from bot.telegram.composed import markdown_of
+from bot.telegram.replies import redraw, reply
+from bot.telegram.states import AdminStates
+from core.admin import screens
+from core.admin.access import Actor
+from core.broadcast import (
+    BroadcastInfo,
+    Photo,
+    Progress,
+    ProgressRef,
+    Rejected,
+    RetryAfter,
+    Status,
+    Transient,
+    Unreachable,
+)
+from core.errors import OneAIError
+from core.i18n import DEFAULT_LANGUAGE, error_text, t
+from core.services import Services
+
+PLATFORM = "telegram"
+NOTICE_CHARS = 200
+
+OPS = frozenset(
+    {
+        AdminOp.BROADCAST,
+        AdminOp.BC_AUDIENCE,
+        AdminOp.BC_SEND,
+        AdminOp.BC_EDIT,
+        AdminOp.BC_DISCARD,
+        AdminOp.BC_PAUSE,
+        AdminOp.BC_RESUME,
+        AdminOp.BC_CANCEL,
+    }
+)
+
+
+def progress_markup(progress: Progress) -> InlineKeyboardMarkup | None:
+    """The buttons under a progress message (the reporter does not know whose
+    language the message is in: the progress line itself is English too)."""
+    return keyboards.admin(screens.progress_buttons(DEFAULT_LANGUAGE, progress))
+
+
+def progress_screen(progress: Progress, lang: str) -> tuple[str, InlineKeyboardMarkup | None]:
+    return progress.line(), keyboards.admin(screens.progress_buttons(lang, progress))
+
+
+async def ask_text(message: Message, state: FSMContext, lang: str, broadcast_id: int = 0) -> None:
+    await state.set_state(AdminStates.broadcast)
+    await state.update_data(broadcast=broadcast_id)
+    await reply(message, t(lang, "admin.broadcast.ask"))
+
+
+async def text_typed(
+    message: Message, state: FSMContext, actor: Actor, lang: str, services: Services
+) -> None:
+    """The broadcast's text (or a photo and its caption): a new draft, or the
+    draft being changed."""
+    text = markdown_of(message)
+    photo = Photo(message.photo[-1].file_id, PLATFORM) if message.photo else None
+    if not text.strip() and photo is None:
+        await reply(message, t(lang, "admin.broadcast.empty"))
+        return
+    engine = services.broadcasts
+    draft_id = int((await state.get_data()).get("broadcast") or 0)
+    try:
+        if draft_id:
+            info = await engine.edit_draft(
+                draft_id, text=text, photo=photo, remove_photo=photo is None
+            )
+        else:
+            info = await engine.create_draft(actor.user_id, text, photo=photo)
+    except OneAIError as exc:
+        await reply(message, error_text(lang, exc))  # still waiting for a text that fits
+        return
+    await state.clear()
+    await _show_draft(message, info, lang, services)
+
+
+async def _show_draft(message: Message, info: BroadcastInfo, lang: str, services: Services) -> None:
+    """The sample as people will see it, then the draft's controls below it."""
+    sample = await _sample(info, message.chat.id, services)
+    text, markup = await draft_screen(info.id, lang, services)
+    await reply(message, f"{sample}\n\n{text}" if sample else text, markup)
+
+
+async def _sample(info: BroadcastInfo, chat_id: int, services: Services) -> str:
+    """Send the admin the sample; what went wrong with it, or "" (shown it)."""
+    try:
+        await services.broadcasts.send_sample(info.id, PLATFORM, str(chat_id))
+    except RetryAfter as exc:
+        return f"⚠️ {exc}"
+    except (Rejected, Transient, Unreachable) as exc:
+        return f"⚠️ {exc}"
+    return ""
+
+
+async def draft_screen(
+    broadcast_id: int, lang: str, services: Services
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    preview = await services.broadcasts.preview(broadcast_id)
+    text = f"{t(lang, 'admin.broadcast.sample')}\n\n{preview.describe()}"
+    return text, keyboards.admin(
+        screens.audience_buttons(lang, preview.broadcast.audience, broadcast_id),
+        screens.draft_buttons(lang, broadcast_id, preview.ready and preview.audience.total > 0),
+    )
+
+
+async def button(
+    query: CallbackQuery,
+    message: Message,
+    data: AdminAction,
+    state: FSMContext,
+    actor: Actor,
+    lang: str,
+    services: Services,
+) -> None:
+    engine = services.broadcasts
+    op = data.op
+    if op is AdminOp.BROADCAST:
+        await query.answer()
+        await ask_text(message, state, lang)
+        return
+    choice = screens.parse_audience_choice(data.arg) if op is AdminOp.BC_AUDIENCE else None
+    broadcast_id = choice[0] if choice else screens.parse_id(data.arg)
+    if broadcast_id is None or (op is AdminOp.BC_AUDIENCE and choice is None):
+        await query.answer(t(lang, "stale_button"), show_alert=True)
+        return
+    try:
+        if choice is not None:
+            await engine.edit_draft(broadcast_id, audience=choice[1])
+            await query.answer()
+            await redraw(message, *await draft_screen(broadcast_id, lang, services))
+            return
+        if op is AdminOp.BC_EDIT:
+            await query.answer()
+            await ask_text(message, state, lang, broadcast_id)
+            return
+        if op is AdminOp.BC_DISCARD:
+            info = await engine.get(broadcast_id)
+            if info.status is not Status.DRAFT:
+                await query.answer(t(lang, "stale_button"), show_alert=True)
+                return
+            await engine.cancel(broadcast_id)
+            await query.answer()
+            await redraw(message, t(lang, "admin.broadcast.discarded"), None)
+            return
+        if op is AdminOp.BC_SEND:
+            where = ProgressRef(PLATFORM, str(message.chat.id), str(message.message_id))
+            progress = await engine.start(broadcast_id, report_to=where)
+        elif op is AdminOp.BC_PAUSE:
+            progress = await engine.pause(broadcast_id)
+        elif op is AdminOp.BC_RESUME:
+            progress = await engine.resume(broadcast_id)
+        else:
+            progress = await engine.cancel(broadcast_id)
+    except OneAIError as exc:
+        await query.answer(error_text(lang, exc)[:NOTICE_CHARS], show_alert=True)
+        return
+    await query.answer()
+    await redraw(message, *progress_screen(progress, lang))
+
+
+def register(router: Router, admin_only: Callable[..., Any]) -> None:
+    router.message.register(
+        text_typed,
+        AdminStates.broadcast,
+        F.text | F.photo,
+        ~F.text.startswith("/"),
+        admin_only,
+    )
