@@ -12,6 +12,7 @@ from aiogram import BaseMiddleware
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update
 from aiogram.types import User as TgUser
 
+from bot.telegram.replies import patiently
 from core.accounts import AccountService, PlatformProfile
 from core.admin.banned import banned_note, should_tell_banned
 from core.flood import FloodGuard, Verdict
@@ -109,7 +110,10 @@ class BanMiddleware(BaseMiddleware):
                 and event.message.chat.type == "private"
                 and should_tell_banned(user.id)
             ):
-                await event.message.answer(text)
+                # Often right after their stopped answer's last edit: a 429 then
+                # delays the note instead of losing it.
+                message = event.message
+                await patiently(lambda: message.answer(text))
         return None
 
 

@@ -6,6 +6,7 @@ retries and resuming are core/broadcast's."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from bot.telegram import keyboards
 from bot.telegram.callbacks import AdminAction, AdminOp
 from bot.telegram.composed import markdown_of
-from bot.telegram.replies import redraw, reply
+from bot.telegram.replies import FLOOD_ATTEMPTS, redraw, reply
 from bot.telegram.states import AdminStates
 from core.admin import screens
 from core.admin.access import Actor
@@ -102,13 +103,19 @@ async def _show_draft(message: Message, info: BroadcastInfo, lang: str, services
 
 
 async def _sample(info: BroadcastInfo, chat_id: int, services: Services) -> str:
-    """Send the admin the sample; what went wrong with it, or "" (shown it)."""
-    try:
-        await services.broadcasts.send_sample(info.id, PLATFORM, str(chat_id))
-    except RetryAfter as exc:
-        return f"⚠️ {exc}"
-    except (Rejected, Transient, Unreachable) as exc:
-        return f"⚠️ {exc}"
+    """Send the admin the sample; what went wrong with it, or "" (shown it). It
+    follows the admin's own message closely, so a 429 is waited out."""
+    for attempt in range(FLOOD_ATTEMPTS):
+        try:
+            await services.broadcasts.send_sample(info.id, PLATFORM, str(chat_id))
+        except RetryAfter as exc:
+            if attempt == FLOOD_ATTEMPTS - 1:
+                return f"⚠️ {exc}"
+            await asyncio.sleep(exc.seconds)
+        except (Rejected, Transient, Unreachable) as exc:
+            return f"⚠️ {exc}"
+        else:
+            return ""
     return ""
 
 
