@@ -191,7 +191,11 @@ def confirm_refund(
     )
     return text, [
         AdminButton(
-            AdminOp.REFUND_YES, t(lang, "admin.button.yes"), card.user_id, str(payment_id), True
+            AdminOp.REFUND_YES,
+            t(lang, "admin.button.yes"),
+            card.user_id,
+            str(payment_id),
+            danger=True,
         ),
         AdminButton(AdminOp.PERSON, t(lang, "admin.button.no"), card.user_id),
     ]

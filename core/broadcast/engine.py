@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core.accounts import AccountService
+from core.admin.access import Actor
 from core.broadcast.model import (
     MAX_TEXT,
     Audience,
@@ -257,9 +258,11 @@ class BroadcastEngine:
         *,
         report_to: ProgressRef | None = None,
         on_progress: ProgressCallback | None = None,
+        actor: Actor | None = None,
     ) -> Progress:
         """Confirm a draft: its recipients are chosen now and sending begins.
-        Pressing it twice starts it once (the second call just returns progress)."""
+        Pressing it twice starts it once (the second call just returns progress).
+        `actor`: the admin, for the audit log (cancel, pause and resume too)."""
         preview = await self.preview(broadcast_id)
         if preview.broadcast.status is Status.DRAFT:
             if not preview.ready:
@@ -269,35 +272,39 @@ class BroadcastEngine:
         if on_progress is not None:
             self.watch(broadcast_id, on_progress)
         begun = await self.store.begin(
-            broadcast_id, self.platforms, self.worker_id, self.lease, report_to
+            broadcast_id, self.platforms, self.worker_id, self.lease, report_to, actor
         )
         if begun:
             log.info("broadcast %d started", broadcast_id)
             await self._launch(broadcast_id)
         return await self.progress(broadcast_id)
 
-    async def cancel(self, broadcast_id: int) -> Progress:
+    async def cancel(self, broadcast_id: int, *, actor: Actor | None = None) -> Progress:
         """Stop for good: no call starts after this returns (a call already on the
         wire ends and is counted). Another process sending it stops within a tick."""
         await self.store.set_status(
-            broadcast_id, (Status.DRAFT, Status.RUNNING, Status.PAUSED), Status.CANCELLED
+            broadcast_id, (Status.DRAFT, Status.RUNNING, Status.PAUSED), Status.CANCELLED, actor
         )
         await self._stop_here(broadcast_id)
         return await self.progress(broadcast_id)
 
-    async def pause(self, broadcast_id: int) -> Progress:
+    async def pause(self, broadcast_id: int, *, actor: Actor | None = None) -> Progress:
         """Stop for now; `resume` continues with the people not reached yet."""
-        await self.store.set_status(broadcast_id, (Status.RUNNING,), Status.PAUSED)
+        await self.store.set_status(broadcast_id, (Status.RUNNING,), Status.PAUSED, actor)
         await self._stop_here(broadcast_id)
         return await self.progress(broadcast_id)
 
     async def resume(
-        self, broadcast_id: int, *, on_progress: ProgressCallback | None = None
+        self,
+        broadcast_id: int,
+        *,
+        on_progress: ProgressCallback | None = None,
+        actor: Actor | None = None,
     ) -> Progress:
         """Continue a paused broadcast."""
         if on_progress is not None:
             self.watch(broadcast_id, on_progress)
-        if await self.store.set_status(broadcast_id, (Status.PAUSED,), Status.RUNNING):
+        if await self.store.set_status(broadcast_id, (Status.PAUSED,), Status.RUNNING, actor):
             await self._adopt(broadcast_id, take_over=True)
         return await self.progress(broadcast_id)
 

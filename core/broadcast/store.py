@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
+from core.admin.access import Actor
+from core.admin.audit import write_audit
 from core.broadcast.model import (
     Audience,
     AudienceCount,
@@ -48,6 +50,13 @@ R = BroadcastRecipient
 B = Broadcast
 
 ERROR_LENGTH = 500
+
+# What the audit log calls each change of a broadcast's status by an admin.
+_ACTIONS = {
+    Status.CANCELLED: "broadcast_cancel",
+    Status.PAUSED: "broadcast_pause",
+    Status.RUNNING: "broadcast_resume",
+}
 
 
 @dataclass
@@ -232,9 +241,11 @@ class BroadcastStore:
         runner_id: str,
         lease: timedelta,
         report_to: ProgressRef | None,
+        actor: Actor | None = None,
     ) -> bool:
         """Draft -> running, with its recipients chosen now, in one transaction; the
-        caller becomes its runner. False if it is not a draft (pressed twice)."""
+        caller becomes its runner. False if it is not a draft (pressed twice). The
+        admin who started it (`actor`) is written to the audit log with it."""
         now = self._now()
         async with self.db.write() as session:
             row = await session.get(Broadcast, broadcast_id, with_for_update=True)
@@ -277,26 +288,52 @@ class BroadcastStore:
             row.lease_until = now + lease
             row.report_to = report_to.to_json() if report_to else None
             row.updated_at = now
+            if actor is not None:
+                await write_audit(
+                    session,
+                    actor,
+                    "broadcast_start",
+                    before={"status": Status.DRAFT.value},
+                    after={"status": row.status, "recipients": row.total},
+                    broadcast=broadcast_id,
+                    audience=audience.describe(),
+                )
         return True
 
     async def set_status(
-        self, broadcast_id: int, allowed: Iterable[Status], status: Status
+        self,
+        broadcast_id: int,
+        allowed: Iterable[Status],
+        status: Status,
+        actor: Actor | None = None,
     ) -> bool:
-        """Move to `status` if the broadcast is in one of `allowed` now."""
+        """Move to `status` if the broadcast is in one of `allowed` now; with the
+        admin who did it (`actor`) in the audit log, in the same transaction."""
         now = self._now()
         values: dict[str, Any] = {"status": status.value, "updated_at": now}
         if status in (Status.CANCELLED, Status.DONE):
             values["finished_at"] = now
+        states = [s.value for s in allowed]
         async with self.db.write() as session:
+            before = await session.scalar(
+                select(Broadcast.status).where(Broadcast.id == broadcast_id).with_for_update()
+            )
             result = await session.execute(
                 update(Broadcast)
-                .where(
-                    Broadcast.id == broadcast_id,
-                    Broadcast.status.in_([s.value for s in allowed]),
-                )
+                .where(Broadcast.id == broadcast_id, Broadcast.status.in_(states))
                 .values(**values)
             )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+            changed = bool(result.rowcount)  # type: ignore[attr-defined]
+            if changed and actor is not None:
+                await write_audit(
+                    session,
+                    actor,
+                    _ACTIONS.get(status, f"broadcast_{status.value}"),
+                    before={"status": before},
+                    after={"status": status.value},
+                    broadcast=broadcast_id,
+                )
+        return changed
 
     async def owner(self, broadcast_id: int) -> tuple[Status, str | None, datetime | None] | None:
         async with self.db.read() as session:

@@ -402,3 +402,14 @@ async def test_a_broadcast_paused_resumed_and_cancelled_from_its_message(
     assert counts.get("sent", 0) < 150
     # The untouched draft is still a draft; the sent one ended cancelled.
     assert (await app.services.broadcasts.get(draft.id)).status is Status.DRAFT
+    # Each step is in the audit log, by the admin who pressed it.
+    async with db.read() as session:
+        rows = (await session.scalars(select(AuditLog).order_by(AuditLog.id))).all()
+    assert [(r.action, r.details["actor"]) for r in rows] == [
+        ("broadcast_start", "telegram:42"),
+        ("broadcast_pause", "telegram:42"),
+        ("broadcast_resume", "telegram:42"),
+        ("broadcast_cancel", "telegram:42"),
+    ]
+    assert rows[0].details["after"] == {"status": "running", "recipients": 151}
+    assert rows[3].details["before"] == {"status": "running"}

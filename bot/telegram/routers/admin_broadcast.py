@@ -165,19 +165,19 @@ async def button(
             if info.status is not Status.DRAFT:
                 await query.answer(t(lang, "stale_button"), show_alert=True)
                 return
-            await engine.cancel(broadcast_id)
+            await engine.cancel(broadcast_id, actor=actor)
             await query.answer()
             await redraw(message, t(lang, "admin.broadcast.discarded"), None)
             return
         if op is AdminOp.BC_SEND:
             where = ProgressRef(PLATFORM, str(message.chat.id), str(message.message_id))
-            progress = await engine.start(broadcast_id, report_to=where)
+            progress = await engine.start(broadcast_id, report_to=where, actor=actor)
         elif op is AdminOp.BC_PAUSE:
-            progress = await engine.pause(broadcast_id)
+            progress = await engine.pause(broadcast_id, actor=actor)
         elif op is AdminOp.BC_RESUME:
-            progress = await engine.resume(broadcast_id)
+            progress = await engine.resume(broadcast_id, actor=actor)
         else:
-            progress = await engine.cancel(broadcast_id)
+            progress = await engine.cancel(broadcast_id, actor=actor)
     except OneAIError as exc:
         await query.answer(error_text(lang, exc)[:NOTICE_CHARS], show_alert=True)
         return
