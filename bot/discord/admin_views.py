@@ -272,7 +272,7 @@ class FindModal(discord.ui.Modal):
     def __init__(self, lang: str) -> None:
         super().__init__(title=_title(t(lang, "admin.button.person")), timeout=600)
         self.query: discord.ui.TextInput[FindModal] = discord.ui.TextInput(
-            label=_title(t(lang, "admin.find.label")), max_length=200
+            label=_title(t(lang, "admin.find.label")), custom_id="query", max_length=200
         )
         self.add_item(self.query)
 
@@ -296,6 +296,7 @@ class BanModal(discord.ui.Modal):
         self.user_id = user_id
         self.reason: discord.ui.TextInput[BanModal] = discord.ui.TextInput(
             label=_title(t(lang, "admin.ban.label")),
+            custom_id="reason",
             style=discord.TextStyle.paragraph,
             required=False,
             max_length=REASON_CHARS,
@@ -324,6 +325,7 @@ class BroadcastModal(discord.ui.Modal):
         self.broadcast_id = broadcast_id
         self.text: discord.ui.TextInput[BroadcastModal] = discord.ui.TextInput(
             label=_title(t(lang, "admin.broadcast.label")),
+            custom_id="text",
             style=discord.TextStyle.paragraph,
             default=text[:BROADCAST_CHARS] or None,
             max_length=BROADCAST_CHARS,
@@ -361,6 +363,9 @@ class AdminItem(
     ),
 ):
     def __init__(self, button: AdminButton, op_text: str | None = None) -> None:
+        if isinstance(button.page, bool):
+            # confirm_refund passes its `danger` flag where `page` goes.
+            button = replace(button, page=0, danger=button.page)
         self.button = button
         self.op_text = op_text or button.op.value
         user = str(button.user_id) if button.user_id else ""
