@@ -111,17 +111,27 @@ class DiscordBroadcastSender:
             raise Transient(str(exc)) from None
 
 
-def progress_reporter(client: discord.Client) -> Callable[[Progress], Awaitable[None]]:
+# The buttons under a progress message (pause or resume, cancel); None: none.
+ProgressMarkup = Callable[[Progress], Awaitable[discord.ui.View | None]]
+
+
+def progress_reporter(
+    client: discord.Client, markup: ProgressMarkup | None = None
+) -> Callable[[Progress], Awaitable[None]]:
     """Shows a broadcast's progress by editing the message it was started with
-    (`report_to`, a channel message of the bot)."""
+    (`report_to`, a channel message of the bot); `markup` gives its buttons."""
 
     async def report(progress: Progress) -> None:
         where = progress.report_to
         if where is None or where.platform != PLATFORM:
             return
         channel = client.get_partial_messageable(int(where.chat_id))
+        extra: dict[str, Any] = {}
+        if markup is not None:
+            extra["view"] = await markup(progress)  # None takes the buttons away
         try:
-            await channel.get_partial_message(int(where.message_id)).edit(content=progress.line())
+            message = channel.get_partial_message(int(where.message_id))
+            await message.edit(content=progress.line(), **extra)
         except discord.HTTPException as exc:
             log.warning("broadcast %d: progress not shown: %s", progress.broadcast_id, exc)
 
@@ -129,9 +139,13 @@ def progress_reporter(client: discord.Client) -> Callable[[Progress], Awaitable[
 
 
 def attach(
-    engine: BroadcastEngine, client: discord.Client, photo_bytes: PhotoLoader | None = None
+    engine: BroadcastEngine,
+    client: discord.Client,
+    photo_bytes: PhotoLoader | None = None,
+    markup: ProgressMarkup | None = None,
 ) -> None:
     """Broadcasts reach Discord through `client` (`photo_bytes` loads another
-    platform's photo file); progress messages there are edited."""
+    platform's photo file); progress messages there are edited, with `markup`'s
+    buttons."""
     engine.add_sender(DiscordBroadcastSender(client, photo_bytes=photo_bytes))
-    engine.add_reporter(PLATFORM, progress_reporter(client))
+    engine.add_reporter(PLATFORM, progress_reporter(client, markup))

@@ -54,11 +54,12 @@ class OneAIBot(commands.Bot):
         self.intake = True
 
     async def setup_hook(self) -> None:
+        from bot.discord.admin_views import AdminItem
         from bot.discord.cogs import COGS
         from bot.discord.cogs.account import ITEMS as ACCOUNT_ITEMS
         from bot.discord.cogs.link import UnlinkButton
 
-        self.add_dynamic_items(*DYNAMIC_ITEMS, *ACCOUNT_ITEMS, UnlinkButton)
+        self.add_dynamic_items(*DYNAMIC_ITEMS, *ACCOUNT_ITEMS, UnlinkButton, AdminItem)
         for cog in COGS:
             await self.add_cog(cog(self))
         await self.sync_commands()

@@ -9,6 +9,7 @@ import discord
 from aiohttp import web
 
 from bot.discord import broadcast
+from bot.discord.admin_views import progress_markup
 from bot.discord.client import OneAIBot
 from bot.discord.factory import build_client
 from core.config import ConfigError
@@ -36,7 +37,7 @@ class DiscordPlatform:
         client = build_client(services, payments=payments)
         assert isinstance(client, OneAIBot)
         self.client = client
-        broadcast.attach(services.broadcasts, client)
+        broadcast.attach(services.broadcasts, client, markup=progress_markup(services))
         self._closed = asyncio.Event()
 
     async def serve(self) -> None:

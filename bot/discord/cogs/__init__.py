@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from discord.ext import commands
 
 from bot.discord.cogs.account import AccountCog
+from bot.discord.cogs.admin import AdminCog
 from bot.discord.cogs.chat import ChatCog
 from bot.discord.cogs.link import LinkCog
 from bot.discord.cogs.premium import PremiumCog
@@ -15,4 +16,10 @@ from bot.discord.cogs.premium import PremiumCog
 if TYPE_CHECKING:
     from bot.discord.client import OneAIBot
 
-COGS: tuple[Callable[[OneAIBot], commands.Cog], ...] = (ChatCog, AccountCog, LinkCog, PremiumCog)
+COGS: tuple[Callable[[OneAIBot], commands.Cog], ...] = (
+    ChatCog,
+    AccountCog,
+    LinkCog,
+    PremiumCog,
+    AdminCog,
+)
