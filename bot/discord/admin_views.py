@@ -38,7 +38,7 @@ from core.admin.screens import (
     grant_days,
     grant_plans,
     menu_buttons,
-    parse_audience,
+    parse_audience_choice,
     parse_grant,
     parse_id,
     person_buttons,
@@ -193,13 +193,9 @@ async def models_screen(services: Services, lang: str) -> tuple[str, list[AdminB
 async def draft_screen(
     services: Services, lang: str, broadcast_id: int
 ) -> tuple[str, list[AdminButton]]:
-    """The preview under the sample: who gets it, the audiences, Send/Change/Discard.
-    An audience button carries the draft in `page` (its `arg` is the audience)."""
+    """The preview under the sample: who gets it, the audiences, Send/Change/Discard."""
     preview = await services.broadcasts.preview(broadcast_id)
-    audiences = [
-        replace(button, page=broadcast_id)
-        for button in audience_buttons(lang, preview.broadcast.audience)
-    ]
+    audiences = audience_buttons(lang, preview.broadcast.audience, broadcast_id)
     text = f"{t(lang, 'admin.broadcast.sample')}\n\n{preview.describe()}"
     return text, audiences + draft_buttons(lang, broadcast_id, preview.ready)
 
@@ -359,13 +355,10 @@ class AdminItem(
     # the presser is known to be an admin.
     template=(
         rf"{PREFIX}:(?P<op>[a-z]{{1,3}}):(?P<user>[0-9]{{0,19}})"
-        r":(?P<arg>[a-z0-9:_-]{0,40}):(?P<page>[0-9]{0,9})"
+        r":(?P<arg>[a-z0-9._-]{0,40}):(?P<page>[0-9]{0,9})"
     ),
 ):
     def __init__(self, button: AdminButton, op_text: str | None = None) -> None:
-        if isinstance(button.page, bool):
-            # confirm_refund passes its `danger` flag where `page` goes.
-            button = replace(button, page=0, danger=button.page)
         self.button = button
         self.op_text = op_text or button.op.value
         user = str(button.user_id) if button.user_id else ""
@@ -552,13 +545,13 @@ def _broadcast_id(b: AdminButton) -> int | None:
 
 
 async def _audience(interaction: discord.Interaction[Any], admin: Admin, b: AdminButton) -> None:
-    audience = parse_audience(b.arg)
-    if audience is None or not b.page:
+    choice = parse_audience_choice(b.arg)
+    if choice is None:
         await say(interaction, t(admin.lang, "stale_button"))
         return
     services = _services(interaction)
-    await services.broadcasts.edit_draft(b.page, audience=audience)
-    text, buttons = await draft_screen(services, admin.lang, b.page)
+    await services.broadcasts.edit_draft(choice[0], audience=choice[1])
+    text, buttons = await draft_screen(services, admin.lang, choice[0])
     await show(interaction, text, buttons, edit=True)
 
 
@@ -569,7 +562,9 @@ async def _send(interaction: discord.Interaction[Any], admin: Admin, b: AdminBut
         await say(interaction, t(admin.lang, "stale_button"))
         return
     where = ProgressRef("discord", str(message.channel.id), str(message.id))
-    progress = await _services(interaction).broadcasts.start(broadcast_id, report_to=where)
+    progress = await _services(interaction).broadcasts.start(
+        broadcast_id, report_to=where, actor=admin.actor
+    )
     await show(interaction, *progress_screen(admin.lang, progress), edit=True)
 
 
@@ -587,13 +582,13 @@ async def _discard(interaction: discord.Interaction[Any], admin: Admin, b: Admin
     if broadcast_id is None:
         await say(interaction, t(admin.lang, "stale_button"))
         return
-    progress = await _services(interaction).broadcasts.cancel(broadcast_id)
+    progress = await _services(interaction).broadcasts.cancel(broadcast_id, actor=admin.actor)
     text = t(admin.lang, "admin.broadcast.discarded") if not progress.total else progress.line()
     await show(interaction, text, [], edit=True)
 
 
 def _control(
-    step: Callable[[Services, int], Awaitable[Progress]],
+    step: Callable[[Services, int, Actor], Awaitable[Progress]],
 ) -> Handler:
     """Pause, resume or cancel a running broadcast; the message shows where it is."""
 
@@ -602,7 +597,7 @@ def _control(
         if broadcast_id is None:
             await say(interaction, t(admin.lang, "stale_button"))
             return
-        progress = await step(_services(interaction), broadcast_id)
+        progress = await step(_services(interaction), broadcast_id, admin.actor)
         await show(interaction, *progress_screen(admin.lang, progress), edit=True)
 
     return handler
@@ -630,7 +625,7 @@ HANDLERS: dict[AdminOp, Handler] = {
     AdminOp.BC_SEND: _send,
     AdminOp.BC_EDIT: _change,
     AdminOp.BC_DISCARD: _discard,
-    AdminOp.BC_PAUSE: _control(lambda s, i: s.broadcasts.pause(i)),
-    AdminOp.BC_RESUME: _control(lambda s, i: s.broadcasts.resume(i)),
-    AdminOp.BC_CANCEL: _control(lambda s, i: s.broadcasts.cancel(i)),
+    AdminOp.BC_PAUSE: _control(lambda s, i, a: s.broadcasts.pause(i, actor=a)),
+    AdminOp.BC_RESUME: _control(lambda s, i, a: s.broadcasts.resume(i, actor=a)),
+    AdminOp.BC_CANCEL: _control(lambda s, i, a: s.broadcasts.cancel(i, actor=a)),
 }

@@ -131,7 +131,7 @@ async def test_a_non_admin_gets_the_unknown_command_answer_and_changes_nothing(
     bot: Any = env.bot
     view = discord.ui.View(timeout=None)
     view.add_item(AdminItem(AdminButton(AdminOp.BAN, "Ban", target.id)))
-    view.add_item(AdminItem(AdminButton(AdminOp.GRANT_DAYS, "Pro", target.id, "pro:365")))
+    view.add_item(AdminItem(AdminButton(AdminOp.GRANT_DAYS, "Pro", target.id, "pro.365")))
     posted = await bot.get_channel(channel.id).send("card", view=view)
     for custom_id in ids(posted):
         pressed = await member.click(posted, custom_id=custom_id)
@@ -192,7 +192,7 @@ async def test_grant_through_the_buttons_then_revoke_with_a_confirmation(
     assert t("en", "admin.ask.plan", user=dave.id) in plans_msg.content
     days = await boss.click(plans_msg.message, custom_id=f"oneai:adm:g:{dave.id}:pro:")
     days_msg = reply(days)
-    granted = await boss.click(days_msg.message, custom_id=f"oneai:adm:gd:{dave.id}:pro:30:")
+    granted = await boss.click(days_msg.message, custom_id=f"oneai:adm:gd:{dave.id}:pro.30:")
     done = reply(granted)
     assert done.content.startswith(f"✅ #{dave.id}: Free → Pro")
     assert await tier_of(services, dave.id) == "pro"
@@ -359,7 +359,7 @@ async def test_a_broadcast_is_previewed_in_dms_sent_and_shows_its_progress(
     assert "5 people" in preview.content
     audiences = [i for i in ids(preview) if i.startswith("oneai:adm:ba:")]
     assert len(audiences) == 5
-    free = next(i for i in audiences if ":tier:free:" in i)
+    free = next(i for i in audiences if ".tier.free:" in i)
     chosen = reply(await boss.click(preview, custom_id=free))
     assert "4 people" in chosen.content
     assert chosen.id == preview.id  # the same message, changed
