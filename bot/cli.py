@@ -222,10 +222,10 @@ async def _refund(services: Services, payment: str, reason: str | None) -> str:
     payments = Payments.build(services)
     bot = None
     if services.settings.telegram.bot_token is not None:
-        from bot.telegram.factory import build_bot
+        from bot.telegram.factory import build_bot, star_stopper
 
         bot = build_bot(services.settings.telegram)
-        payments.refunds.use_telegram(bot.refund_star_payment)
+        payments.refunds.use_telegram(bot.refund_star_payment, star_stopper(bot))
     try:
         result = await payments.refunds.refund(payment, admin_user_id=None, reason=reason)
         return result.text("en")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -53,7 +53,7 @@ from core.db.upsert import insert_new
 from core.errors import OneAIError
 from core.i18n import t
 from core.notices import format_price
-from core.subscriptions import PlanChange, SubscriptionService
+from core.subscriptions import PlanChange, PlanView, SubscriptionService
 from core.tiers import TIERS, Tier
 from payments import razorpay_provider, stars, yookassa_provider
 from payments.ledger import PAID_KINDS, Ledger, LedgerEntry, platform_of, refund_key
@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 
 # aiogram's Bot.refund_star_payment(user_id, telegram_payment_charge_id) -> bool.
 StarRefunder = Callable[[int, str], Awaitable[object]]
+# Ends a Stars subscription: (Telegram user id, the charge id that started it).
+StarStopper = Callable[[int, str], Awaitable[object]]
 
 PROVIDER_NAMES = {
     stars.STARS: "Telegram Stars",
@@ -202,6 +204,10 @@ class RefundResult:
     # The change this call made (None: the plan stayed, or a notice that arrived
     # first made it; `before` and `after` say what happened either way).
     change: PlanChange | None = None
+    # The refunded plan renewed at its provider: "stopped" there now, or "left"
+    # (it could not be stopped from here); None when nothing renews.
+    renewals: Literal["stopped", "left"] | None = None
+    renewal_provider: str | None = None
 
     def text(self, lang: str | None) -> str:
         """One line for the admin who pressed it."""
@@ -216,7 +222,11 @@ class RefundResult:
             return t(lang, "refund.pending", **values)
         if self.before == self.after:
             return t(lang, "refund.done_plan_kept", **values)
-        return t(lang, "refund.done", **values)
+        text = t(lang, "refund.done", **values)
+        if self.renewals is not None:
+            where = provider_name(self.renewal_provider or self.provider)
+            text += "\n" + t(lang, f"refund.renewals_{self.renewals}", provider=where)
+        return text
 
 
 def _plan_text(plan: PlanState) -> str:
@@ -276,6 +286,7 @@ class Refunds:
         yookassa: YooKassaProvider | None = None,
         razorpay: RazorpayProvider | None = None,
         refund_star_payment: StarRefunder | None = None,
+        stop_star_subscription: StarStopper | None = None,
         claim_ttl: timedelta = CLAIM_TTL,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -286,13 +297,18 @@ class Refunds:
         self.razorpay = razorpay
         # Set by the Telegram adapter (aiogram's bot.refund_star_payment).
         self.refund_star_payment = refund_star_payment
+        self.stop_star_subscription = stop_star_subscription
         self.claim_ttl = claim_ttl
         self._now = now
 
-    def use_telegram(self, refund_star_payment: StarRefunder) -> None:
+    def use_telegram(
+        self, refund_star_payment: StarRefunder, stop_star_subscription: StarStopper | None = None
+    ) -> None:
         """Stars are refunded through the Bot API: the Telegram adapter passes
-        `bot.refund_star_payment`."""
+        `bot.refund_star_payment`, and how to end a Stars subscription
+        (editUserStarSubscription) so a refunded one does not renew."""
         self.refund_star_payment = refund_star_payment
+        self.stop_star_subscription = stop_star_subscription
 
     async def refund(
         self, payment_id: int | str, *, admin_user_id: int | None, reason: str | None
@@ -308,6 +324,7 @@ class Refunds:
         target = await self._target(payment_id)
         self._check(target)
         before = await self._plan(target.user_id)
+        plan = await self.subscriptions.view(target.user_id) if target.user_id else None
         claim = await self._claim(target, admin_user_id, reason)
         try:
             answer = await self._call(target, claim)
@@ -357,7 +374,15 @@ class Refunds:
             admin_user_id,
             " (its notice was first)" if settled.duplicate else "",
         )
-        return self._result(target, "refunded", answer.refund_id, before, after, settled.change)
+        result = self._result(target, "refunded", answer.refund_id, before, after, settled.change)
+        if settled.change is not None and plan is not None:
+            # The period this payment bought has ended: a plan that renews at its
+            # provider must stop there, or the next renewal charges the person
+            # again and brings the refunded plan back.
+            stopped = await self._stop_renewals(target.user_id, plan)
+            if stopped is not None:
+                result = replace(result, renewals=stopped, renewal_provider=plan.provider)
+        return result
 
     # -- steps ------------------------------------------------------------------------
 
@@ -489,18 +514,49 @@ class Refunds:
             return await self._yookassa(target, claim)
         return await self._razorpay(target, claim)
 
-    async def _stars(self, target: _Target) -> _Answer:
-        assert self.refund_star_payment is not None and target.user_id is not None
+    async def _telegram_id(self, user_id: int) -> int | None:
         async with self.db.read() as session:
             telegram_id = await session.scalar(
                 select(Identity.platform_user_id).where(
-                    Identity.user_id == target.user_id, Identity.platform == "telegram"
+                    Identity.user_id == user_id, Identity.platform == "telegram"
                 )
             )
         if telegram_id is None or not telegram_id.lstrip("-").isdigit():
+            return None
+        return int(telegram_id)
+
+    async def _stop_renewals(
+        self, user_id: int, plan: PlanView
+    ) -> Literal["stopped", "left"] | None:
+        """Stop the renewals of the refunded plan at Stars or Razorpay (YooKassa
+        renewals are our own charges, and the ended plan has none)."""
+        charge = plan.provider_subscription_id
+        if not plan.recurring or plan.cancel_at_period_end or not charge:
+            return None
+        if plan.provider not in (stars.STARS, razorpay_provider.PROVIDER):
+            return None
+        try:
+            if plan.provider == stars.STARS:
+                telegram_id = await self._telegram_id(user_id)
+                if self.stop_star_subscription is None or telegram_id is None:
+                    return "left"
+                await self.stop_star_subscription(telegram_id, charge)
+            else:
+                if self.razorpay is None:
+                    return "left"
+                await self.razorpay.cancel(charge)
+        except Exception as exc:
+            log.warning("user %d: renewals at %s not stopped: %r", user_id, plan.provider, exc)
+            return "left"
+        return "stopped"
+
+    async def _stars(self, target: _Target) -> _Answer:
+        assert self.refund_star_payment is not None and target.user_id is not None
+        telegram_id = await self._telegram_id(target.user_id)
+        if telegram_id is None:
             raise _Refused("the buyer has no Telegram account linked any more")
         try:
-            await self.refund_star_payment(int(telegram_id), target.charge_id)
+            await self.refund_star_payment(telegram_id, target.charge_id)
         except Exception as exc:
             names = {cls.__name__ for cls in type(exc).__mro__}
             if not names & _TELEGRAM_REFUSALS:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -104,6 +104,17 @@ def build_bot(settings: TelegramSettings) -> Bot:
     )
 
 
+def star_stopper(bot: Bot) -> Callable[[int, str], Awaitable[bool]]:
+    """Ends a Telegram Stars subscription (a refunded one must not renew)."""
+
+    async def stop(user_id: int, charge_id: str) -> bool:
+        return await bot.edit_user_star_subscription(
+            user_id=user_id, telegram_payment_charge_id=charge_id, is_canceled=True
+        )
+
+    return stop
+
+
 def build_storage(redis_url: str | None) -> BaseStorage:
     if redis_url is None:
         return MemoryStorage()
@@ -132,7 +143,7 @@ def build_dispatcher(
     settings = settings or services.settings.telegram
     payments_service = payments_service or Payments.build(services)
     # Admin refunds of Stars payments go through this bot.
-    payments_service.refunds.use_telegram(bot.refund_star_payment)
+    payments_service.refunds.use_telegram(bot.refund_star_payment, star_stopper(bot))
     # No burst: calls are spread evenly, so no second ever carries more than the
     # budget (a full bucket plus its refill would double it for a moment).
     driver = StreamDriver(global_limiter=RateLimiter(settings.global_edits_per_second, burst=1))

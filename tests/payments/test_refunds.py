@@ -388,6 +388,25 @@ async def test_razorpay_refund_end_to_end(stack: PaymentStack, fake_razorpay: Fa
     assert await snapshot(stack.services) == after
 
 
+async def test_a_refunded_razorpay_subscription_stops_renewing(
+    stack: PaymentStack, fake_razorpay: FakeRazorpay
+) -> None:
+    user_id = await new_user(stack.services)
+    payment_id = await razorpay_paid(stack, fake_razorpay, user_id)
+    (sub_id,) = fake_razorpay.subscriptions
+
+    result = await refunds_of(stack).refund(payment_id, admin_user_id=None, reason=None)
+
+    assert (result.before.tier, result.after.tier, result.renewals) == (
+        Tier.PRO,
+        Tier.FREE,
+        "stopped",
+    )
+    # Cancelled at the end of the cycle that was refunded: no charge follows it.
+    assert fake_razorpay.subscriptions[sub_id]["has_scheduled_changes"] is True
+    assert "Its renewals at Razorpay are stopped." in result.text("en")
+
+
 async def test_razorpay_concurrent_presses_call_the_provider_once(
     stack: PaymentStack, fake_razorpay: FakeRazorpay
 ) -> None:

@@ -15,6 +15,7 @@ an admin pressing through the inline menu, and the people it acts on.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -247,15 +248,23 @@ async def test_audit_pages_and_models_off_and_on(app: Harness) -> None:
 # -- refunds --------------------------------------------------------------------------
 
 
-async def stars_paid(app: Harness, charge: str) -> int:
-    """Ann buys Pro for Stars in the chat: our user id."""
+async def stars_paid(app: Harness, charge: str, *, monthly: bool = False) -> int:
+    """Ann buys Pro for Stars in the chat (`monthly`: a Stars subscription): our
+    user id."""
     payments = app.dispatcher["payments"]
     user = await ann(app.services)
-    spec = await payments.invoices.new_invoice(user.id, Tier.PRO)
+    spec = await payments.invoices.new_invoice(user.id, Tier.PRO, recurring=monthly)
     assert spec is not None
     query = app.tg.pre_checkout(USER, spec.payload, "XTR", spec.amount)
     await until(lambda: app.tg.pre_checkouts[query].answered)
-    app.tg.successful_payment(USER, spec.payload, "XTR", spec.amount, charge)
+    renews = {
+        "is_recurring": True,
+        "is_first_recurring": True,
+        "subscription_expiration_date": int(time.time()) + 30 * 86400,
+    }
+    app.tg.successful_payment(
+        USER, spec.payload, "XTR", spec.amount, charge, **(renews if monthly else {})
+    )
     await until(lambda: any("Pro is active" in (m.text or "") for m in app.bot_messages(USER)))
     return user.id
 
@@ -282,6 +291,21 @@ async def test_a_refund_pressed_twice_refunds_once(app: Harness) -> None:
     assert not any("Refund" in str(b.get("text")) for b in card.buttons)  # nothing left to give
     person = await app.services.accounts.get(user_id)
     assert person is not None and person.tier == "free"
+
+
+async def test_a_refunded_stars_subscription_stops_renewing(app: Harness) -> None:
+    await stars_paid(app, "sub-9", monthly=True)
+    card = await said(app, "/admin @ann")
+    assert "renews" in (card.text or "")
+    await press(app, card, "Refund")
+    confirm = await screen(app, card.message_id, "Refund 500")
+    await press(app, confirm, "Yes")
+    card = await screen(app, card.message_id, "💳 Free")
+    assert "Its renewals at Telegram Stars are stopped." in (card.text or "")
+    (stop,) = app.tg.calls_of("editUserStarSubscription")
+    assert stop.ok
+    assert stop.params["telegram_payment_charge_id"] == "sub-9"
+    assert stop.params["is_canceled"] is True and stop.params["user_id"] == USER
 
 
 # -- bans -----------------------------------------------------------------------------
