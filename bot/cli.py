@@ -180,6 +180,8 @@ async def _run_admin(services: Services, args: argparse.Namespace) -> list[str]:
     command = args.admin_command
     if command == "refund":
         return [await _refund(services, args.payment, " ".join(args.reason) or None)]
+    if command == "broadcasts":
+        return await _broadcasts(services, args.action, args.broadcast)
     if command == "stats":
         return [(await stats.stats_screen(services, "en")).text]
     if command == "audit":
@@ -215,6 +217,30 @@ async def _run_admin(services: Services, args: argparse.Namespace) -> list[str]:
     return [result.text, *result.notes]
 
 
+async def _broadcasts(services: Services, action: str | None, broadcast: int | None) -> list[str]:
+    """The latest broadcasts and where each is; or pause / cancel one. The process
+    that sends it stops within a second; a paused one is resumed from the bot."""
+    from core.admin.access import CLI_ACTOR
+
+    engine = services.broadcasts
+    if action is not None:
+        if broadcast is None:
+            raise _Usage(f"oneai admin broadcasts {action} ID")
+        step = engine.pause if action == "pause" else engine.cancel
+        return [(await step(broadcast, actor=CLI_ACTOR)).line()]
+    lines = []
+    for info in await engine.recent(BROADCASTS_LISTED):
+        progress = await engine.progress(info.id)
+        first = info.text.strip().splitlines()[0] if info.text.strip() else "(a photo)"
+        if len(first) > BROADCAST_LINE:
+            first = first[: BROADCAST_LINE - 1] + "…"
+        lines.append(
+            f"#{info.id} {info.created_at:%Y-%m-%d %H:%M} · {info.audience.describe()}"
+            f" · {progress.line()} · {first}"
+        )
+    return lines or ["No broadcasts yet."]
+
+
 async def _refund(services: Services, payment: str, reason: str | None) -> str:
     """Refund one payment; Stars go through the Telegram bot when its token is set."""
     from payments.service import Payments
@@ -235,6 +261,10 @@ async def _refund(services: Services, payment: str, reason: str | None) -> str:
         await payments.close()
 
 
+BROADCASTS_LISTED = 10
+BROADCAST_LINE = 60  # characters of a broadcast's first line in the list
+
+
 class _Usage(OneAIError):
     code = "usage"
 
@@ -246,7 +276,7 @@ def _admin_parser(sub: Any) -> None:
     """`oneai admin …`: the admin operations, at a shell."""
     admin = sub.add_parser(
         "admin",
-        help="admin operations: stats, people, plans, bans, refunds, models, audit log",
+        help="admin operations: stats, people, plans, bans, refunds, models, broadcasts, audit log",
         description=(
             "Admin operations for an operator at a shell: every change is written to "
             'the audit log as done by "cli".'
@@ -358,6 +388,17 @@ def _admin_parser(sub: Any) -> None:
         ),
     )
     audit.add_argument("page", metavar="PAGE", type=int, nargs="?", default=1)
+    broadcasts = commands.add_parser(
+        "broadcasts",
+        help="the latest broadcasts and their progress; pause or cancel one",
+        description=(
+            "List the latest broadcasts with their audience and progress; `pause ID` or "
+            "`cancel ID` stops one (the process sending it stops within a second). "
+            "Broadcasts are written, sent and resumed from the bots' /admin menu."
+        ),
+    )
+    broadcasts.add_argument("action", metavar="ACTION", nargs="?", choices=("pause", "cancel"))
+    broadcasts.add_argument("broadcast", metavar="ID", type=int, nargs="?")
 
 
 def _version() -> str:

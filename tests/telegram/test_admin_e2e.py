@@ -257,14 +257,13 @@ async def stars_paid(app: Harness, charge: str, *, monthly: bool = False) -> int
     assert spec is not None
     query = app.tg.pre_checkout(USER, spec.payload, "XTR", spec.amount)
     await until(lambda: app.tg.pre_checkouts[query].answered)
-    renews = {
-        "is_recurring": True,
-        "is_first_recurring": True,
-        "subscription_expiration_date": int(time.time()) + 30 * 86400,
-    }
-    app.tg.successful_payment(
-        USER, spec.payload, "XTR", spec.amount, charge, **(renews if monthly else {})
-    )
+    if monthly:
+        app.tg.successful_payment(
+            USER, spec.payload, "XTR", spec.amount, charge, is_recurring=True,
+            is_first_recurring=True, subscription_expiration_date=int(time.time()) + 30 * 86400,
+        )  # fmt: skip
+    else:
+        app.tg.successful_payment(USER, spec.payload, "XTR", spec.amount, charge)
     await until(lambda: any("Pro is active" in (m.text or "") for m in app.bot_messages(USER)))
     return user.id
 
