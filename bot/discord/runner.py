@@ -9,7 +9,7 @@ import discord
 from aiohttp import web
 
 from bot.discord import broadcast
-from bot.discord.admin_views import progress_markup
+from bot.discord.admin_broadcast import progress_markup
 from bot.discord.client import OneAIBot
 from bot.discord.factory import build_client
 from core.config import ConfigError

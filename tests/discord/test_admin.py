@@ -15,7 +15,8 @@ from simcord.results import InteractionResult, ResponseMessage
 from sqlalchemy import func, select
 
 from bot.discord import broadcast
-from bot.discord.admin_views import AdminItem, progress_markup
+from bot.discord.admin_broadcast import progress_markup
+from bot.discord.admin_views import AdminItem
 from core.accounts import PlatformProfile
 from core.admin import actions
 from core.admin.access import CLI_ACTOR

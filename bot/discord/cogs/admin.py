@@ -19,16 +19,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord.admin_views import (
-    admin_of,
-    audit_screen,
-    compose,
-    models_screen,
-    refund,
-    say,
-    show,
-    show_card,
-)
+from bot.discord.admin_broadcast import compose
+from bot.discord.admin_people import audit_screen, models_screen, refund, show_card
+from bot.discord.admin_views import admin_of, say, show
 from core.admin import actions
 from core.admin.models import disable_model, enable_model, refresh_catalog
 from core.admin.people import find_person
