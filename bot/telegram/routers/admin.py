@@ -11,6 +11,7 @@ prefix), so ordinary messages never pay for it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiogram import F, Router
@@ -189,6 +190,27 @@ async def reason_typed(
 # -- buttons ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Press:
+    """One press of an admin button, with what its handling needs."""
+
+    query: CallbackQuery
+    message: Message  # the screen the button is on
+    data: AdminAction
+    state: FSMContext
+    actor: Actor
+    lang: str
+    services: Services
+    payments: Payments
+
+    async def ok(self, notice: str = "") -> None:
+        await self.query.answer(notice[:NOTICE_CHARS] or None)
+
+    async def stale(self) -> None:
+        """A forged or outdated button: said, nothing changed."""
+        await self.query.answer(t(self.lang, "stale_button"), show_alert=True)
+
+
 async def admin_button(
     query: CallbackQuery,
     callback_data: AdminAction,
@@ -202,14 +224,12 @@ async def admin_button(
     if message is None:
         await query.answer()
         return
-    op = callback_data.op
-    if op in admin_broadcast.OPS:
-        await admin_broadcast.button(query, message, callback_data, state, actor, lang, services)
-        return
+    press = Press(query, message, callback_data, state, actor, lang, services, payments)
     try:
-        screen = await _pressed(
-            query, message, callback_data, state, actor, lang, services, payments
-        )
+        if callback_data.op in admin_broadcast.OPS:
+            screen = await admin_broadcast.pressed(press)
+        else:
+            screen = await _pressed(press)
     except OneAIError as exc:
         await query.answer(error_text(lang, exc)[:NOTICE_CHARS], show_alert=True)
         return
@@ -217,91 +237,61 @@ async def admin_button(
         await redraw(message, *screen)
 
 
-async def _pressed(
-    query: CallbackQuery,
-    message: Message,
-    data: AdminAction,
-    state: FSMContext,
-    actor: Actor,
-    lang: str,
-    services: Services,
-    payments: Payments,
-) -> Screen | None:
+async def _pressed(p: Press) -> Screen | None:
     """The screen a press leads to (None: nothing to redraw); the press answered."""
-    op = data.op
+    op, lang, services = p.data.op, p.lang, p.services
     if op is AdminOp.MENU:
-        await state.clear()
-        await query.answer()
+        await p.state.clear()
+        await p.ok()
         return menu_screen(lang)
     if op is AdminOp.STATS:
-        await query.answer()
+        await p.ok()
         return await stats_view(services, lang)
     if op is AdminOp.FIND:
-        await state.set_state(AdminStates.person)
-        await query.answer()
-        await reply(message, t(lang, "admin.ask.person"))
+        await p.state.set_state(AdminStates.person)
+        await p.ok()
+        await reply(p.message, t(lang, "admin.ask.person"))
         return None
     if op is AdminOp.MODELS:
-        await query.answer()
+        await p.ok()
         return await models_screen(services, lang)
     if op is AdminOp.MODEL_TOGGLE:
-        index = screens.parse_id(data.arg)
+        index = screens.parse_id(p.data.arg)
         page = await models_page(services, lang)
         line = next((m for m in page.models if m.index == index), None)
         if line is None:
-            await query.answer(t(lang, "stale_button"), show_alert=True)
+            await p.stale()
             return None
-        if line.enabled:
-            result = await disable_model(services, actor, line.index, lang=lang)
-        else:
-            result = await enable_model(services, actor, line.index, lang=lang)
-        await query.answer(result.text[:NOTICE_CHARS])
+        toggle = disable_model if line.enabled else enable_model
+        result = await toggle(services, p.actor, line.index, lang=lang)
+        await p.ok(result.text)
         return await models_screen(services, lang, result.text)
     if op is AdminOp.REFRESH:
-        await query.answer()
-        result = await refresh_catalog(services, actor, lang=lang)
+        await p.ok()
+        result = await refresh_catalog(services, p.actor, lang=lang)
         return await models_screen(services, lang, result.text)
     if op is AdminOp.AUDIT:
-        await query.answer()
-        return await audit_screen(services, data.page, lang)
-    return await _person_pressed(query, message, data, state, actor, lang, services, payments)
+        await p.ok()
+        return await audit_screen(services, p.data.page, lang)
+    return await _person_pressed(p)
 
 
-async def _person_pressed(
-    query: CallbackQuery,
-    message: Message,
-    data: AdminAction,
-    state: FSMContext,
-    actor: Actor,
-    lang: str,
-    services: Services,
-    payments: Payments,
-) -> Screen | None:
-    op, user_id = data.op, data.user
+async def _person_pressed(p: Press) -> Screen | None:
+    op, user_id, lang, services, actor = p.data.op, p.data.user, p.lang, p.services, p.actor
     card = await person_card(services, user_id, lang)  # PersonNotFound for a forged id
     if op is AdminOp.PERSON:
-        await query.answer()
+        await p.ok()
         return _card(card, lang)
     if op is AdminOp.GRANT:
-        await query.answer()
-        back = [screens.AdminButton(AdminOp.PERSON, t(lang, "admin.button.card"), user_id)]
-        if not data.arg:
-            text = t(lang, "admin.ask.plan", user=user_id)
-            return text, keyboards.admin(screens.grant_plans(lang, user_id), back)
-        try:
-            tier = Tier(data.arg)
-        except ValueError:
-            return None
-        text = t(lang, "admin.ask.grant_days", plan=TIERS[tier].name, user=user_id)
-        return text, keyboards.admin(screens.grant_days(lang, user_id, tier), back, width=4)
+        return await _grant_choice(p)
     if op is AdminOp.GRANT_DAYS:
-        chosen = screens.parse_grant(data.arg)
+        chosen = screens.parse_grant(p.data.arg)
         if chosen is None:
-            await query.answer(t(lang, "stale_button"), show_alert=True)
+            await p.stale()
             return None
         result = await actions.grant(services, actor, user_id, chosen[0], chosen[1], lang=lang)
     elif op is AdminOp.REVOKE:
-        await query.answer()
+        await p.ok()
         text, buttons = screens.confirm_revoke(card, lang)
         return text, keyboards.admin(buttons)
     elif op is AdminOp.REVOKE_YES:
@@ -309,49 +299,59 @@ async def _person_pressed(
     elif op is AdminOp.RESET:
         result = await actions.reset_quota(services, actor, user_id, lang=lang)
     elif op is AdminOp.BAN:
-        await state.set_state(AdminStates.ban_reason)
-        await state.update_data(user=user_id)
-        await query.answer()
-        await reply(message, t(lang, "admin.ask.reason"))
+        await p.state.set_state(AdminStates.ban_reason)
+        await p.state.update_data(user=user_id)
+        await p.ok()
+        await reply(p.message, t(lang, "admin.ask.reason"))
         return None
     elif op is AdminOp.UNBAN:
         result = await actions.unban(services, actor, user_id, lang=lang)
     elif op in (AdminOp.REFUND, AdminOp.REFUND_YES):
-        return await _refund(query, card, data, actor, lang, services, payments)
+        return await _refund(p, card)
     else:
-        await query.answer(t(lang, "stale_button"), show_alert=True)
+        await p.stale()
         return None
-    note = "\n".join([result.text, *result.notes])
-    await query.answer(result.text[:NOTICE_CHARS])
-    return await card_screen(services, user_id, lang, note)
+    await p.ok(result.text)
+    return await card_screen(services, user_id, lang, "\n".join([result.text, *result.notes]))
 
 
-async def _refund(
-    query: CallbackQuery,
-    card: PersonCard,
-    data: AdminAction,
-    actor: Actor,
-    lang: str,
-    services: Services,
-    payments: Payments,
-) -> Screen | None:
-    payment_id = screens.parse_id(data.arg)
-    if data.op is AdminOp.REFUND:
-        asked = screens.confirm_refund(card, payment_id, lang) if payment_id is not None else None
+async def _grant_choice(p: Press) -> Screen | None:
+    """Give a plan: first which plan, then for how many days."""
+    user_id, lang = p.data.user, p.lang
+    back = [screens.AdminButton(AdminOp.PERSON, t(lang, "admin.button.card"), user_id)]
+    if not p.data.arg:
+        await p.ok()
+        text = t(lang, "admin.ask.plan", user=user_id)
+        return text, keyboards.admin(screens.grant_plans(lang, user_id), back)
+    try:
+        tier = Tier(p.data.arg)
+    except ValueError:
+        await p.stale()
+        return None
+    await p.ok()
+    text = t(lang, "admin.ask.grant_days", plan=TIERS[tier].name, user=user_id)
+    return text, keyboards.admin(screens.grant_days(lang, user_id, tier), back, width=4)
+
+
+async def _refund(p: Press, card: PersonCard) -> Screen | None:
+    payment_id = screens.parse_id(p.data.arg)
+    if p.data.op is AdminOp.REFUND:
+        asked = screens.confirm_refund(card, payment_id, p.lang) if payment_id is not None else None
         if asked is None:
-            await query.answer(t(lang, "stale_button"), show_alert=True)
+            await p.stale()
             return None
-        await query.answer()
+        await p.ok()
         return asked[0], keyboards.admin(asked[1])
     # Only a payment of the person on the card: a button cannot be turned against
     # another person's payment. Pressed twice, the second press hears "already".
-    if payment_id is None or all(p.id != payment_id for p in card.payments):
-        await query.answer(t(lang, "stale_button"), show_alert=True)
+    if payment_id is None or all(line.id != payment_id for line in card.payments):
+        await p.stale()
         return None
-    result = await payments.refunds.refund(payment_id, admin_user_id=actor.user_id, reason=None)
-    note = result.text(lang)
-    await query.answer(note[:NOTICE_CHARS])
-    return await card_screen(services, card.user_id, lang, note)
+    refunds = p.payments.refunds
+    result = await refunds.refund(payment_id, admin_user_id=p.actor.user_id, reason=None)
+    note = result.text(p.lang)
+    await p.ok(note)
+    return await card_screen(p.services, card.user_id, p.lang, note)
 
 
 def create_router() -> Router:

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import F, Router
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import InlineKeyboardMarkup, Message
 
 from bot.telegram import keyboards
-from bot.telegram.callbacks import AdminAction, AdminOp
+from bot.telegram.callbacks import AdminOp
 from bot.telegram.composed import markdown_of
-from bot.telegram.replies import FLOOD_ATTEMPTS, redraw, reply
+from bot.telegram.replies import FLOOD_ATTEMPTS, reply
 from bot.telegram.states import AdminStates
 from core.admin import screens
 from core.admin.access import Actor
@@ -35,6 +35,9 @@ from core.broadcast import (
 from core.errors import OneAIError
 from core.i18n import DEFAULT_LANGUAGE, error_text, t
 from core.services import Services
+
+if TYPE_CHECKING:
+    from bot.telegram.routers.admin import Press
 
 PLATFORM = "telegram"
 NOTICE_CHARS = 200
@@ -130,59 +133,44 @@ async def draft_screen(
     )
 
 
-async def button(
-    query: CallbackQuery,
-    message: Message,
-    data: AdminAction,
-    state: FSMContext,
-    actor: Actor,
-    lang: str,
-    services: Services,
-) -> None:
-    engine = services.broadcasts
-    op = data.op
+async def pressed(p: Press) -> tuple[str, InlineKeyboardMarkup | None] | None:
+    """A broadcast button: the screen it leads to (None: nothing to redraw)."""
+    engine, op, lang = p.services.broadcasts, p.data.op, p.lang
     if op is AdminOp.BROADCAST:
-        await query.answer()
-        await ask_text(message, state, lang)
-        return
-    choice = screens.parse_audience_choice(data.arg) if op is AdminOp.BC_AUDIENCE else None
-    broadcast_id = choice[0] if choice else screens.parse_id(data.arg)
+        await p.ok()
+        await ask_text(p.message, p.state, lang)
+        return None
+    choice = screens.parse_audience_choice(p.data.arg) if op is AdminOp.BC_AUDIENCE else None
+    broadcast_id = choice[0] if choice else screens.parse_id(p.data.arg)
     if broadcast_id is None or (op is AdminOp.BC_AUDIENCE and choice is None):
-        await query.answer(t(lang, "stale_button"), show_alert=True)
-        return
-    try:
-        if choice is not None:
-            await engine.edit_draft(broadcast_id, audience=choice[1])
-            await query.answer()
-            await redraw(message, *await draft_screen(broadcast_id, lang, services))
-            return
-        if op is AdminOp.BC_EDIT:
-            await query.answer()
-            await ask_text(message, state, lang, broadcast_id)
-            return
-        if op is AdminOp.BC_DISCARD:
-            info = await engine.get(broadcast_id)
-            if info.status is not Status.DRAFT:
-                await query.answer(t(lang, "stale_button"), show_alert=True)
-                return
-            await engine.cancel(broadcast_id, actor=actor)
-            await query.answer()
-            await redraw(message, t(lang, "admin.broadcast.discarded"), None)
-            return
-        if op is AdminOp.BC_SEND:
-            where = ProgressRef(PLATFORM, str(message.chat.id), str(message.message_id))
-            progress = await engine.start(broadcast_id, report_to=where, actor=actor)
-        elif op is AdminOp.BC_PAUSE:
-            progress = await engine.pause(broadcast_id, actor=actor)
-        elif op is AdminOp.BC_RESUME:
-            progress = await engine.resume(broadcast_id, actor=actor)
-        else:
-            progress = await engine.cancel(broadcast_id, actor=actor)
-    except OneAIError as exc:
-        await query.answer(error_text(lang, exc)[:NOTICE_CHARS], show_alert=True)
-        return
-    await query.answer()
-    await redraw(message, *progress_screen(progress, lang))
+        await p.stale()
+        return None
+    if choice is not None:
+        await engine.edit_draft(broadcast_id, audience=choice[1])
+        await p.ok()
+        return await draft_screen(broadcast_id, lang, p.services)
+    if op is AdminOp.BC_EDIT:
+        await p.ok()
+        await ask_text(p.message, p.state, lang, broadcast_id)
+        return None
+    if op is AdminOp.BC_DISCARD:
+        if (await engine.get(broadcast_id)).status is not Status.DRAFT:
+            await p.stale()
+            return None
+        await engine.cancel(broadcast_id, actor=p.actor)
+        await p.ok()
+        return t(lang, "admin.broadcast.discarded"), None
+    if op is AdminOp.BC_SEND:
+        where = ProgressRef(PLATFORM, str(p.message.chat.id), str(p.message.message_id))
+        progress = await engine.start(broadcast_id, report_to=where, actor=p.actor)
+    elif op is AdminOp.BC_PAUSE:
+        progress = await engine.pause(broadcast_id, actor=p.actor)
+    elif op is AdminOp.BC_RESUME:
+        progress = await engine.resume(broadcast_id, actor=p.actor)
+    else:
+        progress = await engine.cancel(broadcast_id, actor=p.actor)
+    await p.ok()
+    return progress_screen(progress, lang)
 
 
 def register(router: Router, admin_only: Callable[..., Any]) -> None:
