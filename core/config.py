@@ -159,7 +159,8 @@ class LLMSettings(BaseSettings):
     @property
     def is_openrouter(self) -> bool:
         """OpenRouter's API, which the shipped catalog is made for."""
-        return (urlsplit(self.base_url).hostname or "").endswith("openrouter.ai")
+        host = urlsplit(self.base_url).hostname or ""
+        return host == "openrouter.ai" or host.endswith(".openrouter.ai")
 
 
 # What BotFather issues: the bot's numeric id, a colon, then the secret part.

@@ -188,6 +188,13 @@ async def test_check_run_refuses_openrouter_without_a_key(tmp_path: Path) -> Non
     assert str(info.value).startswith("LLM_API_KEY: not set; OpenRouter needs an API key")
 
 
+def test_which_urls_are_openrouter() -> None:
+    assert LLMSettings(base_url="https://openrouter.ai/api/v1").is_openrouter
+    assert LLMSettings(base_url="https://eu.openrouter.ai/api/v1/").is_openrouter
+    for url in ("https://api.openai.com/v1", "http://notopenrouter.ai/v1", "http://h:11434/v1"):
+        assert not LLMSettings(base_url=url).is_openrouter
+
+
 def test_from_server_needs_a_model() -> None:
     with pytest.raises(ValueError, match="no models"):
         ModelCatalog.from_server([], None, context_length=8192)
