@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.startup import check_run, load_catalog
+from bot.startup import check_llm_key, check_run, load_catalog
 from core.config import ConfigError, Settings, load_settings
 from core.db.migrate import prepare_database, upgrade_head_async
 from core.errors import OneAIError
@@ -73,15 +73,17 @@ async def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 async def _cmd_models(settings: Settings, _args: argparse.Namespace) -> int:
     from core.tiers import TIERS
 
-    catalog = load_catalog(settings)
+    catalog = await load_catalog(settings)
+    # A server's own model list says nothing of prices: no "$0" that looks like free.
+    priced = settings.llm.is_openrouter or settings.llm.catalog_file is not None
     for key, models in catalog.grouped().items():
         print(key.value)
         for model in models:
             mark = "*" if model.id == catalog.default.id else " "
+            price = f"${model.prompt_price}/${model.completion_price} per 1M  " if priced else ""
             print(
                 f" {mark} {model.id:<46} {model.name:<28} "
-                f"{model.context_length:>8,} ctx  ${model.prompt_price}/${model.completion_price}"
-                f" per 1M  {TIERS[model.min_tier].name}+"
+                f"{model.context_length:>8,} ctx  {price}{TIERS[model.min_tier].name}+"
             )
     return 0
 
@@ -90,7 +92,8 @@ async def _cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     from bot.console.app import ConsoleChat
     from core.services import Services, check_redis
 
-    catalog = load_catalog(settings)
+    check_llm_key(settings.llm)
+    catalog = await load_catalog(settings)
     await check_redis(settings.redis.redis_url)
     await prepare_database(settings.db.database_url)
     # A worker like the bot's: it proves it is alive, so a bot running beside it
@@ -123,7 +126,7 @@ async def _cmd_grant(settings: Settings, args: argparse.Namespace) -> int:
     from core.grants import GrantError, grant
     from core.services import Services
 
-    catalog = load_catalog(settings)
+    catalog = await load_catalog(settings)
     await prepare_database(settings.db.database_url)
     services = Services.build(settings, catalog=catalog)
     try:
@@ -145,7 +148,7 @@ async def _cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
     from core.llm.catalog import ModelChoiceError
     from core.services import Services
 
-    catalog = load_catalog(settings)
+    catalog = await load_catalog(settings)
     await prepare_database(settings.db.database_url)
     services = Services.build(settings, catalog=catalog, role="cli")
     try:

@@ -5,16 +5,35 @@ traceback or after the bots are already online. Each raises ConfigError."""
 from __future__ import annotations
 
 import errno
+import logging
 import socket
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from core.config import ConfigError, HttpSettings, Settings
-from core.llm.catalog import ModelCatalog
+from core.config import ConfigError, HttpSettings, LLMSettings, Settings
+from core.llm.catalog import (
+    ModelCatalog,
+    is_openrouter_list,
+    read_server_cache,
+    write_server_cache,
+)
+from core.llm.errors import AuthenticationFailed, LLMError, LLMTimeout
+
+log = logging.getLogger(__name__)
+
+# Listing the models at start-up: a server that does not answer by then is down.
+_LIST_TIMEOUT = 15.0
 
 
-def load_catalog(settings: Settings) -> ModelCatalog:
+async def load_catalog(settings: Settings) -> ModelCatalog:
     """The model catalog, with a broken MODEL_CATALOG_FILE (or a DEFAULT_MODEL it does
-    not list) named as such."""
+    not list) named as such. Against a server other than OpenRouter without
+    MODEL_CATALOG_FILE, the catalog is what the server's GET /models lists."""
     llm = settings.llm
+    if not llm.is_openrouter and llm.catalog_file is None:
+        catalog = await _server_catalog(llm)
+        if catalog is not None:
+            return catalog
     try:
         return ModelCatalog.load(
             llm.default_model, override_file=llm.catalog_file, cache_file=llm.catalog_cache_file
@@ -23,6 +42,109 @@ def load_catalog(settings: Settings) -> ModelCatalog:
         # Without an override file only the default model can be wrong.
         variable = "MODEL_CATALOG_FILE" if llm.catalog_file is not None else "DEFAULT_MODEL"
         raise ConfigError(f"configuration error: {variable}: {exc}") from None
+
+
+def check_llm_key(llm: LLMSettings) -> None:
+    """OpenRouter answers nothing without a key: say so before starting, not at the
+    first message. Other servers (Ollama, vLLM) often need none."""
+    if llm.is_openrouter and llm.api_key is None:
+        raise ConfigError(
+            "LLM_API_KEY: not set; OpenRouter needs an API key (https://openrouter.ai/keys), "
+            "or set LLM_BASE_URL to another OpenAI-compatible server"
+        )
+
+
+async def _server_catalog(llm: LLMSettings) -> ModelCatalog | None:
+    """The server's own models; None when it lists OpenRouter's (the shipped catalog
+    applies then)."""
+    url = _without_password(llm.base_url)
+    default = llm.default_model if "default_model" in llm.model_fields_set else None
+    data: list[dict[str, Any]] | None
+    if llm.models:
+        # Named by the operator: nothing to ask (some gateways have no /models).
+        data = [{"id": model_id} for model_id in llm.models]
+        return _catalog(llm, data, default, url)
+    try:
+        data = await _list_models(llm)
+    except LLMError as exc:
+        data = read_server_cache(llm.catalog_cache_file, llm.base_url)
+        if data is None or isinstance(exc, AuthenticationFailed):
+            raise ConfigError(_listing_error(exc, llm, url)) from None
+        log.warning("%s/models did not answer (%s); using the last known models", url, exc.code)
+    else:
+        if not is_openrouter_list(data):
+            try:
+                write_server_cache(llm.catalog_cache_file, llm.base_url, data)
+            except OSError as exc:
+                log.warning(
+                    "could not write model catalog cache %s: %r", llm.catalog_cache_file, exc
+                )
+    if is_openrouter_list(data):
+        return None
+    return _catalog(llm, data, default, url)
+
+
+def _catalog(
+    llm: LLMSettings, data: list[dict[str, Any]], default: str | None, url: str
+) -> ModelCatalog:
+    options: dict[str, Any] = {"large": llm.large_models, "context_length": llm.context_length}
+    try:
+        catalog = ModelCatalog.from_server(data, None, **options)
+    except ValueError:
+        raise ConfigError(f"LLM_BASE_URL: {url}/models lists no models") from None
+    if default is None:
+        return catalog
+    if default not in catalog:
+        listed = ", ".join(model.id for model in catalog.all()[:5])
+        more = ", …" if len(catalog) > 5 else ""
+        offered = "LLM_MODELS" if llm.models else f"the models {url} offers"
+        raise ConfigError(
+            f"DEFAULT_MODEL: {default!r} is not among {offered} "
+            f"({listed}{more}); set it to one of them, or leave it unset for the first"
+        )
+    return ModelCatalog.from_server(data, default, **options)
+
+
+async def _list_models(llm: LLMSettings) -> list[dict[str, Any]]:
+    from core.llm.client import LLMClient
+
+    update = {"max_retries": 0, "first_token_timeout": min(llm.first_token_timeout, _LIST_TIMEOUT)}
+    client = LLMClient.from_settings(llm.model_copy(update=update))
+    # httpx logs each request at INFO: start-up says nothing unless it fails, in one line.
+    httpx_log = logging.getLogger("httpx")
+    level = httpx_log.level
+    httpx_log.setLevel(max(logging.WARNING, level))
+    try:
+        return await client.list_models()
+    finally:
+        httpx_log.setLevel(level)
+        await client.aclose()
+
+
+def _listing_error(exc: LLMError, llm: LLMSettings, url: str) -> str:
+    if isinstance(exc, AuthenticationFailed):
+        if llm.api_key is None:
+            return f"LLM_API_KEY: {url}/models asks for an API key; set LLM_API_KEY"
+        return f"LLM_API_KEY: {url}/models refused the key (HTTP {exc.status})"
+    if isinstance(exc, LLMTimeout):
+        why = "no answer in time"
+    elif exc.details.get("reason") == "connect_failed":
+        why = "cannot connect"
+    elif exc.details.get("reason") == "bad_models_response":
+        why = "the answer is not an OpenAI-style model list"
+    else:
+        why = f"HTTP {exc.status}" if exc.status else exc.code
+    return (
+        f"LLM_BASE_URL: cannot list the models at {url}/models ({why}); start the server, "
+        "or name its models in LLM_MODELS"
+    )
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def check_plans(settings: Settings) -> None:
@@ -74,7 +196,8 @@ def _bind_error(exc: OSError, where: str, port: int) -> str:
 async def check_run(settings: Settings) -> ModelCatalog:
     """Everything `oneai run` can be refused before it starts serving: its files, its
     HTTP port, and each platform's token. Returns the catalog it loaded."""
-    catalog = load_catalog(settings)
+    check_llm_key(settings.llm)
+    catalog = await load_catalog(settings)
     check_plans(settings)
     check_http_port(settings.http)
     if settings.telegram.bot_token is not None:

@@ -140,6 +140,14 @@ class LLMSettings(BaseSettings):
     catalog_refresh_hours: float = Field(
         default=24.0, ge=0, validation_alias=AliasChoices("MODEL_CATALOG_REFRESH_HOURS")
     )
+    # Any other OpenAI-compatible server: the models come from its GET /models (or are
+    # LLM_MODELS, then nothing is asked), small messages unless in LLM_LARGE_MODELS.
+    models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    large_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Such servers rarely say how long a context their models take.
+    context_length: int = Field(default=8192, ge=512)
+
+    _split = field_validator("models", "large_models", mode="before")(_split_ids)
 
     @field_validator("base_url")
     @classmethod
@@ -147,6 +155,12 @@ class LLMSettings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @property
+    def is_openrouter(self) -> bool:
+        """OpenRouter's API, which the shipped catalog is made for."""
+        host = urlsplit(self.base_url).hostname or ""
+        return host == "openrouter.ai" or host.endswith(".openrouter.ai")
 
 
 # What BotFather issues: the bot's numeric id, a colon, then the secret part.

@@ -166,6 +166,8 @@ class Services:
             self.llm.list_models,
             self.settings.llm.catalog_cache_file,
             timedelta(0) if force else timedelta(hours=hours),
+            # A generic server's list is its catalog: keep it for a start while it is down.
+            base_url=None if self.settings.llm.is_openrouter else self.settings.llm.base_url,
         )
 
     async def close(self) -> None:

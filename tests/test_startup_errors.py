@@ -86,6 +86,7 @@ def env(tmp_path: Path, tg: FakeTelegram) -> dict[str, str]:
         "TELEGRAM_API_URL": tg.url,
         "HTTP_PORT": str(free_port()),
         "LLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
+        "LLM_MODELS": "test-model",  # a server's models named: none asked for at start
         "MODEL_CATALOG_REFRESH_HOURS": "0",
         "MODEL_CATALOG_CACHE_FILE": str(tmp_path / "models-cache.json"),
     }

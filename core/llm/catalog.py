@@ -4,6 +4,9 @@ Three layers, later ones winning: the shipped `models.json`, provider data from
 OpenRouter's `/models` (context length, prices, output limit, image input), and the
 operator's override file. Provider data only updates models we already list; it
 never adds any, because the shipped list is curated.
+
+Any other OpenAI-compatible server (OpenAI, vLLM, Ollama, a gateway) gets no shipped
+list: its catalog is what its own `/models` lists (`from_server`).
 """
 
 from __future__ import annotations
@@ -264,16 +267,38 @@ class ModelCatalog:
             models, pinned = _apply_override(models, override_file)
         return cls(models, default_model, pinned=pinned)
 
+    @classmethod
+    def from_server(
+        cls,
+        data: object,
+        default_model: str | None,
+        *,
+        large: Collection[str] = (),
+        context_length: int,
+    ) -> ModelCatalog:
+        """The catalog of an OpenAI-compatible server from its `/models` `data` list:
+        free for every plan, in the small-message class unless in `large`, no prices,
+        no image generation. The default is `default_model`, else the first model
+        listed. ValueError when the list is empty."""
+        models = server_models(data, large=large, context_length=context_length)
+        if not models:
+            raise ValueError("the server lists no models")
+        return cls(models, default_model or models[0].id)
+
     async def refresh(
         self,
         fetch_models: Callable[[], Awaitable[list[dict[str, Any]]]],
         cache_file: Path,
         max_age: timedelta,
+        *,
+        base_url: str | None = None,
     ) -> bool:
         """Bring provider data up to date; True if the catalog now holds current data.
 
         A cache younger than `max_age` is used without fetching. Any failure keeps the
         current list and returns False: a missing price update must never stop the bot.
+        Models are never added or dropped here. `base_url`: the server the cache is
+        for, when its list is the catalog (`from_server`): the next start reads it.
         """
         async with self._refresh_lock:
             try:
@@ -287,7 +312,7 @@ class ModelCatalog:
                 logger.warning("model catalog refresh failed, keeping current list: %r", exc)
                 return False
             try:
-                await asyncio.to_thread(_write_cache, cache_file, data)
+                await asyncio.to_thread(_write_cache, cache_file, data, base_url=base_url)
             except OSError as exc:
                 # The catalog is current anyway; the next start just fetches again.
                 logger.warning("could not write model catalog cache %s: %r", cache_file, exc)
@@ -500,6 +525,75 @@ def _apply_provider_data(
     return updated
 
 
+# --- any other OpenAI-compatible server (GET /models in OpenAI's format) ------------------
+
+
+def server_models(
+    data: object,
+    *,
+    large: Collection[str] = (),
+    context_length: int,
+) -> list[ModelInfo]:
+    """Models in the order the server lists them (an id listed twice counts once)."""
+    items = _validated_provider_list(data)
+    by_id = {item["id"].strip(): item for item in items if _nonblank(item.get("id"))}
+    large_ids = frozenset(large)
+    models = []
+    for model_id, item in by_id.items():
+        # vLLM says `max_model_len`; OpenAI and Ollama say nothing.
+        context = (
+            _positive_int(item.get("context_length"))
+            or _positive_int(item.get("max_model_len"))
+            or context_length
+        )
+        owner = item.get("owned_by")
+        models.append(
+            ModelInfo(
+                id=model_id,
+                name=model_id,
+                provider=owner.strip() if isinstance(owner, str) else "",
+                context_length=context,
+                # A quarter for the answer keeps prompt + max_tokens inside the window,
+                # which servers such as vLLM enforce.
+                max_output_tokens=max(1, context // 4),
+                prompt_price=Decimal(0),
+                completion_price=Decimal(0),
+                quota_key=QuotaKey.LARGE if model_id in large_ids else QuotaKey.SMALL,
+                min_tier=Tier.FREE,
+            )
+        )
+    return models
+
+
+def is_openrouter_list(data: object) -> bool:
+    """A model list in OpenRouter's format (with prices): a gateway in front of
+    OpenRouter, whose ids the shipped catalog names."""
+    return isinstance(data, list) and any(
+        isinstance(item, dict) and isinstance(item.get("pricing"), dict) for item in data
+    )
+
+
+def _nonblank(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def read_server_cache(path: Path, base_url: str) -> list[dict[str, Any]] | None:
+    """The model list last fetched from `base_url` (any age), or None: a cache written
+    for another server (OpenRouter before a switch) is not that server's list."""
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict) or raw.get("base_url") != base_url:
+        return None
+    cached = _read_cache(path)
+    return cached[1] if cached is not None else None
+
+
+def write_server_cache(path: Path, base_url: str, data: list[dict[str, Any]]) -> None:
+    _write_cache(path, data, base_url=base_url)
+
+
 # --- the cache file ------------------------------------------------------------------------
 
 
@@ -524,13 +618,17 @@ def _read_cache(path: Path) -> tuple[datetime, list[dict[str, Any]]] | None:
 
 
 def _trim(item: Mapping[str, Any]) -> dict[str, Any]:
-    """Only what `_provider_fields` reads, so the cache stays small."""
+    """Only what `_provider_fields` and `server_models` read, so the cache stays small."""
     keep = ("id", "context_length", "pricing", "top_provider", "architecture")
-    return {key: item[key] for key in keep if key in item}
+    keep_too = ("owned_by", "max_model_len")
+    return {key: item[key] for key in keep + keep_too if key in item}
 
 
-def _write_cache(path: Path, data: list[dict[str, Any]]) -> None:
-    payload = {"fetched_at": utcnow().isoformat(), "data": [_trim(item) for item in data]}
+def _write_cache(path: Path, data: list[dict[str, Any]], *, base_url: str | None = None) -> None:
+    payload: dict[str, Any] = {"fetched_at": utcnow().isoformat()}
+    if base_url is not None:
+        payload["base_url"] = base_url
+    payload["data"] = [_trim(item) for item in data]
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write beside the target and rename: readers see the old file or the new one, never half.
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

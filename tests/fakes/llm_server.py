@@ -80,6 +80,16 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
     },
 ]
 
+
+def openai_models(*ids: str, owned_by: str = "library") -> list[dict[str, Any]]:
+    """`ids` in OpenAI's /models format, as OpenAI, Ollama or LM Studio list them: no
+    names, prices or context sizes. Set `FakeLLM.models` to it for a generic server."""
+    return [
+        {"id": model_id, "object": "model", "created": 1700000000, "owned_by": owned_by}
+        for model_id in ids
+    ]
+
+
 # Default error wording per status, close to OpenRouter's.
 _ERROR_MESSAGES = {
     400: "Bad request",
@@ -196,6 +206,8 @@ class FakeLLM(LocalServer):
         self.models = models if models is not None else copy.deepcopy(DEFAULT_MODELS)
         self.models_status = 200  # set to e.g. 500 to make GET /models fail
         self.models_requests = 0
+        # When set, GET /models answers 401 without `Authorization: Bearer <this>` (OpenAI).
+        self.models_key: str | None = None
         self.requests: list[RecordedRequest] = []
         self._script: deque[Reply] = deque()
         self._stopping = False
@@ -249,6 +261,11 @@ class FakeLLM(LocalServer):
 
     async def _models(self, request: web.Request) -> web.Response:
         self.models_requests += 1
+        if self.models_key is not None and (
+            request.headers.get("Authorization") != f"Bearer {self.models_key}"
+        ):
+            error = Reply.error(401)
+            return web.json_response(error.error_body, status=401)
         if self.models_status != 200:
             error = Reply.error(self.models_status)
             return web.json_response(error.error_body, status=self.models_status)
@@ -380,7 +397,9 @@ class FakeLLM(LocalServer):
         if reply.usage is not None:
             return reply.usage
         prompt_tokens = max(1, math.ceil(len(json.dumps(body.get("messages", []))) / 4))
-        pricing = next((m["pricing"] for m in self.models if m["id"] == body.get("model")), None)
+        model = body.get("model")
+        # OpenAI-format lists (openai_models) have no prices: no cost then.
+        pricing = next((m.get("pricing") for m in self.models if m["id"] == model), None)
         cost = 0.0
         if pricing is not None:
             cost = prompt_tokens * float(pricing["prompt"])
