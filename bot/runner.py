@@ -16,7 +16,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from bot.http import build_app
+from bot.http import PLATFORMS_KEY, build_app
 from bot.http_server import serve_http
 from core.config import Settings
 from core.db.migrate import prepare_database
@@ -40,6 +40,10 @@ FINAL_STATE_TIMEOUT = 10.0
 
 class Platform(Protocol):
     name: str
+
+    @property
+    def connected(self) -> bool:
+        """Taking updates (for /readyz)."""
 
     async def serve(self) -> None:
         """Take updates until `stop_intake`."""
@@ -114,6 +118,7 @@ async def run_bot(settings: Settings, *, catalog: ModelCatalog | None = None) ->
         with contextlib.suppress(Exception):
             await services.refresh_catalog()
         platforms = [setup(services, app, payments) for _, setup in enabled]
+        app[PLATFORMS_KEY].extend(platforms)
         # Broadcasts a stopped process was sending go on here (without Redis this
         # is the only process, so it takes over every one).
         await services.broadcasts.open(take_over=settings.redis.redis_url is None)

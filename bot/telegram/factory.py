@@ -40,6 +40,7 @@ from bot.telegram.middlewares import (
     ThrottleMiddleware,
 )
 from bot.telegram.notices import TelegramNotices
+from bot.telegram.observe import CountCalls, ObserveUpdates
 from bot.telegram.routers import admin, buttons, chat, commands, fallback, menus, payments, plans
 from bot.telegram.routers import link as link_router
 from core.config import TelegramSettings
@@ -97,6 +98,7 @@ def build_bot(settings: TelegramSettings) -> Bot:
     if settings.bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.api_url))
+    session.middleware(CountCalls())
     return Bot(
         settings.bot_token.get_secret_value(),
         session=session,
@@ -170,6 +172,7 @@ def build_dispatcher(
     dispatcher.errors.register(on_error)
     seen = seen or build_seen(services.settings.redis.redis_url)
     dispatcher.shutdown.register(seen.close)
+    dispatcher.update.outer_middleware(ObserveUpdates())
     dispatcher.update.outer_middleware(OnceMiddleware(seen))
     dispatcher.update.outer_middleware(IdentityMiddleware(services.accounts))
     dispatcher.update.outer_middleware(BanMiddleware())
