@@ -18,6 +18,7 @@ from aiohttp import web
 
 from bot.http import PLATFORMS_KEY, build_app
 from bot.http_server import serve_http
+from bot.startup import summary
 from core.config import Settings
 from core.db.migrate import prepare_database
 from core.llm.catalog import ModelCatalog
@@ -126,7 +127,8 @@ async def run_bot(settings: Settings, *, catalog: ModelCatalog | None = None) ->
             scheduler.start()
         tasks = [asyncio.create_task(p.serve(), name=p.name) for p in platforms]
         await serve_http(runner, settings.http)
-        log.info("HTTP server on %s:%s", settings.http.host, settings.http.port)
+        for line in summary(settings):
+            log.info("%s", line)
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()

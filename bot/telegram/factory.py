@@ -98,7 +98,6 @@ def build_bot(settings: TelegramSettings) -> Bot:
     if settings.bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.api_url))
-    session.middleware(CountCalls())
     return Bot(
         settings.bot_token.get_secret_value(),
         session=session,
@@ -144,6 +143,9 @@ def build_dispatcher(
 ) -> tuple[Dispatcher, Answerer]:
     settings = settings or services.settings.telegram
     payments_service = payments_service or Payments.build(services)
+    # Every Bot API call this bot makes is counted (once, however it was built).
+    if not any(isinstance(m, CountCalls) for m in bot.session.middleware):
+        bot.session.middleware(CountCalls())
     # Admin refunds of Stars payments go through this bot.
     payments_service.refunds.use_telegram(bot.refund_star_payment, star_stopper(bot))
     # No burst: calls are spread evenly, so no second ever carries more than the
