@@ -22,6 +22,7 @@ from bot.http_server import GUARD_KEY
 from core import metrics
 from core.db.models import OutboxMessage
 from core.json_bounded import MAX_BYTES
+from core.outbox import MAX_ATTEMPTS
 from core.redis_client import connect
 from core.services import Services
 
@@ -164,10 +165,13 @@ class _ProcessCollector(Collector):
 
 
 async def outbox_backlog(services: Services) -> int:
-    """Outbox rows not sent yet: one count over the partial index of pending rows."""
+    """Outbox rows still to send (not the ones given up on): one count over the
+    partial index of pending rows."""
     async with services.db.read() as session:
         count = await session.scalar(
-            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.sent_at.is_(None), OutboxMessage.attempts < MAX_ATTEMPTS)
         )
     return int(count or 0)
 
