@@ -7,15 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from typing import Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 
 from bot.http_server import GUARD_KEY
@@ -127,41 +123,33 @@ def body_limit(max_bytes: int) -> Middleware:
     return limit_body
 
 
-class _ProcessCollector(Collector):
-    """Figures of this application's services and server, read when scraped."""
-
-    def __init__(self, services: Services, app: web.Application, started: float) -> None:
-        self.services = services
-        self.app = app
-        self.started = started
-
-    def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
-            "oneai_uptime_seconds",
-            "Seconds since this worker started.",
-            value=time.monotonic() - self.started,
-        )
-        yield GaugeMetricFamily(
-            "oneai_generations_running",
-            "Answers streaming in this worker.",
-            value=len(self.services.chat.running_ids()),
-        )
-        guard = self.app.get(GUARD_KEY)
-        if guard is None:
-            return
-        yield GaugeMetricFamily(
-            "oneai_http_connections_open",
-            "Open connections to this HTTP server.",
-            value=guard.open_connections,
-        )
-        closed = CounterMetricFamily(
-            "oneai_http_connections_closed",
-            "Connections the server closed early, by reason.",
-            labels=["reason"],
-        )
-        for reason, count in sorted(guard.closed.items()):
-            closed.add_metric([reason], count)
-        yield closed
+def _app_lines(request: web.Request, services: Services, started: float) -> list[str]:
+    """This application's own figures (its services and server connections), as whole
+    numbers in the text format, after the process registry's metrics."""
+    uptime = time.monotonic() - started
+    lines = [
+        "# HELP oneai_uptime_seconds Seconds since this worker started.",
+        "# TYPE oneai_uptime_seconds gauge",
+        f"oneai_uptime_seconds {uptime:.1f}",
+        "# HELP oneai_generations_running Answers streaming in this worker.",
+        "# TYPE oneai_generations_running gauge",
+        f"oneai_generations_running {len(services.chat.running_ids())}",
+    ]
+    guard = request.app.get(GUARD_KEY)
+    if guard is not None:
+        lines += [
+            "# HELP oneai_http_connections_open Open connections to this HTTP server.",
+            "# TYPE oneai_http_connections_open gauge",
+            f"oneai_http_connections_open {guard.open_connections}",
+            "# HELP oneai_http_connections_closed_total Connections the server closed "
+            "early, by reason.",
+            "# TYPE oneai_http_connections_closed_total counter",
+            *(
+                f'oneai_http_connections_closed_total{{reason="{reason}"}} {count}'
+                for reason, count in sorted(guard.closed.items())
+            ),
+        ]
+    return lines
 
 
 async def outbox_backlog(services: Services) -> int:
@@ -176,7 +164,7 @@ async def outbox_backlog(services: Services) -> int:
     return int(count or 0)
 
 
-async def metrics_page(services: Services, registry: CollectorRegistry) -> web.Response:
+async def metrics_page(request: web.Request, services: Services, started: float) -> web.Response:
     """Prometheus text format: the process's metrics, then this application's."""
     try:
         backlog = await asyncio.wait_for(outbox_backlog(services), CHECK_TIMEOUT)
@@ -185,7 +173,9 @@ async def metrics_page(services: Services, registry: CollectorRegistry) -> web.R
         log.warning("metrics: the outbox backlog could not be read: %r", exc)
     else:
         metrics.OUTBOX_BACKLOG.set(backlog)
-    body = metrics.exposition() + generate_latest(registry)
+    body = (
+        metrics.exposition() + ("\n".join(_app_lines(request, services, started)) + "\n").encode()
+    )
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
@@ -195,8 +185,7 @@ def build_app(services: Services) -> web.Application:
     app = web.Application(client_max_size=MAX_BYTES, middlewares=[body_limit(MAX_BYTES)])
     platforms: list[Connected] = []
     app[PLATFORMS_KEY] = platforms
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ProcessCollector(services, app, time.monotonic()))
+    started = time.monotonic()
 
     async def healthz(_request: web.Request) -> web.Response:
         # The process answers: no I/O, so a slow database never fails liveness.
@@ -208,8 +197,8 @@ def build_app(services: Services) -> web.Application:
     async def health_route(_request: web.Request) -> web.Response:
         return await health(services, platforms)
 
-    async def metrics_route(_request: web.Request) -> web.Response:
-        return await metrics_page(services, registry)
+    async def metrics_route(request: web.Request) -> web.Response:
+        return await metrics_page(request, services, started)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
