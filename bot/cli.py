@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Coroutine
@@ -19,6 +20,7 @@ from bot.startup import check_llm_key, check_run, load_catalog
 from core.config import ConfigError, Settings, load_settings
 from core.db.migrate import prepare_database, upgrade_head_async
 from core.errors import OneAIError
+from core.logs import secret_values, setup_logging
 
 if TYPE_CHECKING:
     from core.services import Services
@@ -52,16 +54,18 @@ def _setup_logging(settings: Settings, log_file: Path | None = None) -> Path | N
             log_file = None
             if logging.getLevelName(level) < logging.WARNING:
                 level = "WARNING"
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=[handler],
-        force=True,
-    )
-    if settings.app.log_level != "DEBUG":
-        # Migration chatter on every start says nothing an operator needs.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    setup_logging(level, settings.app.log_format, _secrets(settings), handler)
     return log_file
+
+
+def _secrets(settings: Settings) -> list[str]:
+    """Every secret the settings hold, for the log redactor. A section that does not
+    validate holds none we could know."""
+    sections = []
+    for name in ("db", "redis", "llm", "telegram", "discord", "payments", "yookassa", "razorpay"):
+        with contextlib.suppress(Exception):
+            sections.append(getattr(settings, name))
+    return secret_values(sections)
 
 
 async def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:

@@ -16,8 +16,9 @@ from typing import Protocol
 
 from aiohttp import web
 
-from bot.http import build_app
+from bot.http import PLATFORMS_KEY, build_app
 from bot.http_server import serve_http
+from bot.startup import summary
 from core.config import Settings
 from core.db.migrate import prepare_database
 from core.llm.catalog import ModelCatalog
@@ -40,6 +41,10 @@ FINAL_STATE_TIMEOUT = 10.0
 
 class Platform(Protocol):
     name: str
+
+    @property
+    def connected(self) -> bool:
+        """Taking updates (for /readyz)."""
 
     async def serve(self) -> None:
         """Take updates until `stop_intake`."""
@@ -114,6 +119,7 @@ async def run_bot(settings: Settings, *, catalog: ModelCatalog | None = None) ->
         with contextlib.suppress(Exception):
             await services.refresh_catalog()
         platforms = [setup(services, app, payments) for _, setup in enabled]
+        app[PLATFORMS_KEY].extend(platforms)
         # Broadcasts a stopped process was sending go on here (without Redis this
         # is the only process, so it takes over every one).
         await services.broadcasts.open(take_over=settings.redis.redis_url is None)
@@ -121,7 +127,8 @@ async def run_bot(settings: Settings, *, catalog: ModelCatalog | None = None) ->
             scheduler.start()
         tasks = [asyncio.create_task(p.serve(), name=p.name) for p in platforms]
         await serve_http(runner, settings.http)
-        log.info("HTTP server on %s:%s", settings.http.host, settings.http.port)
+        for line in summary(settings):
+            log.info("%s", line)
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()

@@ -205,3 +205,45 @@ async def check_run(settings: Settings) -> ModelCatalog:
 
         await check_token(settings.telegram)
     return catalog
+
+
+def _where(url: str) -> str:
+    """A URL's host (and port, and database or path), never its password."""
+    parts = urlsplit(url)
+    if parts.scheme.startswith("sqlite"):
+        return parts.path.removeprefix("/") or ":memory:"
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host}{port}{parts.path}"
+
+
+def summary(settings: Settings) -> list[str]:
+    """What `oneai run` serves, in a few lines for its start."""
+    telegram = settings.telegram
+    platforms = []
+    if telegram.bot_token is not None:
+        platforms.append(f"telegram ({'webhook' if telegram.webhook_url else 'polling'})")
+    if settings.discord.bot_token is not None:
+        platforms.append("discord")
+    db_url = settings.db.database_url
+    kind = "sqlite" if settings.db.is_sqlite else "postgresql"
+    redis = settings.redis.redis_url
+    pay = settings.payments
+    providers = ["telegram stars"] if telegram.bot_token is not None else []
+    if pay.telegram_provider_token is not None and pay.telegram_provider_enabled:
+        providers.append("telegram provider")
+    if settings.yookassa.configured:
+        providers.append("yookassa")
+    if settings.razorpay.configured:
+        providers.append("razorpay")
+    if settings.discord.sku_pro is not None:
+        providers.append("discord premium")
+    app, http = settings.app, settings.http
+    return [
+        f"platforms: {', '.join(platforms) or 'none'}",
+        f"database: {kind} {_where(db_url)}; redis: {_where(redis) if redis else 'off'}",
+        f"payments: {', '.join(providers) or 'none'}; "
+        f"scheduler: {'on' if pay.scheduler_enabled else 'off'}",
+        f"HTTP: http://{http.host}:{http.port} (/healthz /readyz /metrics); "
+        f"logs: {app.log_level} {app.log_format}",
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import update
 
+from core import logs, metrics
 from core.clock import utcnow
 from core.config import LimitSettings
 from core.conversations.errors import ShuttingDown
@@ -93,6 +95,7 @@ class Generation:
         self._error: OneAIError | None = None
         self._status = MessageStatus.STREAMING
         self._started = False
+        self._began = 0.0  # time.monotonic() when streaming started
 
     @property
     def message_id(self) -> uuid.UUID:
@@ -141,6 +144,9 @@ class Generation:
         if self._started:
             raise RuntimeError("a generation streams once")
         self._started = True
+        self._began = time.monotonic()
+        # The lines this answer causes name its conversation (in the streaming task).
+        logs.CONVERSATION_ID.set(str(self.turn.conversation.id))
         self.chat.register(self)
         self._reading = asyncio.current_task()
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -179,6 +185,8 @@ class Generation:
                     if chunk.usage is not None:
                         self._usage = chunk.usage
                     if chunk.text and (piece := cleaner.feed(chunk.text)):
+                        if not self._first_token:
+                            metrics.FIRST_TOKEN_SECONDS.observe(time.monotonic() - self._began)
                         self._first_token = True
                         self.text += piece
                         self._in_read = False
@@ -252,6 +260,18 @@ class Generation:
             # background if the database is away); the person is told so.
             status, charged, self._error = MessageStatus.FAILED, False, AnswerNotSaved()
         self.result = GenerationResult(status, self.text, self._error, charged, self._usage)
+        _measure(self, status)
+
+
+def _measure(generation: Generation, status: str) -> None:
+    metrics.ANSWERS.labels(status).inc()
+    if generation._began:  # abandoned ones never streamed
+        metrics.FINAL_SECONDS.observe(time.monotonic() - generation._began)
+    usage = generation._usage
+    if usage is not None:
+        model = generation.turn.model.id
+        metrics.TOKENS.labels(model, "in").inc(usage.prompt_tokens or 0)
+        metrics.TOKENS.labels(model, "out").inc(usage.completion_tokens or 0)
 
 
 class ChatService:
@@ -380,11 +400,14 @@ class ChatService:
 
     def register(self, generation: Generation) -> None:
         """A generation streams (or settles) here from now on."""
+        if generation.message_id not in self._running:
+            metrics.ACTIVE_STREAMS.inc()
         self._running[generation.message_id] = generation
         self._idle.clear()
 
     def _unregister(self, generation: Generation) -> None:
-        self._running.pop(generation.message_id, None)
+        if self._running.pop(generation.message_id, None) is not None:
+            metrics.ACTIVE_STREAMS.dec()
         if not self._running:
             self._idle.set()
 

@@ -427,6 +427,8 @@ class AppSettings(BaseSettings):
 
     environment: Literal["development", "production", "test"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one JSON object per line (for a log collector); text: for a terminal.
+    log_format: Literal["text", "json"] = "text"
 
 
 class Settings:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import metrics
 from core.clock import utcnow
 from core.db.engine import Database
 from core.db.models import UsageQuota
@@ -159,6 +160,7 @@ class QuotaService:
                 await self.ensure_rows(session, user_id, tier)
                 reservation = await self._try_reserve(session, user_id, key)
         if reservation is None:
+            metrics.QUOTA_REFUSALS.labels(key.value).inc()
             raise await self._exceeded(session, user_id, tier, key)
         return reservation
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import metrics
 from core.clock import utcnow
 from core.db.engine import Database
 from core.db.models import AuditLog, Payment, PaymentOrder, User
@@ -214,6 +215,12 @@ class Ledger:
 
     async def settle_in(self, session: AsyncSession, entry: LedgerEntry) -> Settled:
         """`settle` inside the caller's transaction (the caller wakes the outbox)."""
+        settled = await self._settle_in(session, entry)
+        result = "duplicate" if settled.duplicate else "applied"
+        metrics.PAYMENTS.labels(entry.provider, entry.kind, result).inc()
+        return settled
+
+    async def _settle_in(self, session: AsyncSession, entry: LedgerEntry) -> Settled:
         if entry.kind == "refund":
             return await self._settle_refund(session, entry)
         payment_id = await self._insert(session, entry)

@@ -21,6 +21,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import text
 
+from core import metrics
 from core.services import Services
 from payments.service import Payments
 
@@ -143,7 +144,10 @@ class PlanScheduler:
             try:
                 await work()
             except Exception:
+                metrics.SCHEDULER_RUNS.labels(name, "failed").inc()
                 log.exception("scheduled job %s failed", name)
+            else:
+                metrics.SCHEDULER_RUNS.labels(name, "ok").inc()
 
         return run
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from core import metrics
 from core.services import Services
 from payments.discord_entitlements import DiscordEntitlements
 from payments.ledger import Ledger
@@ -73,9 +75,9 @@ class Payments:
     def mount(self, app: web.Application) -> None:
         """Webhook routes; must run before the server starts."""
         if self.yookassa is not None:
-            app.router.add_post(YOOKASSA_PATH, self.yookassa.webhook)
+            app.router.add_post(YOOKASSA_PATH, _counted("yookassa", self.yookassa.webhook))
         if self.razorpay is not None:
-            app.router.add_post(RAZORPAY_PATH, self.razorpay.webhook)
+            app.router.add_post(RAZORPAY_PATH, _counted("razorpay", self.razorpay.webhook))
 
     async def close(self) -> None:
         if self.yookassa is not None:
@@ -83,3 +85,21 @@ class Payments:
             self.yookassa.close()
         if self.razorpay is not None:
             self.razorpay.close()
+
+
+def _counted(provider: str, handler: Handler) -> Handler:
+    """`handler`, with each request it answers counted by status."""
+
+    async def webhook(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            metrics.WEBHOOKS.labels(provider, str(exc.status)).inc()
+            raise
+        except Exception:
+            metrics.WEBHOOKS.labels(provider, "500").inc()
+            raise
+        metrics.WEBHOOKS.labels(provider, str(response.status)).inc()
+        return response
+
+    return webhook

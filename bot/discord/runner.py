@@ -12,6 +12,7 @@ from bot.discord import broadcast
 from bot.discord.admin_broadcast import progress_markup
 from bot.discord.client import OneAIBot
 from bot.discord.factory import build_client
+from bot.discord.observe import instrument
 from core.config import ConfigError
 from core.services import Services
 from payments.service import Payments
@@ -37,6 +38,7 @@ class DiscordPlatform:
         client = build_client(services, payments=payments)
         assert isinstance(client, OneAIBot)
         self.client = client
+        instrument(client)
         broadcast.attach(services.broadcasts, client, markup=progress_markup(services))
         self._closed = asyncio.Event()
 
@@ -51,6 +53,12 @@ class DiscordPlatform:
             await self.client.connect(reconnect=True)
         except discord.PrivilegedIntentsRequired:
             raise ConfigError(INTENT_HELP) from None
+
+    @property
+    def connected(self) -> bool:
+        """For /readyz: the gateway session is up and events are taken."""
+        client = self.client
+        return client.intake and client.is_ready() and not client.is_closed()
 
     async def stop_intake(self) -> None:
         """New events are declined from now on; answers in progress go on."""

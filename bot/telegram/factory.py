@@ -40,6 +40,7 @@ from bot.telegram.middlewares import (
     ThrottleMiddleware,
 )
 from bot.telegram.notices import TelegramNotices
+from bot.telegram.observe import CountCalls, ObserveUpdates
 from bot.telegram.routers import admin, buttons, chat, commands, fallback, menus, payments, plans
 from bot.telegram.routers import link as link_router
 from core.config import TelegramSettings
@@ -142,6 +143,9 @@ def build_dispatcher(
 ) -> tuple[Dispatcher, Answerer]:
     settings = settings or services.settings.telegram
     payments_service = payments_service or Payments.build(services)
+    # Every Bot API call this bot makes is counted (once, however it was built).
+    if not any(isinstance(m, CountCalls) for m in bot.session.middleware):
+        bot.session.middleware(CountCalls())
     # Admin refunds of Stars payments go through this bot.
     payments_service.refunds.use_telegram(bot.refund_star_payment, star_stopper(bot))
     # No burst: calls are spread evenly, so no second ever carries more than the
@@ -170,6 +174,7 @@ def build_dispatcher(
     dispatcher.errors.register(on_error)
     seen = seen or build_seen(services.settings.redis.redis_url)
     dispatcher.shutdown.register(seen.close)
+    dispatcher.update.outer_middleware(ObserveUpdates())
     dispatcher.update.outer_middleware(OnceMiddleware(seen))
     dispatcher.update.outer_middleware(IdentityMiddleware(services.accounts))
     dispatcher.update.outer_middleware(BanMiddleware())

@@ -71,6 +71,8 @@ class TelegramPlatform:
             )
             self.webhook.register(app, path=self.settings.webhook_path)
         self._stopped = asyncio.Event()
+        # Ready for /readyz: getMe succeeded and polling or the webhook is set.
+        self.connected = False
 
     async def serve(self) -> None:
         """Take updates until `stop_intake`."""
@@ -88,12 +90,14 @@ class TelegramPlatform:
             # Updates arrive through the HTTP server; startup hooks (the outbox
             # sender) run here as polling would run them.
             await self.dispatcher.emit_startup(bot=self.bot)
+            self.connected = True
             try:
                 await self._stopped.wait()
             finally:
                 await self.dispatcher.emit_shutdown(bot=self.bot)
         else:
             await self.bot.delete_webhook()
+            self.connected = True
             # The session stays open after polling stops: answers still streaming
             # need it for their final edits.
             await self.dispatcher.start_polling(
@@ -107,6 +111,7 @@ class TelegramPlatform:
         """No more updates: polling stops (what is not fetched stays with Telegram
         for the next process); the webhook answers 503 (Telegram delivers again)."""
         self._stopped.set()
+        self.connected = False
         if self.webhook is not None:
             self.webhook.closed = True
         else:

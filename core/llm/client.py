@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 import httpx
 
+from core import metrics
 from core.llm.errors import (
     LLMError,
     LLMTimeout,
@@ -164,6 +165,15 @@ class LLMClient:
         if extra_body:
             body.update(extra_body)
 
+        try:
+            async with contextlib.aclosing(self._stream_retrying(body)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except LLMError as exc:
+            metrics.LLM_ERRORS.labels(exc.code).inc()
+            raise
+
+    async def _stream_retrying(self, body: dict[str, Any]) -> AsyncGenerator[StreamChunk, None]:
         failures = first_token_timeouts = 0
         while True:
             delivered = False
