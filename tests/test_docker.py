@@ -27,7 +27,7 @@ from core.db.engine import null_pool_engine
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support.bot_process import BotProcess
-from tests.support.process import ROOT, free_port
+from tests.support.process import ROOT, clean_env, free_port
 
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -249,6 +249,27 @@ async def empty_database(tmp_path: Path) -> AsyncIterator[str]:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+async def test_containers_starting_together_migrate_once(empty_database: str) -> None:
+    """Each replica runs `oneai migrate` at start; on one PostgreSQL they take turns."""
+    if not empty_database.startswith("postgresql"):
+        pytest.skip("one SQLite file is never shared by several containers")
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "migrate",
+            env=clean_env(DATABASE_URL=empty_database),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        for _ in range(3)
+    ]
+    results = await asyncio.gather(*(p.communicate() for p in processes))
+    for process, (output, _) in zip(processes, results, strict=True):
+        assert process.returncode == 0, output.decode(errors="replace")
 
 
 @pytest.fixture(scope="module")
