@@ -3,7 +3,8 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # Build stage: the package and its dependencies installed into a virtualenv, which is
-# all the runtime stage takes. Every dependency ships wheels, so no compiler is needed.
+# all the runtime stage takes. Every dependency ships wheels for amd64 and arm64 or is
+# pure Python (yookassa, razorpay), so no compiler is needed.
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
