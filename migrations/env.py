@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from core.db.engine import null_pool_engine
@@ -14,7 +15,14 @@ config = context.config
 target_metadata = Base.metadata
 
 
+# Every container runs `oneai migrate` at start: on PostgreSQL one migrates at a time,
+# under a transaction-scoped lock, and the others then find the schema at head.
+MIGRATION_LOCK_KEY = 0x4F4E4541  # "ONEA"
+
+
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
