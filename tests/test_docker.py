@@ -303,6 +303,18 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield venv
 
 
+async def _forget_seen_updates(url: str) -> None:
+    from core.redis_client import connect
+
+    redis = connect(url)
+    try:
+        keys = [key async for key in redis.scan_iter(match="oneai:seen:*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+
+
 async def test_image_migrates_then_answers_from_the_installed_package(
     image_venv: Path, empty_database: str, tmp_path: Path
 ) -> None:
@@ -325,6 +337,9 @@ async def test_image_migrates_then_answers_from_the_installed_package(
     )
     if os.environ.get("TEST_REDIS_URL"):
         env["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
+        # Every fake Bot API numbers its updates from the same id for the same bot
+        # id: what earlier tests' bots saw must not make this one's look repeated.
+        await _forget_seen_updates(os.environ["TEST_REDIS_URL"])
     # Nothing of the source tree is importable: the package comes from the venv.
     probe = await asyncio.to_thread(
         subprocess.run,
@@ -352,14 +367,18 @@ async def test_image_migrates_then_answers_from_the_installed_package(
         )
         bot = BotProcess(process, port)
         try:
-            await tg.wait_for(lambda: tg.waiting_pollers > 0, timeout=60)
-            tg.send_text(42, "Hello from the image")
-            await tg.wait_for(
-                lambda: any(
-                    m.text == "Echo: Hello from the image" for m in tg.messages(42, from_bot=True)
-                ),
-                timeout=30,
-            )
+            try:
+                await tg.wait_for(lambda: tg.waiting_pollers > 0, timeout=60)
+                tg.send_text(42, "Hello from the image")
+                await tg.wait_for(
+                    lambda: any(
+                        m.text == "Echo: Hello from the image"
+                        for m in tg.messages(42, from_bot=True)
+                    ),
+                    timeout=30,
+                )
+            except TimeoutError:
+                raise AssertionError(f"no answer; the bot said:\n{bot.output}") from None
             health = await asyncio.to_thread(
                 subprocess.run,
                 healthcheck_command(),

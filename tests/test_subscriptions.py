@@ -346,7 +346,12 @@ async def test_outbox_sender_leaves_a_batch_before_its_claim_runs_out(
 
     first = await world.outbox.deliver_pending({None, "telegram"}, slow)
     assert 0 < first < 4  # stopped early; the rest stay claimed for now
-    world.now.advance(seconds=1)  # their claim ran out: the next pass takes them
-    second = await world.outbox.deliver_pending({None, "telegram"}, slow)
-    assert first + second == 4
+    # Their claim ran out: later passes take them, each again stopping in time (how
+    # many fit in one claim depends on the machine's load, never more than fit).
+    total, passes = first, 1
+    while total < 4 and passes < 10:
+        world.now.advance(seconds=1)
+        total += await world.outbox.deliver_pending({None, "telegram"}, slow)
+        passes += 1
+    assert total == 4
     assert len(sent) == len(set(sent)) == 4
