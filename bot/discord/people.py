@@ -44,7 +44,7 @@ async def person_of(services: Services, interaction: discord.Interaction[Any]) -
     pressing and asking faster than the flood guard allows."""
     person = await upsert(services, interaction.user, str(interaction.locale))
     flood: FloodGuard | None = getattr(interaction.client, "flood", None)
-    if flood is not None and flood.check(interaction.user.id) is not Verdict.PASS:
+    if flood is not None and await flood.check(interaction.user.id) is not Verdict.PASS:
         await interaction.response.send_message(t(person.lang, "slow_down"), ephemeral=True)
         return None
     if person.user.is_banned:

@@ -47,7 +47,9 @@ from core.config import TelegramSettings
 from core.i18n import TEXTS, t
 from core.once import LocalSeen, RedisSeen, SeenDeliveries
 from core.services import Services
-from core.streaming import RateLimiter, StreamDriver
+from core.shared_limits import Limits, build_limits
+from core.streaming import StreamDriver
+from core.workers import WorkerRegistry
 from payments.service import Payments
 
 log = logging.getLogger(__name__)
@@ -127,8 +129,18 @@ def build_storage(redis_url: str | None) -> BaseStorage:
     return RedisStorage(redis=connect(redis_url))
 
 
-def build_seen(redis_url: str | None) -> SeenDeliveries:
-    return RedisSeen(redis_url) if redis_url else LocalSeen()
+def bot_limits(bot: Bot, settings: TelegramSettings, redis_url: str | None) -> Limits:
+    """The limits every process serving this bot keeps together (with Redis)."""
+    return build_limits(redis_url, f"oneai:tg:{bot.id}:", settings.global_edits_per_second)
+
+
+def build_seen(redis_url: str | None, workers: WorkerRegistry | None = None) -> SeenDeliveries:
+    """With Redis, `workers` lets a delivery taken by a dead process be taken over."""
+    if not redis_url:
+        return LocalSeen()
+    if workers is None:
+        return RedisSeen(redis_url)
+    return RedisSeen(redis_url, worker_id=workers.worker_id, gone=workers.gone)
 
 
 def build_dispatcher(
@@ -140,7 +152,10 @@ def build_dispatcher(
     payments_service: Payments | None = None,
     notices_poll_seconds: float = 5.0,
     seen: SeenDeliveries | None = None,
+    limits: Limits | None = None,
 ) -> tuple[Dispatcher, Answerer]:
+    """`limits`: what this bot's processes share (`bot_limits`); this process's
+    own when not given."""
     settings = settings or services.settings.telegram
     payments_service = payments_service or Payments.build(services)
     # Every Bot API call this bot makes is counted (once, however it was built).
@@ -148,9 +163,8 @@ def build_dispatcher(
         bot.session.middleware(CountCalls())
     # Admin refunds of Stars payments go through this bot.
     payments_service.refunds.use_telegram(bot.refund_star_payment, star_stopper(bot))
-    # No burst: calls are spread evenly, so no second ever carries more than the
-    # budget (a full bucket plus its refill would double it for a moment).
-    driver = StreamDriver(global_limiter=RateLimiter(settings.global_edits_per_second, burst=1))
+    limits = limits or build_limits(None, "", settings.global_edits_per_second)
+    driver = StreamDriver(global_limiter=limits.limiter, chats=limits.chats)
     answerer = Answerer(
         bot,
         services,
@@ -172,13 +186,13 @@ def build_dispatcher(
     dispatcher.shutdown.register(notices.stop)
     # Failures before an answer starts reach the person as "please send it again".
     dispatcher.errors.register(on_error)
-    seen = seen or build_seen(services.settings.redis.redis_url)
+    seen = seen or build_seen(services.settings.redis.redis_url, services.workers)
     dispatcher.shutdown.register(seen.close)
     dispatcher.update.outer_middleware(ObserveUpdates())
     dispatcher.update.outer_middleware(OnceMiddleware(seen))
     dispatcher.update.outer_middleware(IdentityMiddleware(services.accounts))
     dispatcher.update.outer_middleware(BanMiddleware())
-    dispatcher.update.outer_middleware(ThrottleMiddleware())
+    dispatcher.update.outer_middleware(ThrottleMiddleware(limits.flood))
     # Order matters: specific routers first, the catch-all fallback last.
     dispatcher.include_routers(
         payments.create_router(),

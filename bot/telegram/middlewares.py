@@ -121,14 +121,14 @@ class ThrottleMiddleware(BaseMiddleware):
     """At most `limit` updates per `window` seconds per person; the first update
     over the limit gets a polite note, later ones are dropped silently."""
 
-    def __init__(self, limit: int = 20, window: float = 10.0) -> None:
-        self.guard = FloodGuard(limit, window)
+    def __init__(self, guard: FloodGuard | None = None) -> None:
+        self.guard = guard or FloodGuard()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         sender: TgUser | None = data.get("event_from_user")
         if sender is None or (isinstance(event, Update) and is_payment(event)):
             return await handler(event, data)
-        verdict = self.guard.check(sender.id)
+        verdict = await self.guard.check(sender.id)
         if verdict is Verdict.WARN:
             await _notify(event, t(data.get("lang"), "slow_down"), data.get("answerer"))
         if verdict is not Verdict.PASS:

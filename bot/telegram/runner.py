@@ -11,9 +11,16 @@ from aiogram.exceptions import AiogramError, TelegramNetworkError, TelegramUnaut
 from aiohttp import web
 
 from bot.telegram import broadcast
-from bot.telegram.factory import build_bot, build_dispatcher, build_storage, register_commands
+from bot.telegram.factory import (
+    bot_limits,
+    build_bot,
+    build_dispatcher,
+    build_storage,
+    register_commands,
+)
 from bot.telegram.routers import admin_broadcast
 from bot.telegram.webhook import BoundedRequestHandler
+from bot.telegram.webhook_once import set_webhook_once
 from core.admin.access import admin_user_ids
 from core.config import ConfigError, TelegramSettings
 from core.services import Services
@@ -56,9 +63,12 @@ class TelegramPlatform:
         """Builds everything; in webhook mode mounts the route (before the server starts)."""
         self.settings = services.settings.telegram
         self.bot = build_bot(self.settings)
-        self.storage = build_storage(services.settings.redis.redis_url)
+        redis_url = services.settings.redis.redis_url
+        self.storage = build_storage(redis_url)
+        # With Redis, every process serving this bot keeps its limits together.
+        self.limits = bot_limits(self.bot, self.settings, redis_url)
         self.dispatcher, self.answerer = build_dispatcher(
-            services, self.bot, storage=self.storage, payments_service=payments
+            services, self.bot, storage=self.storage, payments_service=payments, limits=self.limits
         )
         broadcast.attach(services.broadcasts, self.bot, admin_broadcast.progress_markup)
         self.services = services
@@ -82,10 +92,12 @@ class TelegramPlatform:
         await register_commands(self.bot, admins.telegram)
         allowed = self.dispatcher.resolve_used_update_types()
         if self.settings.webhook_url:
-            await self.bot.set_webhook(
+            await set_webhook_once(
+                self.bot,
                 self.settings.webhook_url + self.settings.webhook_path,
-                secret_token=self.secret,
-                allowed_updates=allowed,
+                self.secret,
+                allowed,
+                self.services.settings.redis.redis_url,
             )
             # Updates arrive through the HTTP server; startup hooks (the outbox
             # sender) run here as polling would run them.
@@ -124,6 +136,7 @@ class TelegramPlatform:
         await self.answerer.wait_idle()
 
     async def close(self) -> None:
+        await self.limits.close()
         await self.storage.close()
         await self.bot.session.close()
 

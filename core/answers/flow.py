@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
+from core import intake
 from core.answers.controls import Controls, answer_controls, newest_controls
 from core.answers.notes import outcome_note
 from core.chat import Generation
@@ -341,6 +342,9 @@ class AnswerFlow(Generic[E]):
         except OneAIError as exc:
             await self.surface.say(origin, error_text(lang, exc))
             return
+        # The prompt and its answer row are committed: a crash from here on is
+        # recovered by another process (the answer cut, the person told).
+        intake.taken()
         try:
             result = await self._stream(origin, lang, generation, existing)
         finally:

@@ -83,9 +83,15 @@ class StreamDriver:
     """Shows streamed answers on one platform. Create one per bot and share it:
     its limiter and chat throttle are what keep all the streams within limits."""
 
-    def __init__(self, *, global_limiter: RateLimiter, final_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        global_limiter: RateLimiter,
+        chats: ChatThrottle | None = None,
+        final_timeout: float = 60.0,
+    ) -> None:
         self.limiter = global_limiter
-        self.chats = ChatThrottle()
+        self.chats = chats if chats is not None else ChatThrottle()
         self.final_timeout = final_timeout
         # Tasks that may outlive `run` (a cancelled reader, a shielded delivery)
         # need a strong reference until they end.
@@ -208,7 +214,7 @@ class _Stream(Generic[Part]):
         while True:
             # Typing is cosmetic: it never takes budget that posts and edits are
             # waiting for (under load it is skipped).
-            if self.driver.limiter.try_acquire():
+            if await self.driver.limiter.try_take():
                 try:
                     await self.sink.start()
                 except Exception:

@@ -53,6 +53,10 @@ class RateLimiter:
             return True
         return False
 
+    async def try_take(self) -> bool:
+        """`try_acquire` where the budget may live elsewhere (`SharedRateLimiter`)."""
+        return self.try_acquire()
+
     async def acquire(self) -> None:
         """Take a token, waiting for it (after everybody who came first) if needed."""
         async with self._queue:

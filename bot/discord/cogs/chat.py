@@ -62,7 +62,7 @@ class ChatCog(commands.Cog):
             if me is None or me not in message.mentions:
                 return  # elsewhere in a server the bot answers only when mentioned
         person = await upsert(self.services, message.author)
-        verdict = self.bot.flood.check(message.author.id)
+        verdict = await self.bot.flood.check(message.author.id)
         if verdict is not Verdict.PASS:
             if verdict is Verdict.WARN:
                 await self.answers.surface.say(_origin(message), t(person.lang, "slow_down"))
