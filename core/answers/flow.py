@@ -2,7 +2,9 @@
 
 One generation per person at a time in this process: one further message waits in
 a queue of one; anything else meanwhile gets "still answering — press Stop". The
-database refuses a second generation in a conversation across processes too.
+database refuses a second generation in a conversation across processes too, and
+a message that lands on another process than the answer it follows waits there
+for its turn, as if queued.
 
 A platform hands in an `Origin` (the chat, the person's message, its own event)
 and implements `Surface`: say a short notice, make the sink an answer streams
@@ -33,6 +35,11 @@ from core.services import Services
 from core.streaming import DriverResult, Outcome, Sink, StreamDriver
 
 log = logging.getLogger(__name__)
+
+# A message queued behind an answer another process streams: how often its turn
+# is asked for, and how long it waits at most (then "still answering").
+QUEUE_POLL_SECONDS = 0.5
+QUEUE_ELSEWHERE_SECONDS = 600.0
 
 E = TypeVar("E")
 EP = TypeVar("EP")
@@ -305,7 +312,7 @@ class AnswerFlow(Generic[E]):
         person = self._busy[user.id] = _Person()
         self._idle.clear()
         try:
-            await self._run(origin, user, lang, start, existing)
+            await self._run(origin, user, lang, start, existing, may_wait=queue_if_busy)
         finally:
             # The queued message is answered even if the one before it failed.
             try:
@@ -313,7 +320,12 @@ class AnswerFlow(Generic[E]):
                     person.pending = None
                     try:
                         await self._run(
-                            pending.origin, pending.user, pending.lang, pending.start, None
+                            pending.origin,
+                            pending.user,
+                            pending.lang,
+                            pending.start,
+                            None,
+                            may_wait=True,
                         )
                     except Exception:
                         log.exception("answering a queued message failed")
@@ -330,17 +342,11 @@ class AnswerFlow(Generic[E]):
         lang: str,
         start: Callable[[], Awaitable[Generation]],
         existing: list[int] | None,
+        *,
+        may_wait: bool = False,
     ) -> None:
-        try:
-            generation = await start()
-        except DuplicateMessage:
-            log.info("message %s was answered before", self.ref(origin))
-            return
-        except ConversationBusy:
-            await self.surface.say(origin, t(lang, "busy"))
-            return
-        except OneAIError as exc:
-            await self.surface.say(origin, error_text(lang, exc))
+        generation = await self._started(origin, lang, start, may_wait)
+        if generation is None:
             return
         # The prompt and its answer row are committed: a crash from here on is
         # recovered by another process (the answer cut, the person told).
@@ -353,6 +359,41 @@ class AnswerFlow(Generic[E]):
         if result.abandoned:
             log.info("user %s blocked the bot; the answer was dropped", user.id)
             await self.services.accounts.mark_blocked(self.platform, origin.platform_user_id)
+
+    async def _started(
+        self,
+        origin: Origin[E],
+        lang: str,
+        start: Callable[[], Awaitable[Generation]],
+        may_wait: bool,
+    ) -> Generation | None:
+        """The generation `start` begins, or None after telling the person why not.
+
+        The database refuses a second answer in a conversation, whichever process
+        streams the first. A message that may queue (`may_wait`) then waits its
+        turn here, polling, as it would in the queue of one of the process that
+        streams: several processes must answer like one."""
+        loop = asyncio.get_running_loop()
+        since: float | None = None
+        while True:
+            try:
+                return await start()
+            except DuplicateMessage:
+                log.info("message %s was answered before", self.ref(origin))
+                return None
+            except ConversationBusy:
+                if not may_wait or (
+                    since is not None and loop.time() - since > QUEUE_ELSEWHERE_SECONDS
+                ):
+                    await self.surface.say(origin, t(lang, "busy"))
+                    return None
+                if since is None:
+                    since = loop.time()
+                    await self.surface.say(origin, t(lang, "queued"))
+                await asyncio.sleep(QUEUE_POLL_SECONDS)
+            except OneAIError as exc:
+                await self.surface.say(origin, error_text(lang, exc))
+                return None
 
     async def _stream(
         self,
