@@ -451,6 +451,16 @@ class ChatService:
         finally:
             self._unregister(generation)
 
+    async def displayed(self, message_id: uuid.UUID) -> None:
+        """The answer's final state is shown: no other worker needs to show it."""
+        messages = table_of(ChatMessage)
+        async with self.db.write() as session:
+            await session.execute(
+                update(messages)
+                .where(messages.c.id == message_id, messages.c.display_pending)
+                .values(display_pending=False)
+            )
+
     async def close(self) -> None:
         """Stop retrying unsaved answers (the process ends; a sweep elsewhere ends them)."""
         for task in list(self._settling):
@@ -464,6 +474,8 @@ class ChatService:
             "error_code": error.code if error else None,
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
+            # Until the platform shows it (`displayed`); see ChatMessage.
+            "display_pending": True,
         }
         await self._end_row(turn, values, release=not final.charged)
         turn.answer.status = final.status

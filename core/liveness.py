@@ -22,7 +22,8 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
 from core.conversations.errors import BlockingAnswer, ConversationBusy, TooManyGenerations
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NOTICE_KIND = "answer.interrupted"
+# An answer saved in full whose worker died before the platform showed it.
+UNSHOWN_KIND = "answer.unshown"
+LATE_KINDS = frozenset({NOTICE_KIND, UNSHOWN_KIND})
+_UNSHOWN_BATCH = 200
 
 _MESSAGES = table_of(ChatMessage)
 
@@ -65,6 +70,7 @@ class Liveness:
         # Rows seen gone by a sweep, and when: a second sweep confirms them where
         # the registry asks for it (a worker that only lost Redis for a moment).
         self._suspects: dict[uuid.UUID, float] = {}
+        self._unshown_suspects: dict[uuid.UUID, float] = {}
 
     @property
     def worker_id(self) -> str:
@@ -131,21 +137,51 @@ class Liveness:
             user_id, prompt_id, key, window = found
             if key is not None and window is not None:
                 await self.quotas.release(session, user_id, key, window)
-            shown = [row.id] if prompt_id is None else [row.id, prompt_id]
-            platforms = (
-                await session.scalars(
-                    select(MessageLink.platform)
-                    .where(MessageLink.chat_message_id.in_(shown))
-                    .distinct()
-                )
-            ).all()
-            for platform in sorted(platforms):
-                self.outbox.add(
-                    session, user_id, NOTICE_KIND, {"message_id": str(row.id)}, platform=platform
-                )
+            await self._tell(session, user_id, row.id, prompt_id, NOTICE_KIND)
         self.outbox.wake()
         log.info("answer %s of gone worker %s interrupted (%s)", row.id, row.worker_id, reason)
         return True
+
+    async def show_elsewhere(self, row: BlockingAnswer) -> bool:
+        """An answer a gone worker saved but never showed: the platforms that show
+        it (or its prompt) show it from their outbox. False if someone did already."""
+        columns = _MESSAGES.c
+        async with self.db.write() as session:
+            found = (
+                await session.execute(
+                    update(_MESSAGES)
+                    .where(columns.id == row.id, columns.display_pending)
+                    .values(display_pending=False)
+                    .returning(columns.user_id, columns.parent_message_id)
+                )
+            ).one_or_none()
+            if found is None:
+                return False
+            user_id, prompt_id = found
+            await self._tell(session, user_id, row.id, prompt_id, UNSHOWN_KIND)
+        self.outbox.wake()
+        log.info("answer %s of gone worker %s is shown from here", row.id, row.worker_id)
+        return True
+
+    async def _tell(
+        self,
+        session: AsyncSession,
+        user_id: int,
+        row_id: uuid.UUID,
+        prompt_id: uuid.UUID | None,
+        kind: str,
+    ) -> None:
+        """A notice about answer `row_id` to each platform that shows it or its prompt."""
+        shown = [row_id] if prompt_id is None else [row_id, prompt_id]
+        platforms = (
+            await session.scalars(
+                select(MessageLink.platform)
+                .where(MessageLink.chat_message_id.in_(shown))
+                .distinct()
+            )
+        ).all()
+        for platform in sorted(platforms):
+            self.outbox.add(session, user_id, kind, {"message_id": str(row_id)}, platform=platform)
 
     async def clear(self, rows: Sequence[BlockingAnswer]) -> bool:
         """End those of `rows` whose worker is gone; True if any was."""
@@ -178,27 +214,57 @@ class Liveness:
         async with self.db.read() as session:
             return await streaming_answers(session)
 
+    async def _unshown(self) -> list[BlockingAnswer]:
+        """Answers other workers saved but have not shown yet."""
+        columns = _MESSAGES.c
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(columns.id, columns.worker_id, columns.heartbeat_at)
+                # Spelled as the partial index is, so SQLite uses it.
+                .where(text("display_pending"), columns.worker_id != self.worker_id)
+                .limit(_UNSHOWN_BATCH)
+            )
+            return [BlockingAnswer(*row) for row in rows]
+
     async def sweep(self, *, confirm: bool = True, role_gone: str | None = None) -> int:
         """End every answer whose worker is gone; how many were ended. With
         `confirm` (and a registry that asks for it), a row is ended only when a
-        second sweep, at least a heartbeat later, still finds its worker gone."""
-        gone = await self.gone(await self._streaming(), role_gone=role_gone)
-        now = time.monotonic()
-        due = []
-        if confirm and self.registry.confirm_gone:
-            seen = {row.id for row in gone}
-            self._suspects = {k: v for k, v in self._suspects.items() if k in seen}
-            for row in gone:
-                first = self._suspects.setdefault(row.id, now)
-                if now - first >= self.heartbeat_seconds:
-                    due.append(row)
-        else:
-            due = gone
+        second sweep, at least a heartbeat later, still finds its worker gone.
+        Answers such workers saved but never showed are shown from here."""
+        due = self._due(await self.gone(await self._streaming(), role_gone=role_gone), confirm)
         ended = 0
         for row in due:
-            self._suspects.pop(row.id, None)
             ended += await self.end(row)
+        unshown = await self.gone(await self._unshown(), role_gone=role_gone)
+        for row in self._due(unshown, confirm, self._unshown_suspects):
+            await self.show_elsewhere(row)
         return ended
+
+    def _due(
+        self,
+        gone: list[BlockingAnswer],
+        confirm: bool,
+        suspects: dict[uuid.UUID, float] | None = None,
+    ) -> list[BlockingAnswer]:
+        """Those of `gone` to act on now (see `sweep`); `suspects`: where rows
+        seen gone once are remembered."""
+        if suspects is None:
+            suspects = self._suspects
+        if not (confirm and self.registry.confirm_gone):
+            for row in gone:
+                suspects.pop(row.id, None)
+            return gone
+        now = time.monotonic()
+        seen = {row.id for row in gone}
+        for key in [k for k in suspects if k not in seen]:
+            del suspects[key]
+        due = []
+        for row in gone:
+            first = suspects.setdefault(row.id, now)
+            if now - first >= self.heartbeat_seconds:
+                due.append(row)
+                del suspects[row.id]
+        return due
 
     async def run(self) -> None:
         """Prove this worker is alive and sweep, every heartbeat, until cancelled."""

@@ -13,7 +13,7 @@ from discord.ext import tasks
 from bot.discord.chat import DiscordAnswers
 from bot.discord.sink import translate
 from core.i18n import pick_language
-from core.liveness import NOTICE_KIND as ANSWER_INTERRUPTED
+from core.liveness import LATE_KINDS
 from core.notices import render_notice
 from core.outbox import OutgoingMessage, Undeliverable
 from core.services import Services
@@ -39,7 +39,7 @@ class DiscordNotices:
         self._loop: tasks.Loop[Any] | None = None
 
     async def deliver(self, message: OutgoingMessage) -> None:
-        if message.kind == ANSWER_INTERRUPTED:
+        if message.kind in LATE_KINDS:  # an answer cut, or saved but not shown
             row_id = uuid.UUID(str(message.payload["message_id"]))
             await self.answers.flow.show_interrupted(row_id, message.user_id)
             return

@@ -12,7 +12,7 @@ from aiogram.exceptions import TelegramForbiddenError
 
 from bot.telegram.replies import patiently
 from core.i18n import pick_language
-from core.liveness import NOTICE_KIND as ANSWER_INTERRUPTED
+from core.liveness import LATE_KINDS
 from core.notices import render_notice
 from core.outbox import OutgoingMessage, Undeliverable
 from core.services import Services
@@ -42,7 +42,7 @@ class TelegramNotices:
         self._task: asyncio.Task[None] | None = None
 
     async def deliver(self, message: OutgoingMessage) -> None:
-        if message.kind == ANSWER_INTERRUPTED:
+        if message.kind in LATE_KINDS:  # an answer cut, or saved but not shown
             if self.show_interrupted is not None:
                 row_id = uuid.UUID(str(message.payload["message_id"]))
                 await self.show_interrupted(row_id, message.user_id)

@@ -28,7 +28,7 @@ from core.answers.notes import outcome_note
 from core.chat import Generation
 from core.conversations.errors import ConversationBusy, DuplicateMessage, MessageNotFound
 from core.conversations.links import MessageLinks, PlatformMessage
-from core.db.models import ChatMessage, User
+from core.db.models import ChatMessage, MessageStatus, User
 from core.errors import OneAIError
 from core.i18n import error_text, pick_language, t
 from core.services import Services
@@ -356,9 +356,19 @@ class AnswerFlow(Generic[E]):
         finally:
             if not generation.started:  # failed before streaming: the unit goes back now
                 await self.services.chat.abandon(generation)
+            else:
+                await self._displayed(generation.message_id)
         if result.abandoned:
             log.info("user %s blocked the bot; the answer was dropped", user.id)
             await self.services.accounts.mark_blocked(self.platform, origin.platform_user_id)
+
+    async def _displayed(self, message_id: uuid.UUID) -> None:
+        """The final state is shown (or can never be: the chat is gone)."""
+        try:
+            await self.services.chat.displayed(message_id)
+        except Exception:
+            # Then another worker shows it again once this one is gone: harmless.
+            log.warning("could not record answer %s as shown", message_id, exc_info=True)
 
     async def _started(
         self,
@@ -473,25 +483,29 @@ class AnswerFlow(Generic[E]):
     # -- answers whose worker was gone -------------------------------------------------------
 
     async def show_interrupted(self, row_id: uuid.UUID, user_id: int) -> None:
-        """Tell the person an answer was cut off (its worker stopped). Where it is
-        shown, its text stays as they saw it (the row may hold less: it is saved
-        only now and then while streaming), ⏹ becomes 🔄 and a note below says it
-        was cut; if it never showed, a new message below their prompt says so.
-        Delivered from the outbox: `Undeliverable` from the surface gives up."""
+        """Show what became of an answer whose worker stopped. Cut off (it was
+        still streaming): where it is shown, its text stays as they saw it (the row
+        may hold less: it is saved only now and then while streaming), ⏹ becomes 🔄
+        and a note below says it was cut. Saved but not shown yet: its saved final
+        state replaces what they saw. If it never showed, a new message below their
+        prompt. Delivered from the outbox: `Undeliverable` from the surface gives up."""
         user = await self.services.accounts.get(user_id)
         lang = pick_language(user.language if user is not None else None)
         try:
             row = await self.services.conversations.message(user_id, row_id)
         except MessageNotFound:
             return
+        cut = row.status == MessageStatus.INTERRUPTED
         note = outcome_note(lang, row.status, None, row.content) or t(lang, "cut")
         try:
             shown = await self.links.displays(row.id)
             for chat, message_ids in shown:
-                controls = await self.controls(row.user_id, row.id)
-                last = int(message_ids[-1])
-                if not await self.surface.mark_cut(int(chat), last, controls, note, lang):
-                    await self.show_final(row, lang, int(chat), [int(m) for m in message_ids])
+                parts = [int(m) for m in message_ids]
+                if cut:
+                    controls = await self.controls(row.user_id, row.id)
+                    if await self.surface.mark_cut(int(chat), parts[-1], controls, note, lang):
+                        continue
+                await self.show_final(row, lang, int(chat), parts)
             if shown or row.parent_message_id is None:
                 return
             for chat, prompt_ids in await self.links.displays(row.parent_message_id):

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -74,6 +75,13 @@ class ChatMessage(Base):
             sqlite_where=text("status = 'streaming'"),
             postgresql_where=text("status = 'streaming'"),
         ),
+        # Answers saved but maybe not shown yet (see `display_pending`).
+        Index(
+            "ix_chat_messages_display_pending",
+            "worker_id",
+            sqlite_where=text("display_pending"),
+            postgresql_where=text("display_pending"),
+        ),
         # The admin stats (answers, tokens, models and failures per day) read only
         # this index. Queries must name the role as a literal for SQLite to use it.
         Index(
@@ -122,6 +130,9 @@ class ChatMessage(Base):
     # Which worker streams this row and when it last proved it was alive.
     worker_id: Mapped[str | None] = mapped_column(String(64))
     heartbeat_at: Mapped[datetime | None]
+    # The final state is saved but the worker has not shown it yet (it waits for
+    # the platform's limits): if the worker dies now, another one shows it.
+    display_pending: Mapped[bool] = mapped_column(default=False, server_default=false())
     platform_message_ids: Mapped[dict[str, Any]] = mapped_column(default=dict)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
