@@ -73,6 +73,7 @@ class OneAIBot(commands.AutoShardedBot):
         self.flood = FloodGuard()
         # Cleared when the process stops: new events are then declined.
         self.intake = True
+        self._logged_in = False
 
     async def setup_hook(self) -> None:
         from bot.discord.admin_views import AdminItem
@@ -121,9 +122,16 @@ class OneAIBot(commands.AutoShardedBot):
     async def on_shard_disconnect(self, shard_id: int) -> None:
         self._live_shards.discard(shard_id)
 
+    async def login(self, token: str) -> None:
+        self._logged_in = True
+        await super().login(token)
+
     async def close(self) -> None:
         await self.notices.stop()
-        await super().close()
+        # discord.py's sharded close needs what its login set up; a client stopped
+        # before it started (another part of `oneai run` failed first) has nothing open.
+        if self._logged_in:
+            await super().close()
         if self._own_payments:
             await self.payments.close()
 
