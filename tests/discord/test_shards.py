@@ -17,6 +17,7 @@ from tests.support.wait import until
 
 # The shape of a bot token (the platform needs one); simcord logs in with its own.
 TOKEN = "A" * 24 + ".Bbbbbb." + "C" * 27
+SKU = 1_300_000_000_000_000_001
 
 
 @pytest.fixture
@@ -34,6 +35,7 @@ def platform(services: Services, shards: tuple[int, list[int]]) -> DiscordPlatfo
         global_edits_per_second=200.0,
         shard_count=count,
         shard_ids=ids,
+        sku_pro=SKU,
     )
     return DiscordPlatform(services)
 
@@ -47,6 +49,10 @@ def _command_syncs(bot: Harness) -> list[object]:
     return [r for r in bot.requests("PUT") if str(r.path).endswith("/commands")]
 
 
+def _entitlement_listings(bot: Harness) -> list[object]:
+    return [r for r in bot.requests("GET") if str(r.path).endswith("/entitlements")]
+
+
 async def test_the_process_with_shard_0_of_2_answers_a_dm(
     discord_bot: Harness, platform: DiscordPlatform
 ) -> None:
@@ -58,8 +64,10 @@ async def test_the_process_with_shard_0_of_2_answers_a_dm(
     await alice.send_dm("hi bot")
     await discord_bot.quiet()
     assert [m.content for m in from_bot(alice.dm_channel.history())] == ["Hello from shard 0."]
-    # The commands are the application's: the process that runs shard 0 syncs them.
+    # The commands and entitlements are the application's: the process that runs
+    # shard 0 syncs the one and lists the other.
     assert _command_syncs(discord_bot)
+    assert _entitlement_listings(discord_bot)
 
 
 @pytest.mark.parametrize("shards", [(2, [1])], indirect=True)
@@ -89,6 +97,7 @@ async def test_a_process_without_shard_0_gets_no_dms_but_serves_its_servers(
     assert answered == {0: [], 1: ["Answered on shard 1."]}
     assert discord_bot.llm.requests_count == 1
     assert not _command_syncs(discord_bot)
+    assert not _entitlement_listings(discord_bot)
 
 
 @pytest.mark.parametrize("shards", [(3, [0, 2])], indirect=True)
