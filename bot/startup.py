@@ -229,8 +229,8 @@ def _spans(ids: list[int]) -> str:
 
 
 def _discord(discord: DiscordSettings) -> str:
-    """ "discord", and with a shard count, the shards this process runs (and that
-    DMs, which Discord sends on shard 0 only, are another process's)."""
+    """Discord's entry: with a shard count, the shards this process runs, and "no
+    DMs" when shard 0 (the only one Discord sends them on) is another process's."""
     count = discord.shard_count
     if count is None:
         return "discord"
