@@ -10,7 +10,7 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from core.config import ConfigError, HttpSettings, LLMSettings, Settings
+from core.config import ConfigError, DiscordSettings, HttpSettings, LLMSettings, Settings
 from core.llm.catalog import (
     ModelCatalog,
     is_openrouter_list,
@@ -217,6 +217,28 @@ def _where(url: str) -> str:
     return f"{host}{port}{parts.path}"
 
 
+def _spans(ids: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2, 5"."""
+    spans: list[list[int]] = []
+    for shard_id in sorted(ids):
+        if spans and shard_id == spans[-1][1] + 1:
+            spans[-1][1] = shard_id
+        else:
+            spans.append([shard_id, shard_id])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _discord(discord: DiscordSettings) -> str:
+    """Discord's entry: with a shard count, the shards this process runs, and "no
+    DMs" when shard 0 (the only one Discord sends them on) is another process's."""
+    count = discord.shard_count
+    if count is None:
+        return "discord"
+    ids = discord.shard_ids or list(range(count))
+    dms = "" if 0 in ids else ", no DMs"
+    return f"discord (shards {_spans(ids)} of {count}{dms})"
+
+
 def summary(settings: Settings) -> list[str]:
     """What `oneai run` serves, in a few lines for its start."""
     telegram = settings.telegram
@@ -224,7 +246,7 @@ def summary(settings: Settings) -> list[str]:
     if telegram.bot_token is not None:
         platforms.append(f"telegram ({'webhook' if telegram.webhook_url else 'polling'})")
     if settings.discord.bot_token is not None:
-        platforms.append("discord")
+        platforms.append(_discord(settings.discord))
     db_url = settings.db.database_url
     kind = "sqlite" if settings.db.is_sqlite else "postgresql"
     redis = settings.redis.redis_url

@@ -239,8 +239,35 @@ class DiscordSettings(BaseSettings):
     global_edits_per_second: float = Field(default=40.0, gt=0)
     # The SKU whose entitlement gives the pro plan (Discord premium apps); unset: none.
     sku_pro: int | None = None
+    # Sharding: how many shards the bot has in all (unset: the count Discord
+    # recommends) and which of them this process runs (empty: all of them).
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: IdList = Field(default_factory=list)
 
-    _split = field_validator("admin_ids", "guild_ids", mode="before")(_split_ids)
+    _split = field_validator("admin_ids", "guild_ids", "shard_ids", mode="before")(_split_ids)
+
+    @model_validator(mode="after")
+    def _shards_in_range(self) -> DiscordSettings:
+        # Checked here: discord.py would only refuse them once the rest has started.
+        if not self.shard_ids:
+            return self
+        count = self.shard_count
+        if count is None:
+            raise ValueError(
+                "DISCORD_SHARD_COUNT must be set when DISCORD_SHARD_IDS is "
+                "(the same total on every process)"
+            )
+        outside = sorted({i for i in self.shard_ids if not 0 <= i < count})
+        if outside:
+            raise ValueError(
+                f"DISCORD_SHARD_IDS: {', '.join(map(str, outside))} not between 0 and "
+                f"{count - 1} (DISCORD_SHARD_COUNT={count})"
+            )
+        repeated = sorted({i for i in self.shard_ids if self.shard_ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"DISCORD_SHARD_IDS: {', '.join(map(str, repeated))} given twice")
+        self.shard_ids.sort()
+        return self
 
     @field_validator("bot_token")
     @classmethod

@@ -1,9 +1,10 @@
-"""The bot client: discord.py's `commands.Bot` with our cogs, persistent buttons
-and slash commands, holding the services it serves."""
+"""The bot client: discord.py's sharded `commands.AutoShardedBot` with our cogs,
+persistent buttons and slash commands, holding the services it serves."""
 
 from __future__ import annotations
 
 import logging
+from typing import TypedDict
 
 import discord
 from discord.ext import commands
@@ -11,6 +12,7 @@ from discord.ext import commands
 from bot.discord.buttons import DYNAMIC_ITEMS
 from bot.discord.chat import DiscordAnswers
 from bot.discord.notices import DiscordNotices
+from core.config import DiscordSettings
 from core.flood import FloodGuard
 from core.services import Services
 from core.streaming import RateLimiter, StreamDriver
@@ -27,7 +29,23 @@ def intents() -> discord.Intents:
     return chosen
 
 
-class OneAIBot(commands.Bot):
+class _Shards(TypedDict, total=False):
+    shard_count: int
+    shard_ids: list[int]
+
+
+def shard_options(settings: DiscordSettings) -> _Shards:
+    """The shard settings discord.py is given: only those that are set (without a
+    count it asks Discord for the recommended one; without ids it runs them all)."""
+    options = _Shards()
+    if settings.shard_count is not None:
+        options["shard_count"] = settings.shard_count
+    if settings.shard_ids:
+        options["shard_ids"] = list(settings.shard_ids)
+    return options
+
+
+class OneAIBot(commands.AutoShardedBot):
     def __init__(self, services: Services, *, payments: Payments | None = None) -> None:
         super().__init__(
             # No prefix commands: everything is a slash command or a message.
@@ -36,7 +54,10 @@ class OneAIBot(commands.Bot):
             intents=intents(),
             # Neither the model nor a quoted prompt may ping @everyone or anyone.
             allowed_mentions=discord.AllowedMentions.none(),
+            **shard_options(services.settings.discord),
         )
+        # Shards whose session is up (identified and past their guilds, or resumed).
+        self._live_shards: set[int] = set()
         self.services = services
         self.payments = payments or Payments.build(services)
         self._own_payments = payments is None
@@ -52,6 +73,7 @@ class OneAIBot(commands.Bot):
         self.flood = FloodGuard()
         # Cleared when the process stops: new events are then declined.
         self.intake = True
+        self._logged_in = False
 
     async def setup_hook(self) -> None:
         from bot.discord.admin_views import AdminItem
@@ -62,12 +84,54 @@ class OneAIBot(commands.Bot):
         self.add_dynamic_items(*DYNAMIC_ITEMS, *ACCOUNT_ITEMS, UnlinkButton, AdminItem)
         for cog in COGS:
             await self.add_cog(cog(self))
-        await self.sync_commands()
+        # Commands belong to the application, not to a shard: one process syncs them.
+        if self.runs_shard_zero:
+            await self.sync_commands()
         await self.notices.start()
+
+    @property
+    def runs_shard_zero(self) -> bool:
+        """Whether this process runs shard 0, the only one Discord sends DMs and the
+        application's own events (entitlements) to."""
+        return self.shard_ids is None or 0 in self.shard_ids
+
+    def own_shard_ids(self) -> list[int]:
+        """The shards this process runs; empty until the count is known (asked from
+        Discord at connect when DISCORD_SHARD_COUNT is unset)."""
+        if self.shard_ids is not None:
+            return list(self.shard_ids)
+        return list(range(self.shard_count)) if self.shard_count is not None else []
+
+    def shards_connected(self) -> bool:
+        """Every shard of this process has a live session and an open connection."""
+        expected = self.own_shard_ids()
+        shards = self.shards
+        return bool(expected) and all(
+            shard_id in self._live_shards
+            and shard_id in shards
+            and not shards[shard_id].is_closed()
+            for shard_id in expected
+        )
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        self._live_shards.add(shard_id)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self._live_shards.add(shard_id)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self._live_shards.discard(shard_id)
+
+    async def login(self, token: str) -> None:
+        self._logged_in = True
+        await super().login(token)
 
     async def close(self) -> None:
         await self.notices.stop()
-        await super().close()
+        # discord.py's sharded close needs what its login set up; a client stopped
+        # before it started (another part of `oneai run` failed first) has nothing open.
+        if self._logged_in:
+            await super().close()
         if self._own_payments:
             await self.payments.close()
 

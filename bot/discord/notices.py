@@ -62,6 +62,9 @@ class DiscordNotices:
             log.exception("outbox delivery pass failed")
 
     async def start(self) -> None:
+        # Every process sends, whatever shards it runs: a DM is a REST call, not a
+        # gateway event, and each outbox row is claimed by one sender at a time, so
+        # several senders never send one message twice.
         if self._loop is None:
             # discord.py's own periodic task: it runs with the client's lifecycle.
             self._loop = tasks.loop(seconds=self.poll_seconds)(self._deliver_due)

@@ -56,9 +56,16 @@ class DiscordPlatform:
 
     @property
     def connected(self) -> bool:
-        """For /readyz: the gateway session is up and events are taken."""
+        """For /readyz: every shard this process runs has its gateway session up,
+        and events are taken. A shard that dropped makes it false until it resumes
+        (discord.py's first ready stays set through a later disconnect)."""
         client = self.client
-        return client.intake and client.is_ready() and not client.is_closed()
+        return (
+            client.intake
+            and client.is_ready()
+            and client.shards_connected()
+            and not client.is_closed()
+        )
 
     async def stop_intake(self) -> None:
         """New events are declined from now on; answers in progress go on."""

@@ -1,6 +1,7 @@
 """Discord premium apps: entitlements to DISCORD_SKU_PRO grant and end the pro
 plan through the subscription service (exactly once, whatever Discord repeats),
-and a listing at start-up and every 12 hours catches what was missed."""
+and a listing at start-up and every 12 hours (by the process that runs shard 0)
+catches what was missed."""
 
 from __future__ import annotations
 
@@ -30,7 +31,11 @@ class PremiumCog(commands.Cog):
         self.entitlements: DiscordEntitlements | None = bot.payments.discord
 
     async def cog_load(self) -> None:
-        if self.entitlements is not None:
+        # Entitlement events come on shard 0, so the process that runs it also lists
+        # them. A listing elsewhere would only repeat it: each entitlement's ledger
+        # row is locked while it is applied and its state only moves forward, so a
+        # grant or an end seen twice, or by two processes at once, applies once.
+        if self.entitlements is not None and self.bot.runs_shard_zero:
             self.reconcile.change_interval(seconds=RECONCILE_EVERY.total_seconds())
             self.reconcile.start()
 
