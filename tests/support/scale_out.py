@@ -12,16 +12,19 @@ import contextlib
 import itertools
 import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 
-from core.db.engine import Database
-from core.db.models import ChatMessage, Identity
+from core.db.engine import Database, null_pool_engine
+from core.db.migrate import upgrade_head_async
+from core.db.models import Base, ChatMessage, Identity
 from core.db.models.conversations import MessageStatus
 from core.quotas import QuotaService
 from core.tiers import QuotaKey, Tier
@@ -291,6 +294,7 @@ class StreamingSampler:
     every: float = 0.1
     most: int = 0
     samples: int = 0
+    last_total: int = 0  # answers streaming at the last sample
     conversations_over_one: set[object] = field(default_factory=set)
 
     async def run(self) -> None:
@@ -303,6 +307,7 @@ class StreamingSampler:
             async with self.db.read() as session:
                 rows = (await session.execute(query)).all()
             self.samples += 1
+            self.last_total = sum(int(count) for _, count in rows)
             for conversation, count in rows:
                 self.most = max(self.most, int(count))
                 if count > 1:
@@ -368,7 +373,10 @@ class Run:
         until now)."""
         now = time.monotonic()
         return max(
-            (p.first_word if p.first_word is not None else now - p.sent_at for p in self.prompts),
+            (
+                p.first_word if p.first_word is not None else (p.done_at or now) - p.sent_at
+                for p in self.prompts
+            ),
             default=0.0,
         )
 
@@ -415,3 +423,37 @@ async def drive(
         busiest_second=tg.busiest_second(),
         set_webhooks=len(tg.calls_of("setWebhook", ok=True)),
     )
+
+
+# -- a database for a standalone run -------------------------------------------------
+
+
+async def _admin(base_url: str, sql: str) -> None:
+    engine = null_pool_engine(base_url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres(base_url: str) -> AsyncIterator[str]:
+    """A migrated PostgreSQL database of its own, created next to `base_url`'s and
+    dropped after: a run outside pytest touches nothing it did not make."""
+    name = f"oneai_bench_{uuid.uuid4().hex[:10]}"
+    await _admin(base_url, f'CREATE DATABASE "{name}"')
+    url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        await upgrade_head_async(url)
+        yield url
+    finally:
+        await _admin(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def empty(db: Database) -> None:
+    """Every table emptied, as a test's `db` fixture starts."""
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    async with db.engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

@@ -81,7 +81,12 @@ async def _problems(run: Run, tg: FakeTelegram, db: Database, bots: list[BotProc
         expected = {p.text for p in who.prompts}
         shown = complete_answers(tg, who.chat)
         if who.answered != MESSAGES:
-            problems.append(f"person {who.chat}: {who.answered} of {MESSAGES} prompts answered")
+            last = who.prompts[-1] if who.prompts else None
+            problems.append(
+                f"person {who.chat}: {who.answered} of {MESSAGES} prompts answered; the chat"
+                f" after their last prompt ({last.outcome if last else '-'}):"
+                f" {_chat_after(tg, who.chat, last.message_id if last else 0)}"
+            )
         twice = {text: n for text, n in shown.items() if n > 1}
         if twice:
             problems.append(f"person {who.chat}: answered more than once: {twice}")
@@ -109,6 +114,16 @@ async def _problems(run: Run, tg: FakeTelegram, db: Database, bots: list[BotProc
     return problems
 
 
+def _chat_after(tg: FakeTelegram, chat: int, message_id: int) -> list[str]:
+    """What the bot showed after `message_id`, for a failure message."""
+    return [
+        f"{m.message_id}{' ->' + str(m.reply_to) if m.reply_to else ''}: {(m.text or '')[:80]!r}"
+        f" {[b.get('callback_data') for b in m.buttons]}"
+        for m in tg.messages(chat)
+        if m.message_id > message_id
+    ]
+
+
 def _figures(title: str, run: Run, tg: FakeTelegram) -> str:
     outcomes = run.outcomes()
     return (
@@ -118,7 +133,8 @@ def _figures(title: str, run: Run, tg: FakeTelegram) -> str:
         f" prompts {dict(outcomes)}; webhook POSTs failed and sent again"
         f" {run.balancer.failed_posts}; setWebhook ok {run.set_webhooks};"
         f" most answers streaming in one conversation {run.sampler.most}"
-        f" ({run.sampler.samples} samples); longest wait for a first word"
+        f" ({run.sampler.samples} samples), streaming at the end {run.sampler.last_total};"
+        f" longest wait for a first word"
         f" {run.longest_silence():.1f} s"
     )
 
