@@ -329,6 +329,31 @@ async def used_small(db: Database, chat: int) -> int:
     return report[QuotaKey.SMALL].used
 
 
+async def rows_about(db: Database, chat: int, texts: set[str]) -> list[str]:
+    """`chat`'s person's chat_messages rows (role, status, quota unit, text) that hold
+    one of `texts` or an answer echoing one (or its start): what the database says
+    of prompts the chat does not show answered."""
+    async with db.read() as session:
+        rows = (
+            await session.execute(
+                select(
+                    ChatMessage.role,
+                    ChatMessage.status,
+                    ChatMessage.quota_key,
+                    ChatMessage.content,
+                )
+                .join(Identity, Identity.user_id == ChatMessage.user_id)
+                .where(Identity.platform == "telegram", Identity.platform_user_id == str(chat))
+                .order_by(ChatMessage.sequence_number, ChatMessage.revision_number)
+            )
+        ).all()
+    return [
+        f"{role} {status} unit={quota} {content[:60]!r}"
+        for role, status, quota, content in rows
+        if any(t.startswith(content.removeprefix("Echo: ")) for t in texts)
+    ]
+
+
 # -- one run -------------------------------------------------------------------------
 
 

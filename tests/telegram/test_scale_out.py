@@ -40,6 +40,7 @@ from tests.support.scale_out import (
     drive,
     hook,
     random_token,
+    rows_about,
     used_small,
     variables,
 )
@@ -79,13 +80,15 @@ async def _problems(run: Run, tg: FakeTelegram, db: Database, bots: list[BotProc
     problems: list[str] = []
     for who in run.people:
         expected = {p.text for p in who.prompts}
+        unanswered = {p.text for p in who.prompts if p.outcome != "answered"}
         shown = complete_answers(tg, who.chat)
         if who.answered != MESSAGES:
             last = who.prompts[-1] if who.prompts else None
             problems.append(
                 f"person {who.chat}: {who.answered} of {MESSAGES} prompts answered; the chat"
                 f" after their last prompt ({last.outcome if last else '-'}):"
-                f" {_chat_after(tg, who.chat, last.message_id if last else 0)}"
+                f" {_chat_after(tg, who.chat, last.message_id if last else 0)}; the database:"
+                f" {await rows_about(db, who.chat, unanswered)}"
             )
         twice = {text: n for text, n in shown.items() if n > 1}
         if twice:
@@ -95,7 +98,11 @@ async def _problems(run: Run, tg: FakeTelegram, db: Database, bots: list[BotProc
             problems.append(f"person {who.chat}: answers to nothing they sent: {unasked}")
         used = await used_small(db, who.chat)
         if used != who.answered:
-            problems.append(f"person {who.chat}: quota used {used}, answers {who.answered}")
+            problems.append(
+                f"person {who.chat}: quota used {used}, answers {who.answered};"
+                f" the database on the prompts not answered at once:"
+                f" {await rows_about(db, who.chat, unanswered)}"
+            )
     if run.set_webhooks != 1:
         problems.append(f"setWebhook succeeded {run.set_webhooks} times, not once")
     for reason in ("global", "chat"):
