@@ -1853,6 +1853,21 @@ class FakeTelegram(LocalServer):
             and (ok is None or call.ok == ok)
         ]
 
+    def busiest_second(self, since: float = 0.0) -> int:
+        """The most successful rate-limited calls (sends and edits) in any 1 s
+        window since `since` (time.monotonic): what the global budget is measured on."""
+        times = sorted(
+            call.time
+            for call in self.calls
+            if call.ok and call.method in self.rate_limited_methods and call.time >= since
+        )
+        most, start = 0, 0
+        for end, moment in enumerate(times):
+            while times[start] <= moment - 1.0:
+                start += 1
+            most = max(most, end - start + 1)
+        return most
+
     def messages(self, chat_id: int, *, from_bot: bool | None = None) -> list[StoredMessage]:
         """What the chat shows now, oldest first (deleted messages left out)."""
         chat = self.chats.get(chat_id)
