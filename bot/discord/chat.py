@@ -57,6 +57,7 @@ class DiscordSurface:
         refused = 0
         while True:
             async with self.driver.chats.turn(("discord", channel_id)) as gate:
+                await self.driver.limiter.acquire()
                 try:
                     result = await call()
                 except discord.HTTPException as exc:
@@ -151,7 +152,7 @@ class DiscordSurface:
                 final_view=final_view,
                 note=lambda _outcome, _text: note,
             )
-            await show_text(sink, text)
+            await show_text(sink, text, chats=self.driver.chats, limiter=self.driver.limiter)
         except ChatUnavailable:
             raise Undeliverable("the channel cannot be written to") from None
         except discord.HTTPException as exc:

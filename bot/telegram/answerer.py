@@ -99,11 +99,13 @@ class TelegramSurface:
             log.warning("could not answer %s: %s", chat_id, exc)
 
     async def in_turn(self, chat_id: int, call: Callable[[], Awaitable[T]]) -> T:
-        """One call to a chat outside a stream, taking the chat's turn as the streams
-        do (so it neither meets nor causes a flood limit) and waiting one out."""
+        """One call to a chat outside a stream, taking the chat's turn and a global
+        token as the streams do (so it neither meets nor causes a flood limit) and
+        waiting one out."""
         refused = 0
         while True:
             async with self.driver.chats.turn(("telegram", chat_id)) as gate:
+                await self.driver.limiter.acquire()
                 try:
                     result = await call()
                 except TelegramRetryAfter as exc:
@@ -169,7 +171,7 @@ class TelegramSurface:
             note=lambda _outcome, _text: note,
         )
         try:
-            await show_text(sink, text)
+            await show_text(sink, text, chats=self.driver.chats, limiter=self.driver.limiter)
         except TelegramForbiddenError as exc:
             raise Undeliverable(exc.message) from None
         except TelegramBadRequest as exc:

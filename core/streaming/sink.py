@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, TypeVar, runtime_checkable
+
+from core.streaming.throttle import ChatThrottle, RateLimiter
 
 Part = TypeVar("Part")
 
@@ -169,20 +172,53 @@ def final_layout(
     return [*shown, last, note_part(note)] if merged is None else [*shown, merged]
 
 
-async def show_text(sink: Sink[Part], text: str, *, patience: float = 60.0) -> None:
+async def show_text(
+    sink: Sink[Part],
+    text: str,
+    *,
+    patience: float = 60.0,
+    chats: ChatThrottle | None = None,
+    limiter: RateLimiter | None = None,
+) -> None:
     """Show a finished text at once in `sink` (a revision paged to, a cut answer),
     waiting out flood limits: this is a final state and must be delivered.
+    With `chats` and `limiter` (the driver's), each call takes the chat's turn and
+    a global token as streamed calls do, so it neither meets nor causes a 429.
     RetryLater past `patience` seconds is raised."""
     parts = sink.split(text)
+    calls: list[Callable[[], Awaitable[object]]] = [
+        functools.partial(sink.send, index, part) for index, part in enumerate(parts[:-1])
+    ]
+    calls.append(functools.partial(sink.finish, list(parts), Outcome("complete")))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + patience
-    while True:
+    done = 0
+    while done < len(calls):
         try:
-            for index, part in enumerate(parts[:-1]):
-                await sink.send(index, part)
-            await sink.finish(list(parts), Outcome("complete"))
-            return
+            await _paced(sink, calls[done], chats, limiter)
+            done += 1
         except RetryLater as exc:
             if loop.time() + exc.retry_after > deadline:
                 raise
-            await asyncio.sleep(exc.retry_after)
+            if chats is None:  # else the chat's gate holds the next turn back
+                await asyncio.sleep(exc.retry_after)
+
+
+async def _paced(
+    sink: Sink[Part],
+    call: Callable[[], Awaitable[object]],
+    chats: ChatThrottle | None,
+    limiter: RateLimiter | None,
+) -> None:
+    if chats is None:
+        await call()
+        return
+    async with chats.turn(sink.chat_key) as gate:
+        if limiter is not None:
+            await limiter.acquire()
+        try:
+            await call()
+        except RetryLater as exc:
+            gate.hold(exc.retry_after)
+            raise
+        gate.hold(sink.limits.min_interval)

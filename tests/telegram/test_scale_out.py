@@ -11,8 +11,10 @@ every answer streams in several edits. Then:
   shared, and the busiest second of sends and edits stays within Telegram's 30;
 - the database never showed one conversation with two answers streaming;
 - with one process SIGKILLed when a third of the prompts are answered, the other
-  serves everyone: cut answers are told as cut (their unit back) and sent again, and
-  nobody waits more than 60 s for a word from the bot.
+  serves everyone: cut answers are told as cut (their unit back) and sent again,
+  answers saved but not shown yet are shown by the survivor, and nobody waits more
+  than 60 s for a word from the bot. The one duplicate allowed is an answer whose
+  post landed in the last moment before the kill, before it could be recorded.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ from tests.support.scale_out import (
 )
 
 PEOPLE = 50
+# Between a post landing and its link being recorded (one database write), the
+# poster's death leaves the post unknown to everyone else: no Bot API call tells a
+# bot what it posted. Within this long before a kill a second copy is expected.
+IN_FLIGHT = 1.0
 MESSAGES = 5
 # "Echo: p10001 m0" and six words: eight pieces streamed over about 1.5 s.
 ANSWER_SECONDS = 1.5
@@ -75,8 +81,18 @@ async def llm() -> AsyncIterator[FakeLLM]:
         yield fake
 
 
-async def _problems(run: Run, tg: FakeTelegram, db: Database, bots: list[BotProcess]) -> list[str]:
-    """Everything the requirement promises that this run broke, each in one line."""
+async def _problems(
+    run: Run,
+    tg: FakeTelegram,
+    db: Database,
+    bots: list[BotProcess],
+    killed: float | None = None,
+    in_flight: list[str] | None = None,
+) -> list[str]:
+    """Everything the requirement promises that this run broke, each in one line.
+    `killed`: when a process was killed; an answer it had just posted but not yet
+    recorded (the post landed within `IN_FLIGHT` s before the kill) is shown again
+    by the survivor, who cannot know it landed: such copies go to `in_flight`."""
     problems: list[str] = []
     for who in run.people:
         expected = {p.text for p in who.prompts}
@@ -91,8 +107,17 @@ async def _problems(run: Run, tg: FakeTelegram, db: Database, bots: list[BotProc
                 f" {await rows_about(db, who.chat, unanswered)}"
             )
         twice = {text: n for text, n in shown.items() if n > 1}
+        if killed is not None and in_flight is not None:
+            for text in list(twice):
+                if _posted_just_before(tg, who.chat, text, killed):
+                    in_flight.append(text)
+                    del twice[text]
         if twice:
-            problems.append(f"person {who.chat}: answered more than once: {twice}")
+            problems.append(
+                f"person {who.chat}: answered more than once: {twice}; the chat:"
+                f" {_chat_after(tg, who.chat, 0)}; the database:"
+                f" {await rows_about(db, who.chat, set(twice))}"
+            )
         unasked = set(shown) - expected
         if unasked:
             problems.append(f"person {who.chat}: answers to nothing they sent: {unasked}")
@@ -119,6 +144,25 @@ async def _problems(run: Run, tg: FakeTelegram, db: Database, bots: list[BotProc
         if "Traceback" in bot.output:
             problems.append(f"process {number} printed a Traceback:\n{bot.output[-4000:]}")
     return problems
+
+
+def _posted_just_before(tg: FakeTelegram, chat: int, text: str, killed: float) -> bool:
+    """Whether the first of two copies of the answer to `text` was posted by the
+    killed process in the moment before it died: two copies, the first one's post
+    within IN_FLIGHT s before the kill."""
+    copies = [
+        m.message_id
+        for m in tg.messages(chat, from_bot=True)
+        if m.text == f"Echo: {text}" and m.buttons
+    ]
+    if len(copies) != 2:
+        return False
+    posted = [
+        call.time
+        for call in tg.calls_of("sendMessage", chat, ok=True)
+        if call.response["result"]["message_id"] == copies[0]
+    ]
+    return bool(posted) and killed - IN_FLIGHT <= posted[0] <= killed
 
 
 def _chat_after(tg: FakeTelegram, chat: int, message_id: int) -> list[str]:
@@ -206,7 +250,9 @@ async def test_killing_one_process_mid_run_leaves_the_other_serving_everyone(
         f" {SILENCE_LIMIT:.0f} s {len(silent)} (sent again); survivor told everyone cut"
         f" {told:.1f} s after the kill"
     )
-    problems += await _problems(run, tg, db, bots)
+    in_flight: list[str] = []
+    problems += await _problems(run, tg, db, bots, killed, in_flight)
+    print(f"answers posted just before the kill and shown again: {len(in_flight)}")
     if silent:
         problems.append(
             f"{len(silent)} prompts got no word for {SILENCE_LIMIT:.0f} s:"
