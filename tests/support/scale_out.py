@@ -72,14 +72,15 @@ def variables(tg: FakeTelegram, llm: FakeLLM, database_url: str, redis_url: str)
     }
 
 
-async def healthy(bot: BotProcess, within: float = 30) -> None:
-    """Until the process answers /health (its HTTP server and webhook route are up)."""
+async def healthy(bot: BotProcess, within: float = 30, path: str = "/health") -> None:
+    """Until the process answers `path`: /health (its HTTP server and webhook route
+    are up) or /readyz (also connected: the webhook is set)."""
 
     async def ok() -> bool:
         try:
             async with (
                 aiohttp.ClientSession() as http,
-                http.get(f"http://127.0.0.1:{bot.port}/health") as response,
+                http.get(f"http://127.0.0.1:{bot.port}{path}") as response,
             ):
                 return response.status == 200
         except aiohttp.ClientError:

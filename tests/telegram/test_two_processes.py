@@ -5,20 +5,17 @@ PostgreSQL + Redis (skipped otherwise)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from core.db.engine import Database
-from core.quotas import QuotaService
-from core.tiers import QuotaKey, Tier
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.fakes.telegram_server import FakeTelegram, StoredMessage
 from tests.support.bot_process import BotProcess, bot_process, bot_variables
+from tests.support.scale_out import healthy, hook, used_small
 
 ANN = 42
 SECRET = "hook-secret"
@@ -61,33 +58,12 @@ async def pair(
         bot_process(tmp_path, variables) as second,
     ):
         for bot in (first, second):
-            await _healthy(bot)
+            await healthy(bot, path="/readyz")
         yield first, second
         for bot in (first, second):
             bot.terminate()
             assert await bot.wait() == 0, bot.output
             assert "Traceback" not in bot.output, bot.output
-
-
-def _hook(bot: BotProcess) -> str:
-    return f"http://127.0.0.1:{bot.port}/telegram/webhook"
-
-
-async def _healthy(bot: BotProcess) -> None:
-    async def ok() -> bool:
-        try:
-            async with (
-                aiohttp.ClientSession() as http,
-                http.get(f"http://127.0.0.1:{bot.port}/readyz") as response,
-            ):
-                return response.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    async with asyncio.timeout(30):
-        while not await ok():
-            assert bot.process.returncode is None, bot.output
-            await asyncio.sleep(0.1)
 
 
 def _said(tg: FakeTelegram) -> list[StoredMessage]:
@@ -104,22 +80,6 @@ def _final(tg: FakeTelegram, starts: str) -> StoredMessage | None:
     return None
 
 
-async def _used(db: Database, tg: FakeTelegram) -> int:
-    from sqlalchemy import select
-
-    from core.db.models import Identity
-
-    async with db.read() as session:
-        user_id = await session.scalar(
-            select(Identity.user_id).where(
-                Identity.platform == "telegram", Identity.platform_user_id == str(ANN)
-            )
-        )
-    assert user_id is not None
-    report = {s.key: s for s in await QuotaService(db).report(user_id, Tier.FREE)}
-    return report[QuotaKey.SMALL].used
-
-
 async def test_a_message_on_the_other_process_is_queued_behind_the_answer(
     pair: tuple[BotProcess, BotProcess], tg: FakeTelegram, llm: FakeLLM, db: Database
 ) -> None:
@@ -127,10 +87,10 @@ async def test_a_message_on_the_other_process_is_queued_behind_the_answer(
     assert len(tg.calls_of("setWebhook", ok=True)) == 1
     llm.script(_long(4, "a"))
     tg.send_text(ANN, "tell me a story")
-    await tg.deliver_webhook(_hook(first), secret_token=SECRET)
+    await tg.deliver_webhook(hook(first), secret_token=SECRET)
     await tg.wait_for(lambda: any("a3" in (m.text or "") for m in _said(tg)), 30)
     tg.send_text(ANN, "and then?")
-    await tg.deliver_webhook(_hook(second), secret_token=SECRET)
+    await tg.deliver_webhook(hook(second), secret_token=SECRET)
     await tg.wait_for(lambda: any(m.text == QUEUED for m in _said(tg)), 10)
     story = await tg.wait_for(lambda: _final(tg, "a0"), 30)
     follow = await tg.wait_for(lambda: _final(tg, "Echo: and then?"), 30)
@@ -138,7 +98,7 @@ async def test_a_message_on_the_other_process_is_queued_behind_the_answer(
     assert follow.message_id > story.message_id
     assert [m.text for m in _said(tg)].count("Echo: and then?") == 1
     assert not any((m.text or "").startswith("⏳ Still answering") for m in _said(tg))
-    assert await _used(db, tg) == 2
+    assert await used_small(db, ANN) == 2
 
 
 async def test_stop_pressed_on_the_other_process_stops_the_answer(
@@ -147,7 +107,7 @@ async def test_stop_pressed_on_the_other_process_stops_the_answer(
     first, second = pair
     llm.script(_long(30, "s"))
     tg.send_text(ANN, "a very long story")
-    await tg.deliver_webhook(_hook(first), secret_token=SECRET)
+    await tg.deliver_webhook(hook(first), secret_token=SECRET)
     live = await tg.wait_for(
         lambda: next(
             (
@@ -166,7 +126,7 @@ async def test_stop_pressed_on_the_other_process_stops_the_answer(
         if str(b.get("callback_data", "")).startswith("a:s:")
     )
     tg.press(ANN, live.message_id, stop)
-    await tg.deliver_webhook(_hook(second), secret_token=SECRET)
+    await tg.deliver_webhook(hook(second), secret_token=SECRET)
     stopped = await tg.wait_for(lambda: _final(tg, "s0"), 15)
     assert "s29" not in (stopped.text or "")
-    assert await _used(db, tg) == 1
+    assert await used_small(db, ANN) == 1

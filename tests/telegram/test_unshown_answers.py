@@ -16,12 +16,11 @@ import pytest
 from sqlalchemy import select
 
 from core.db.engine import Database
-from core.db.models import ChatMessage, Identity, MessageStatus
-from core.quotas import QuotaService
-from core.tiers import QuotaKey, Tier
+from core.db.models import ChatMessage, MessageStatus
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.fakes.telegram_server import FakeTelegram, StoredMessage
 from tests.support.bot_process import bot_process, bot_variables
+from tests.support.scale_out import used_small
 
 ANN = 42
 WORDS = [f"word{i}" for i in range(12)]
@@ -59,18 +58,6 @@ async def _answer(db: Database) -> ChatMessage | None:
         return await session.scalar(select(ChatMessage).where(ChatMessage.role == "assistant"))
 
 
-async def _used(db: Database) -> int:
-    async with db.read() as session:
-        user_id = await session.scalar(
-            select(Identity.user_id).where(
-                Identity.platform == "telegram", Identity.platform_user_id == str(ANN)
-            )
-        )
-    assert user_id is not None
-    report = {s.key: s for s in await QuotaService(db).report(user_id, Tier.FREE)}
-    return report[QuotaKey.SMALL].used
-
-
 async def test_an_answer_saved_but_not_shown_is_shown_by_the_next_process(
     tmp_path: Path, tg: FakeTelegram, llm: FakeLLM, db: Database, redis_url: str | None
 ) -> None:
@@ -103,7 +90,7 @@ async def test_an_answer_saved_but_not_shown_is_shown_by_the_next_process(
         assert row is not None and not row.display_pending
         assert row.status == MessageStatus.COMPLETE
         # Charged once, for an answer the person got in full.
-        assert await _used(db) == 1
+        assert await used_small(db, ANN) == 1
         assert len(_said(tg)) == 1
         second.terminate()
         assert await second.wait() == 0, second.output
