@@ -214,14 +214,33 @@ class Liveness:
         async with self.db.read() as session:
             return await streaming_answers(session)
 
-    async def _unshown(self) -> list[BlockingAnswer]:
-        """Answers other workers saved but have not shown yet."""
+    async def _unshown(self, role_gone: str | None) -> list[BlockingAnswer]:
+        """Answers gone workers saved but did not show: the workers first (few, from
+        the partial index), then only the rows of those that are gone."""
         columns = _MESSAGES.c
+        # Spelled as the partial index is, so SQLite uses it.
+        pending = text("display_pending")
+        async with self.db.read() as session:
+            workers = set(
+                (
+                    await session.scalars(
+                        select(columns.worker_id)
+                        .where(pending, columns.worker_id != self.worker_id)
+                        .distinct()
+                    )
+                ).all()
+            )
+        if not workers:
+            return []
+        dead = await self.registry.gone(workers)
+        if role_gone is not None:
+            dead |= workers & await self.registry.others_of_role(role_gone)
+        if not dead:
+            return []
         async with self.db.read() as session:
             rows = await session.execute(
                 select(columns.id, columns.worker_id, columns.heartbeat_at)
-                # Spelled as the partial index is, so SQLite uses it.
-                .where(text("display_pending"), columns.worker_id != self.worker_id)
+                .where(pending, columns.worker_id.in_(sorted(dead)))
                 .limit(_UNSHOWN_BATCH)
             )
             return [BlockingAnswer(*row) for row in rows]
@@ -235,7 +254,7 @@ class Liveness:
         ended = 0
         for row in due:
             ended += await self.end(row)
-        unshown = await self.gone(await self._unshown(), role_gone=role_gone)
+        unshown = await self._unshown(role_gone)
         for row in self._due(unshown, confirm, self._unshown_suspects):
             await self.show_elsewhere(row)
         return ended

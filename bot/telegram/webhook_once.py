@@ -1,12 +1,14 @@
 """`setWebhook` once for all the processes serving a bot.
 
 Every process starts with the same webhook settings; if each called setWebhook,
-Telegram would be told the same thing N times per deploy, and a process started
-with an older configuration would undo a newer one's. With Redis the first
-process to start takes a lock, sets the webhook and leaves a fingerprint of what
-it set (URL, secret, update types); the others find the same fingerprint, check
-with getWebhookInfo that Telegram still has that URL, and leave it. Without
-Redis exactly one process serves the bot and simply sets it.
+Telegram would be told the same thing once per process and restart. With Redis
+the first process to start takes a lock, sets the webhook and leaves a
+fingerprint of what it set (URL, secret, update types); the others find the same
+fingerprint, check with getWebhookInfo that Telegram still has that URL, and
+leave it. A process with other settings sets them (the newest start wins): during
+a deploy that changes the URL or the secret, processes with the old settings must
+be stopped before the new ones start, or they set the old ones back when they
+restart. Without Redis exactly one process serves the bot and simply sets it.
 """
 
 from __future__ import annotations

@@ -353,11 +353,20 @@ class AnswerFlow(Generic[E]):
         intake.taken()
         try:
             result = await self._stream(origin, lang, generation, existing)
+        except asyncio.CancelledError:
+            # The driver showed the final state under a shield before this came
+            # through: shown again elsewhere, a cut answer would get a second note.
+            if generation.started:
+                await self._displayed(generation.message_id)
+            raise
         finally:
             if not generation.started:  # failed before streaming: the unit goes back now
                 await self.services.chat.abandon(generation)
-            else:
-                await self._displayed(generation.message_id)
+                await self._displayed(generation.message_id)  # nothing to show
+        if generation.started and (result.delivered or result.abandoned):
+            # Else (cancelled, or the final edit never landed) the saved answer stays
+            # pending, and another process shows it once this one is gone.
+            await self._displayed(generation.message_id)
         if result.abandoned:
             log.info("user %s blocked the bot; the answer was dropped", user.id)
             await self.services.accounts.mark_blocked(self.platform, origin.platform_user_id)

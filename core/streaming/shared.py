@@ -78,7 +78,19 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(math.max(nxt - now, 0) / 1000) + 60000)
 return 0
 """
 
-LEASE_SECONDS = 10.0  # a call holding a chat's turn longer than this is presumed lost
+_RENEW = """
+if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('HSET', KEYS[1], 'lease', string.format('%.0f', now + tonumber(ARGV[2])))
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) / 1000) + 60000)
+return 1
+"""
+
+# A turn's lease runs out this long after it was last renewed: a process that died
+# holding it blocks the chat no longer. A live holder renews it every third of that
+# (a turn may wait long for a global token under load).
+LEASE_SECONDS = 10.0
 POLL_SECONDS = 0.02  # how often a turn held by another process is asked about again
 _WARN_EVERY = 60.0  # seconds between two warnings about Redis failing
 
@@ -147,6 +159,7 @@ class SharedChatThrottle(ChatThrottle):
         self.prefix = prefix
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
+        self._renew = redis.register_script(_RENEW)
         self._warn = _Warner()
 
     def name(self, key: Hashable) -> str:
@@ -159,9 +172,12 @@ class SharedChatThrottle(ChatThrottle):
             name = self.name(key)
             token = uuid.uuid4().hex
             held = await self._take_turn(name, token)
+            keeper = asyncio.create_task(self._keep(name, token)) if held else None
             try:
                 yield gate
             finally:
+                if keeper is not None:
+                    keeper.cancel()
                 if held:
                     loop = asyncio.get_running_loop()
                     hold = _micros(gate.next_at - loop.time())
@@ -169,6 +185,15 @@ class SharedChatThrottle(ChatThrottle):
                         await self._release(keys=[name], args=[token, hold])
                     except RedisError as exc:
                         self._warn("chat turn", exc)
+
+    async def _keep(self, name: str, token: str) -> None:
+        """Renew the lease while the turn lasts."""
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            try:
+                await self._renew(keys=[name], args=[token, _micros(LEASE_SECONDS)])
+            except RedisError as exc:
+                self._warn("chat turn", exc)
 
     async def _take_turn(self, name: str, token: str) -> bool:
         """Wait for the chat's turn in Redis; False if Redis failed (local turn only)."""

@@ -95,3 +95,38 @@ async def test_an_answer_saved_but_not_shown_is_shown_by_the_next_process(
         second.terminate()
         assert await second.wait() == 0, second.output
     assert "Traceback" not in second.output, second.output
+
+
+async def test_an_answer_cut_at_shutdown_is_not_told_twice_after_a_restart(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeLLM, db: Database, redis_url: str | None
+) -> None:
+    """SIGTERM cuts an answer that outlasts SHUTDOWN_GRACE and shows it cut: the
+    next process has nothing more to show or say about it."""
+    variables = {
+        **bot_variables(tg, llm, db.url),
+        "TELEGRAM_EDIT_INTERVAL": "0.5",
+        "SHUTDOWN_GRACE": "1",
+    }
+    if redis_url:
+        variables["REDIS_URL"] = redis_url
+    llm.script(Reply(chunks=[f"{w} " for w in WORDS * 10], chunk_delay=0.5))
+    async with bot_process(tmp_path, variables) as first:
+        await tg.wait_for(lambda: tg.waiting_pollers > 0 or bool(tg.calls_of("getUpdates")), 30)
+        tg.send_text(ANN, "tell me")
+        await tg.wait_for(lambda: any("word3" in (m.text or "") for m in _said(tg)), 30)
+        first.terminate()
+        assert await first.wait() == 0, first.output
+    said_before = [(m.message_id, m.text) for m in _said(tg)]
+    notes = [m for m in _said(tg) if (m.text or "").endswith("Press 🔄 to try again.")]
+    assert len(notes) == 1, said_before
+    calls_before = len(tg.calls)
+    async with bot_process(tmp_path, variables) as second:
+        await tg.wait_for(
+            lambda: any(c.method == "getUpdates" for c in tg.calls[calls_before:]), 30
+        )
+        await asyncio.sleep(3)  # the start-up sweep and the outbox have run
+        second.terminate()
+        assert await second.wait() == 0, second.output
+    assert [(m.message_id, m.text) for m in _said(tg)] == said_before
+    row = await _answer(db)
+    assert row is not None and not row.display_pending
