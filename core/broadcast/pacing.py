@@ -44,6 +44,10 @@ class Pacer:
     def pause(self, seconds: float) -> None:
         """The platform answered 429: nobody calls it for `seconds`."""
         self.floods += 1
+        self.hold(seconds)
+
+    def hold(self, seconds: float) -> None:
+        """Nobody calls the platform for `seconds` (not a 429: nothing is counted)."""
         self._resume_at = max(self._resume_at, _now() + seconds)
 
     async def _wait_pause(self) -> None:
