@@ -146,7 +146,9 @@ async def test_formatting_refused_once_is_retried_plain_at_once(
     app: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     app.tg.refuse_entities_once()
-    app.llm.script(Reply(text="A **bold** answer."))
+    # The whole text at once, the end of the stream a second later: the first post
+    # shows it all and the final edit comes after it, however loaded the machine.
+    app.llm.script(Reply(chunks=["A **bold** answer."], stall_after=1, stall_seconds=1.0))
     with caplog.at_level(logging.WARNING, logger="bot.telegram.sink"):
         app.tg.send_text(USER, "hi")
         await app.answered()
