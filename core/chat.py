@@ -30,6 +30,7 @@ from core.db.models import ChatMessage, MessageStatus
 from core.db.models.base import table_of
 from core.errors import OneAIError
 from core.liveness import Liveness
+from core.llm.citations import Citation, merge, to_meta
 from core.llm.client import LLMClient, Usage
 from core.llm.context import build_context
 from core.quotas import QuotaService
@@ -75,6 +76,7 @@ class FinalState:
     text: str
     usage: Usage | None
     error: OneAIError | None
+    citations: tuple[Citation, ...] = ()
 
 
 class Generation:
@@ -96,6 +98,7 @@ class Generation:
         self._status = MessageStatus.STREAMING
         self._started = False
         self._began = 0.0  # time.monotonic() when streaming started
+        self.citations: list[Citation] = []  # web-search sources, deduplicated
 
     @property
     def message_id(self) -> uuid.UUID:
@@ -177,13 +180,18 @@ class Generation:
                 estimator=self.chat.planner.estimator,
             )
             chunks = self.chat.llm.stream_chat(
-                turn.model.id, context.messages, max_tokens=turn.model.max_output_tokens
+                turn.model.id,
+                context.messages,
+                max_tokens=turn.model.max_output_tokens,
+                web_search=turn.web_search,
             )
             async with contextlib.aclosing(chunks):
                 self._in_read = True
                 async for chunk in chunks:
                     if chunk.usage is not None:
                         self._usage = chunk.usage
+                    if chunk.citations:
+                        self.citations = merge(self.citations, chunk.citations)
                     if chunk.text and (piece := cleaner.feed(chunk.text)):
                         if not self._first_token:
                             metrics.FIRST_TOKEN_SECONDS.observe(time.monotonic() - self._began)
@@ -254,7 +262,9 @@ class Generation:
         charged = status == MessageStatus.COMPLETE or (
             status == MessageStatus.CANCELLED and self._first_token
         )
-        final = FinalState(status, charged, self.text, self._usage, self._error)
+        final = FinalState(
+            status, charged, self.text, self._usage, self._error, tuple(self.citations)
+        )
         if not await self.chat.save_final(self, final):
             # Not saved: the row ends `failed` with its unit back (in the
             # background if the database is away); the person is told so.
@@ -322,6 +332,7 @@ class ChatService:
         images: Sequence[str] = (),
         platform: str | None = None,
         prompt_link: PlatformMessage | None = None,
+        web_search: bool = False,
     ) -> Generation:
         return await self._plan(
             lambda: self.planner.send(
@@ -333,6 +344,7 @@ class ChatService:
                 images=images,
                 platform=platform,
                 prompt_link=prompt_link,
+                web_search=web_search,
             )
         )
 
@@ -468,7 +480,7 @@ class ChatService:
 
     async def _save(self, turn: Turn, final: FinalState) -> None:
         usage, error = final.usage, final.error
-        values = {
+        values: dict[str, Any] = {
             "content": final.text,
             "status": final.status,
             "error_code": error.code if error else None,
@@ -477,9 +489,14 @@ class ChatService:
             # Until the platform shows it (`displayed`); see ChatMessage.
             "display_pending": True,
         }
+        meta = turn.answer.meta
+        if final.citations:  # shown under the answer, and again when paged back to
+            meta = {**meta, "citations": to_meta(final.citations)}
+            values["metadata"] = meta
         await self._end_row(turn, values, release=not final.charged)
         turn.answer.status = final.status
         turn.answer.content = final.text
+        turn.answer.meta = meta
 
     async def _end_row(self, turn: Turn, values: dict[str, Any], *, release: bool) -> None:
         """Move the answer row out of `streaming` with `values`; with `release`, its

@@ -149,6 +149,16 @@ class LLMSettings(BaseSettings):
 
     _split = field_validator("models", "large_models", mode="before")(_split_ids)
 
+    # Web search through OpenRouter's web plugin: `auto` offers it where the base URL
+    # is OpenRouter; `on` also behind a gateway that forwards to OpenRouter.
+    web_search: Literal["auto", "on", "off"] = Field(
+        default="auto", validation_alias=AliasChoices("WEB_SEARCH")
+    )
+
+    @property
+    def web_search_available(self) -> bool:
+        return self.web_search == "on" or (self.web_search == "auto" and self.is_openrouter)
+
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:

@@ -343,6 +343,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "error.generic": "Something went wrong. Please try again.",
         "error.resend": "⚠️ Something went wrong and your message was not answered. Please send it again.",
         "photo_unavailable": "I could not download that photo. Please send it again.",
+        # -- web search --
+        "cmd.search": "Ask with a web search",
+        "quota.web_search": "Web searches",
+        "search.usage": "Usage: /search what is new in Python 3.13",
+        "search.unavailable": "Web search is not available on this server.",
+        "settings.web_search_on": "🔎 Web search: on",
+        "settings.web_search_off": "🔎 Web search: off",
+        "search.enabled": "🔎 Every answer in this conversation now searches the web.",
+        "search.disabled": "Web search is off for this conversation.",
+        "search.no_conversation": "Send a message first: web search is switched per conversation.",
+        "search.sources": "Sources:",
     },
     "ru": {
         "start": (
@@ -701,6 +712,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "error.revision_not_found": "Такой версии нет.",
         "error.model_locked": "Эта модель доступна на тарифе выше. /plan — как перейти.",
         "error.unknown_model": "Такой модели нет. /model — список.",
+        # -- web search --
+        "cmd.search": "Спросить с поиском в интернете",
+        "quota.web_search": "Поиск в интернете",
+        "search.usage": "Использование: /search что нового в Python 3.13",
+        "search.unavailable": "Поиск в интернете на этом сервере недоступен.",
+        "settings.web_search_on": "🔎 Поиск в интернете: вкл",
+        "settings.web_search_off": "🔎 Поиск в интернете: выкл",
+        "search.enabled": "🔎 Теперь каждый ответ в этом разговоре ищет в интернете.",
+        "search.disabled": "Поиск в интернете для этого разговора выключен.",
+        "search.no_conversation": "Сначала напишите сообщение: поиск включается для разговора.",
+        "search.sources": "Источники:",
     },
 }
 

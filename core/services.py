@@ -86,7 +86,15 @@ class Services:
         quotas = QuotaService(db)
         outbox = Outbox(db)
         estimator = default_estimator()
-        planner = TurnPlanner(db, quotas, catalog, settings.limits, worker_id, estimator)
+        planner = TurnPlanner(
+            db,
+            quotas,
+            catalog,
+            settings.limits,
+            worker_id,
+            estimator,
+            web_search=settings.llm.web_search_available,
+        )
         chat = ChatService(db, planner, llm, quotas, settings.limits, worker_id)
         timing = settings.workers
         redis_url = settings.redis.redis_url

@@ -25,6 +25,8 @@ class QuotaKey(StrEnum):
     SMALL = "small_messages"
     LARGE = "large_messages"
     IMAGE = "image_generation"
+    # A web-search answer takes one of these instead of its model's message unit.
+    WEB_SEARCH = "web_search"
 
 
 class ResetFrequency(StrEnum):
@@ -54,6 +56,7 @@ TIERS: dict[Tier, TierSpec] = {
             QuotaKey.SMALL: QuotaRule(100, ResetFrequency.MONTHLY),
             QuotaKey.LARGE: QuotaRule(20, ResetFrequency.MONTHLY),
             QuotaKey.IMAGE: QuotaRule(5, ResetFrequency.THREE_HOUR),
+            QuotaKey.WEB_SEARCH: QuotaRule(10, ResetFrequency.DAILY),
         },
     ),
     Tier.PRO: TierSpec(
@@ -63,6 +66,7 @@ TIERS: dict[Tier, TierSpec] = {
             QuotaKey.SMALL: QuotaRule(500, ResetFrequency.MONTHLY),
             QuotaKey.LARGE: QuotaRule(100, ResetFrequency.MONTHLY),
             QuotaKey.IMAGE: QuotaRule(10, ResetFrequency.THREE_HOUR),
+            QuotaKey.WEB_SEARCH: QuotaRule(100, ResetFrequency.DAILY),
         },
     ),
     Tier.ENTERPRISE: TierSpec(
@@ -72,6 +76,7 @@ TIERS: dict[Tier, TierSpec] = {
             QuotaKey.SMALL: QuotaRule(5000, ResetFrequency.MONTHLY),
             QuotaKey.LARGE: QuotaRule(1000, ResetFrequency.MONTHLY),
             QuotaKey.IMAGE: QuotaRule(100, ResetFrequency.THREE_HOUR),
+            QuotaKey.WEB_SEARCH: QuotaRule(1000, ResetFrequency.DAILY),
         },
     ),
 }

@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -23,8 +23,9 @@ from core.chat import Generation
 from core.conversations.export import export_json
 from core.db.models import ChatMessage, User
 from core.errors import OneAIError
-from core.i18n import pick_language
+from core.i18n import pick_language, t
 from core.llm.catalog import ModelChoiceError
+from core.llm.citations import Citation, from_meta, plain_lines
 from core.notices import format_date
 from core.services import Services
 from core.text import decode_lenient
@@ -32,6 +33,7 @@ from core.views import Platform
 from core.views.cancel import cancel
 from core.views.history import export_current, history_page, open_conversation, rename_current
 from core.views.models import ModelScope, menu_for, switch_model
+from core.views.search import search_refusal, toggle_web_search
 from core.views.settings import settings_view
 from core.views.usage import usage_report
 from payments.offers import plan_page
@@ -59,6 +61,8 @@ HELP = """Commands:
   /models           list the models
   /cancel           stop an answer of yours that streams elsewhere
   /export [json]    print the conversation as Markdown (or JSON with every revision)
+  /search QUESTION  ask with a web search (where the server offers it)
+  /websearch        switch web search for every answer in this conversation
   /help             this text
   /quit             leave
 Anything else is sent to the model. Ctrl-C stops an answer that is streaming."""
@@ -189,6 +193,31 @@ class ConsoleChat:
             )
         )
 
+    async def _cmd_search(self, arg: str) -> None:
+        refusal = search_refusal(self.services, self.lang, arg)
+        if refusal is not None:
+            self.write(f"! {refusal}")
+            return
+        await self._stream(
+            lambda: self.services.chat.send(
+                self._uid,
+                arg.strip(),
+                conversation_id=self.conversation_id,
+                platform="cli",
+                web_search=True,
+            )
+        )
+
+    async def _cmd_websearch(self, _arg: str) -> None:
+        """Switch web search for the current conversation."""
+        self.write(await toggle_web_search(self.services, await self._fresh_user(), self.lang))
+
+    def _sources(self, citations: Sequence[Citation]) -> None:
+        if citations:
+            self.write(t(self.lang, "search.sources"))
+            for line in plain_lines(citations):
+                self.write(line)
+
     async def _stream(self, start: Callable[[], Awaitable[Generation]]) -> None:
         generation = await start()
         self.conversation_id = generation.turn.conversation.id
@@ -209,6 +238,7 @@ class ConsoleChat:
             self.write(f"! {result.error.user_message}")
         elif result.status != "complete":
             self.write(f"! The answer was {result.status}.")
+        self._sources(generation.citations)
         await self._revision_hint(generation.message_id)
 
     async def _revision_hint(self, message_id: uuid.UUID) -> None:
@@ -238,6 +268,8 @@ class ConsoleChat:
             "/models": self._cmd_models,
             "/cancel": self._cmd_cancel,
             "/export": self._cmd_export,
+            "/search": self._cmd_search,
+            "/websearch": self._cmd_websearch,
             "/help": self._cmd_help,
         }
         if name in ("/quit", "/exit"):
@@ -295,6 +327,7 @@ class ConsoleChat:
         shown = await self.services.conversations.revisions(self._uid, answer.id)
         self.write(f"(revision {shown.label})")
         self.write(shown.current.content or "(no text)")
+        self._sources(from_meta(shown.current.meta))
 
     async def _cmd_history(self, arg: str) -> None:
         page = await history_page(

@@ -18,6 +18,7 @@ from bot.discord.sink import DiscordSink, translate
 from core.answers import AnswerFlow, ButtonCheck, Controls, Origin
 from core.answers.flow import AnswerView, ShowFailed
 from core.i18n import t
+from core.llm.citations import Citation
 from core.outbox import Undeliverable
 from core.services import Services
 from core.streaming import ChatUnavailable, RetryLater, StreamDriver, show_text
@@ -119,6 +120,7 @@ class DiscordSurface:
             reply_to=view.reply_to,
             note=view.note,
             on_new_part=view.on_new_part,
+            citations=view.citations,
         )
 
     async def _channel(self, channel_id: int) -> discord.abc.Messageable:
@@ -138,6 +140,7 @@ class DiscordSurface:
         note: str | None,
         lang: str,
         reply_to: int | None = None,
+        citations: Sequence[Citation] = (),
     ) -> list[int]:
         async def final_view() -> discord.ui.View | None:
             return answer_view(lang, controls)
@@ -151,6 +154,7 @@ class DiscordSurface:
                 reply_to=reply_to,
                 final_view=final_view,
                 note=lambda _outcome, _text: note,
+                citations=lambda: citations,
             )
             await show_text(sink, text, chats=self.driver.chats, limiter=self.driver.limiter)
         except ChatUnavailable:
@@ -287,9 +291,10 @@ class DiscordAnswers:
         *,
         new_conversation: bool,
         conversation_id: uuid.UUID | None = None,
+        web_search: bool = False,
     ) -> None:
-        """`/chat`: the interaction was answered (the prompt shown); the answer
-        goes into `channel` as channel messages."""
+        """`/chat` (and `/search`, with `web_search`): the interaction was answered
+        (the prompt shown); the answer goes into `channel` as channel messages."""
         assert interaction.channel_id is not None
         origin = Origin(
             chat_id=getattr(channel, "id", interaction.channel_id),
@@ -303,6 +308,7 @@ class DiscordAnswers:
             prompt,
             new_conversation=new_conversation,
             conversation_id=conversation_id,
+            web_search=web_search,
         )
 
     # -- buttons -------------------------------------------------------------------

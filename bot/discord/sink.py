@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 import discord
 
 from bot.discord.render import DISCORD_LIMIT, split_message
+from bot.discord.sources import with_sources
+from core.llm.citations import Citation
 from core.streaming import ChatUnavailable, Outcome, RetryLater, SinkLimits
 from core.streaming.sink import final_layout
 
@@ -30,6 +32,7 @@ _DEFAULT_RETRY = 1.0
 
 FinalView = Callable[[], Awaitable[discord.ui.View | None]]
 Note = Callable[[Outcome, str], str | None]
+Citations = Callable[[], Sequence[Citation]]
 
 
 def retry_after(exc: discord.HTTPException) -> float:
@@ -76,7 +79,9 @@ class DiscordSink:
         reply_to: int | None = None,
         note: Note | None = None,
         on_new_part: Callable[[list[int]], Awaitable[None]] | None = None,
+        citations: Citations | None = None,
     ) -> None:
+        self.citations = citations
         self.channel = channel
         self.channel_id = channel_id
         self.streaming_view = streaming_view
@@ -135,11 +140,12 @@ class DiscordSink:
         self.message_ids.pop(index)
 
     async def finish(self, parts: Sequence[str], outcome: Outcome) -> None:
-        """The last part with its buttons and the note on how the answer ended;
-        messages of an old revision that are no longer needed are deleted."""
+        """The last part with its buttons, its sources and the note on how the answer
+        ended; messages of an old revision that are no longer needed are deleted."""
         note = self.note(outcome, "".join(parts)) if self.note else None
+        sourced = with_sources(parts, self.citations() if self.citations else ())
         shown = final_layout(
-            parts, note, merge=with_note, note_part=lambda words: f"-# {words}", empty="…"
+            sourced, note, merge=with_note, note_part=lambda words: f"-# {words}", empty="…"
         )
         view = await self.final_view() if self.final_view else None
         first_new = len(parts) - 1 if parts else 0

@@ -38,6 +38,7 @@ from core.conversations.links import MessageLinks
 from core.db.models import User
 from core.errors import OneAIError
 from core.i18n import error_text, t
+from core.llm.citations import Citation
 from core.outbox import Undeliverable
 from core.services import Services
 from core.streaming import StreamDriver, show_text
@@ -134,6 +135,7 @@ class TelegramSurface:
                 reply_to=view.reply_to,
                 note=view.note,
                 on_new_part=view.on_new_part,
+                citations=view.citations,
             )
         return TelegramSink(
             self.bot,
@@ -145,6 +147,7 @@ class TelegramSurface:
             reply_to=view.reply_to,
             note=view.note,
             on_new_part=view.on_new_part,
+            citations=view.citations,
         )
 
     async def show_row(
@@ -157,6 +160,7 @@ class TelegramSurface:
         note: str | None,
         lang: str,
         reply_to: int | None = None,
+        citations: Sequence[Citation] = (),
     ) -> list[int]:
         async def markup() -> InlineKeyboardMarkup | None:
             return draw(lang, controls)
@@ -169,6 +173,7 @@ class TelegramSurface:
             reply_to=reply_to,
             final_markup=markup,
             note=lambda _outcome, _text: note,
+            citations=lambda: citations,
         )
         try:
             await show_text(sink, text, chats=self.driver.chats, limiter=self.driver.limiter)
@@ -246,7 +251,13 @@ class Answerer:
     # -- incoming messages ------------------------------------------------------
 
     async def handle_text(
-        self, message: Message, user: User, lang: str, *, text: str | None = None
+        self,
+        message: Message,
+        user: User,
+        lang: str,
+        *,
+        text: str | None = None,
+        web_search: bool = False,
     ) -> None:
         replied = message.reply_to_message
         replied_to = (
@@ -255,7 +266,9 @@ class Answerer:
             else None
         )
         text = (message.text or "") if text is None else text
-        await self.flow.send(origin_of(message), user, lang, text, replied_to=replied_to)
+        await self.flow.send(
+            origin_of(message), user, lang, text, replied_to=replied_to, web_search=web_search
+        )
 
     async def handle_photo(self, message: Message, user: User, lang: str) -> None:
         model_id = await self.services.current_model_id(user)

@@ -18,7 +18,7 @@ from aiogram.exceptions import TelegramRetryAfter
 from aiogram.types import MessageEntity
 
 from bot.telegram.render import Part
-from bot.telegram.sink import FinalMarkup, Note, TelegramSink, plain_if_refused
+from bot.telegram.sink import Citations, FinalMarkup, Note, TelegramSink, plain_if_refused
 from core.streaming import Outcome, RetryLater
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class DraftSink(TelegramSink):
         on_new_part: Callable[[list[int]], Awaitable[None]] | None = None,
         reply_to: int | None = None,
         refresh: float = DRAFT_REFRESH,
+        citations: Citations | None = None,
     ) -> None:
         super().__init__(
             bot,
@@ -48,6 +49,7 @@ class DraftSink(TelegramSink):
             note=note,
             on_new_part=on_new_part,
             reply_to=reply_to,
+            citations=citations,
         )
         self.draft_id = draft_id
         self.refresh = refresh

@@ -88,6 +88,7 @@ COMMANDS = (
     "usage",
     "settings",
     "image",
+    "search",
     "plan",
     "link",
     "cancel_subscription",

@@ -133,7 +133,10 @@ def settings(view: SettingsView) -> InlineKeyboardMarkup:
             text=button.label, callback_data=SettingsAction(op=button.op, value=button.value)
         )
     languages = sum(button.op is SettingsOp.LANGUAGE for button in view.buttons)
-    builder.adjust(2, 1, languages)
+    if any(button.op is SettingsOp.WEB_SEARCH for button in view.buttons):
+        builder.adjust(2, 1, 1, languages)  # web search on a row of its own
+    else:
+        builder.adjust(2, 1, languages)
     return builder.as_markup()
 
 

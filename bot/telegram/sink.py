@@ -22,6 +22,8 @@ from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, Teleg
 from aiogram.types import InlineKeyboardMarkup, Message, MessageEntity, ReplyParameters
 
 from bot.telegram.render import TELEGRAM_LIMIT, Part, render, utf16_len
+from bot.telegram.sources import with_sources
+from core.llm.citations import Citation
 from core.streaming import ChatUnavailable, Outcome, RetryLater, SinkLimits
 from core.streaming.sink import final_layout
 
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 FinalMarkup = Callable[[], Awaitable[InlineKeyboardMarkup | None]]
 # The note below a finished answer, by how it ended and its text.
 Note = Callable[[Outcome, str], str | None]
+# Its web-search sources, read when it is finished.
+Citations = Callable[[], Sequence[Citation]]
 T = TypeVar("T")
 
 
@@ -102,9 +106,11 @@ class TelegramSink:
         reply_to: int | None = None,
         note: Note | None = None,
         on_new_part: Callable[[list[int]], Awaitable[None]] | None = None,
+        citations: Citations | None = None,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
+        self.citations = citations
         self.streaming_markup = streaming_markup
         self.final_markup = final_markup
         self.message_ids: list[int] = list(existing)
@@ -166,12 +172,12 @@ class TelegramSink:
         self.message_ids.pop(index)
 
     async def finish(self, parts: Sequence[Part], outcome: Outcome) -> None:
-        """The last part with its buttons and the note on how the answer ended;
-        messages of an old revision that are no longer needed are deleted."""
+        """The last part with its buttons, its sources and the note on how the answer
+        ended; messages of an old revision that are no longer needed are deleted."""
         text = "".join(part.text for part in parts)
         note = self.note(outcome, text) if self.note else None
         shown = final_layout(
-            parts,
+            with_sources(parts, self.citations() if self.citations else ()),
             note,
             merge=with_note,
             note_part=lambda words: render(f"_{words}_")[0],

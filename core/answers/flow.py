@@ -31,6 +31,7 @@ from core.conversations.links import MessageLinks, PlatformMessage
 from core.db.models import ChatMessage, MessageStatus, User
 from core.errors import OneAIError
 from core.i18n import error_text, pick_language, t
+from core.llm.citations import Citation, from_meta
 from core.services import Services
 from core.streaming import DriverResult, Outcome, Sink, StreamDriver
 
@@ -73,6 +74,8 @@ class AnswerView:
     existing: Sequence[int] = ()  # messages of the old revision, reused in order
     reply_to: int | None = None
     on_new_part: Callable[[list[int]], Awaitable[None]] | None = None
+    # Web-search sources, numbered links under the finished answer (read at its end).
+    citations: Callable[[], Sequence[Citation]] = lambda: ()
 
 
 class AnswerSink(Sink[Any], Protocol):
@@ -106,9 +109,10 @@ class Surface(Protocol[EP]):
         note: str | None,
         lang: str,
         reply_to: int | None = None,
+        citations: Sequence[Citation] = (),
     ) -> list[int]:
         """Show a finished row's text in `message_ids` (or new messages below
-        `reply_to`) with its controls and note; the messages that show it."""
+        `reply_to`) with its controls, its sources and note; the messages that show it."""
         ...
 
     async def mark_cut(
@@ -183,9 +187,11 @@ class AnswerFlow(Generic[E]):
         images: Sequence[str] = (),
         new_conversation: bool = False,
         conversation_id: uuid.UUID | None = None,
+        web_search: bool = False,
     ) -> None:
         """A message to the model. `replied_to`: the bot's message the person
-        replied to, which picks the branch to continue."""
+        replied to, which picks the branch to continue. `web_search`: this answer
+        searches the web (/search)."""
         reply_row: uuid.UUID | None = None
         if replied_to is not None:
             linked = await self.links.resolve(origin.chat_id, replied_to)
@@ -202,6 +208,7 @@ class AnswerFlow(Generic[E]):
                 prompt_link=self.ref(origin),
                 new_conversation=new_conversation,
                 conversation_id=conversation_id,
+                web_search=web_search,
             )
 
         # A photo is not queued: it holds a download the person can send again.
@@ -452,6 +459,7 @@ class AnswerFlow(Generic[E]):
             existing=existing or (),
             reply_to=origin.message_id if existing is None else None,
             on_new_part=link_parts,
+            citations=lambda: generation.citations,
         )
         sink = self.surface.answer_sink(origin, view)
         result: DriverResult[Any] = await self.surface.driver.run(sink, generation)
@@ -486,6 +494,7 @@ class AnswerFlow(Generic[E]):
             note=outcome_note(lang, row.status, None, row.content),
             lang=lang,
             reply_to=reply_to,
+            citations=from_meta(row.meta),
         )
         await self.links.show(chat_id, row.id, shown)
 

@@ -12,6 +12,7 @@ from core.conversations import store
 from core.conversations.errors import ConversationNotFound
 from core.db.engine import Database
 from core.db.models import ChatMessage, Conversation
+from core.llm.citations import from_meta, to_meta
 
 ROLE_HEADINGS = {"user": "You", "assistant": "Assistant"}
 
@@ -53,12 +54,27 @@ async def export_markdown(db: Database, user_id: int, conversation_id: uuid.UUID
         if row.role == "assistant" and row.model_id:
             heading += f" ({row.model_id})"
         lines += [f"## {heading}", "", row.content or "_(no text)_", ""]
+        lines += _sources(row)
         if row.status not in ("complete", "streaming"):
             lines += [f"_This answer is {row.status}._", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _sources(row: ChatMessage) -> list[str]:
+    """A web-search answer's sources as a numbered Markdown list (titles cannot
+    close their link: brackets are swapped; URLs were made safe when stored)."""
+    citations = from_meta(row.meta)
+    if not citations:
+        return []
+    lines = ["Sources:", ""]
+    for number, citation in enumerate(citations, 1):
+        title = citation.title.replace("[", "(").replace("]", ")")
+        lines.append(f"{number}. [{title}]({citation.url})")
+    return [*lines, ""]
+
+
 def _message_json(row: ChatMessage) -> dict[str, Any]:
+    citations = from_meta(row.meta)
     return {
         "id": str(row.id),
         "role": row.role,
@@ -74,6 +90,7 @@ def _message_json(row: ChatMessage) -> dict[str, Any]:
         "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens,
         "created_at": row.created_at.isoformat(),
+        **({"citations": to_meta(citations)} if citations else {}),
     }
 
 

@@ -164,6 +164,19 @@ class ConversationService:
                 .values(model_id=model_id, updated_at=self._now())
             )
 
+    async def set_web_search(self, user_id: int, conversation_id: uuid.UUID, on: bool) -> None:
+        """Every answer in the conversation searches the web (`on`), or none by itself.
+        Kept in the conversation's metadata, beside whatever else is there."""
+        async with self.db.write() as session:
+            conversation = await store.owned_conversation(session, user_id, conversation_id)
+            meta = dict(conversation.meta or {})
+            meta["web_search"] = on
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id)
+                .values(meta=meta, updated_at=self._now())
+            )
+
     async def set_system_prompt(
         self, user_id: int, conversation_id: uuid.UUID, prompt: str | None
     ) -> None:

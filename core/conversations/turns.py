@@ -41,7 +41,7 @@ from core.llm.context import HistoryMessage, build_context
 from core.llm.tokens import TokenEstimator, default_estimator
 from core.quotas import QuotaService, Reservation
 from core.text import storable
-from core.tiers import Tier
+from core.tiers import QuotaKey, Tier
 
 TITLE_WORDS = 8
 TITLE_CHARS = 60
@@ -68,6 +68,7 @@ class Turn:
     reservation: Reservation
     created_conversation: bool = False
     replaced: ChatMessage | None = field(default=None)
+    web_search: bool = False  # the request goes out with the web plugin
 
 
 def make_title(text: str) -> str:
@@ -99,7 +100,9 @@ class TurnPlanner:
         worker_id: str,
         estimator: TokenEstimator | None = None,
         now: Callable[[], datetime] = utcnow,
+        web_search: bool = False,
     ) -> None:
+        self.web_search = web_search  # the server offers web search
         self.db = db
         self.quotas = quotas
         self.catalog = catalog
@@ -121,9 +124,11 @@ class TurnPlanner:
         images: Sequence[str] = (),
         platform: str | None = None,
         prompt_link: PlatformMessage | None = None,
+        web_search: bool = False,
     ) -> Turn:
         """A new user message and its answer, at the end of the active path, or after
-        `reply_to` (an earlier answer) as a new branch."""
+        `reply_to` (an earlier answer) as a new branch. `web_search`: this answer
+        searches the web (as every answer does in a conversation with search on)."""
         text = self._check_text(text, allow_empty=bool(images))
         async with self.db.write() as session:
             user, current = await self._lock_user(session, user_id)
@@ -158,8 +163,9 @@ class TurnPlanner:
             self._check_idle(path)
             if reply_to is not None:
                 path = await self._cut_after(session, conversation, path, reply_to)
+            search = self._searches(conversation, web_search)
             reservation = await self.quotas.reserve(
-                session, user_id, Tier(user.tier), model.quota_key
+                session, user_id, Tier(user.tier), self._quota_key(model, search)
             )
             parent = path[-1] if path else None
             seq = parent.sequence_number + 1 if parent else 1
@@ -167,6 +173,7 @@ class TurnPlanner:
                 conversation, user_id, "user", seq, parent, text, model, images=images
             )
             answer = self._answer_row(conversation, user_id, seq + 1, prompt, model, reservation)
+            self._mark_search(answer, search)
             await self._insert(session, conversation, [prompt, answer])
             # The same platform message delivered twice (a webhook redelivered, a
             # second poller) is answered and charged once, across processes.
@@ -189,6 +196,7 @@ class TurnPlanner:
             system_prompt,
             reservation,
             created_conversation=created,
+            web_search=search,
         )
 
     async def regenerate(self, user_id: int, message_id: uuid.UUID) -> Turn:
@@ -207,8 +215,10 @@ class TurnPlanner:
             path = await self._cut_after(session, conversation, path, old.parent_message_id)
             prompt = path[-1]
             revision = await self._next_revision(session, old.original_message_id)
+            # A search answer's new version searches again.
+            search = self._searches(conversation, bool(old.meta.get("web_search")))
             reservation = await self.quotas.reserve(
-                session, user_id, Tier(user.tier), model.quota_key
+                session, user_id, Tier(user.tier), self._quota_key(model, search)
             )
             answer = self._answer_row(
                 conversation,
@@ -221,6 +231,7 @@ class TurnPlanner:
                 revision=revision,
                 revision_type="regeneration",
             )
+            self._mark_search(answer, search)
             await self._insert(session, conversation, [answer])
         return Turn(
             TurnKind.REGENERATE,
@@ -233,6 +244,7 @@ class TurnPlanner:
             system_prompt,
             reservation,
             replaced=old,
+            web_search=search,
         )
 
     async def edit(
@@ -282,8 +294,9 @@ class TurnPlanner:
             answer_revision = (
                 await self._next_revision(session, follow_group) if follow_group else 0
             )
+            search = self._searches(conversation, False)
             reservation = await self.quotas.reserve(
-                session, user_id, Tier(user.tier), model.quota_key
+                session, user_id, Tier(user.tier), self._quota_key(model, search)
             )
             parent = path[-1] if path else None
             prompt = self._row(
@@ -311,6 +324,7 @@ class TurnPlanner:
                 revision_type="regeneration" if follow_group else None,
             )
             answer.meta = {"cause": "user_edit"}
+            self._mark_search(answer, search)
             await self._insert(session, conversation, [prompt, answer])
             if prompt_link is not None:  # the edited platform message now shows the edit
                 await link_in(session, prompt_link, prompt.id)
@@ -325,7 +339,26 @@ class TurnPlanner:
             system_prompt,
             reservation,
             replaced=old,
+            web_search=search,
         )
+
+    # -- web search -----------------------------------------------------------------
+
+    def _searches(self, conversation: Conversation, asked: bool) -> bool:
+        """Whether the answer searches the web: asked for (/search, a search answer
+        regenerated) or the conversation's toggle, where the server offers it."""
+        meta = conversation.meta if isinstance(conversation.meta, dict) else {}
+        return self.web_search and (asked or bool(meta.get("web_search")))
+
+    @staticmethod
+    def _quota_key(model: ModelInfo, search: bool) -> QuotaKey:
+        """A search answer takes a web_search unit instead of the model's unit."""
+        return QuotaKey.WEB_SEARCH if search else model.quota_key
+
+    @staticmethod
+    def _mark_search(answer: ChatMessage, search: bool) -> None:
+        if search:
+            answer.meta = {**answer.meta, "web_search": True}
 
     # -- checks ---------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 import httpx
 
 from core import metrics
+from core.llm.citations import Citation, parse_annotations
 from core.llm.errors import (
     LLMError,
     LLMTimeout,
@@ -68,6 +69,8 @@ class StreamChunk:
     reasoning: str = ""  # reasoning delta (delta.reasoning or delta.reasoning_content)
     usage: Usage | None = None
     finish_reason: str | None = None
+    # Web-search sources (OpenRouter `url_citation` annotations) this chunk carried.
+    citations: tuple[Citation, ...] = ()
 
 
 class LLMClient:
@@ -150,8 +153,10 @@ class LLMClient:
         max_tokens: int | None = None,
         temperature: float | None = None,
         extra_body: dict[str, Any] | None = None,
+        web_search: bool = False,
     ) -> AsyncGenerator[StreamChunk, None]:
-        """Yield the answer as it is generated; raise an LLMError subclass on failure."""
+        """Yield the answer as it is generated; raise an LLMError subclass on failure.
+        `web_search` turns on OpenRouter's web plugin; its sources come as `citations`."""
         body: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -162,6 +167,8 @@ class LLMClient:
             body["max_tokens"] = max_tokens
         if temperature is not None:
             body["temperature"] = temperature
+        if web_search:
+            body["plugins"] = [{"id": "web"}]
         if extra_body:
             body.update(extra_body)
 
@@ -399,19 +406,32 @@ def _parse_event(payload: str) -> tuple[StreamChunk | None, bool]:
         raise _stream_error(error)
     text = reasoning = ""
     finish_reason: str | None = None
+    citations: tuple[Citation, ...] = ()
     choices = event.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        delta = choices[0].get("delta")
+        choice = choices[0]
+        delta = choice.get("delta")
         if isinstance(delta, dict):
             text = _str(delta.get("content"))
             reasoning = _str(delta.get("reasoning")) or _str(delta.get("reasoning_content"))
-        finish_reason = _str(choices[0].get("finish_reason")) or None
+        finish_reason = _str(choice.get("finish_reason")) or None
+        citations = _citations(choice)
     if finish_reason == "error":
         raise StreamInterrupted(reason="finish_reason_error")
     usage = _usage(event.get("usage"))
-    if text or reasoning or usage or finish_reason:
-        return StreamChunk(text, reasoning, usage, finish_reason), False
+    if text or reasoning or usage or finish_reason or citations:
+        return StreamChunk(text, reasoning, usage, finish_reason, citations), False
     return None, False
+
+
+def _citations(choice: dict[str, Any]) -> tuple[Citation, ...]:
+    """Annotations of a streamed choice: OpenRouter sends them in `delta`, some
+    providers on the choice itself or in a final `message`."""
+    found: list[Citation] = []
+    for holder in (choice.get("delta"), choice, choice.get("message")):
+        if isinstance(holder, dict) and "annotations" in holder:
+            found += parse_annotations(holder["annotations"])
+    return tuple(found)
 
 
 def _after_first_token(exc: LLMError) -> LLMError:

@@ -21,6 +21,7 @@ class SettingsOp(StrEnum):
     CLEAR_PROMPT = "c"
     MODEL = "m"  # open the model menu for the default model
     LANGUAGE = "l"  # with the language code as the value
+    WEB_SEARCH = "w"  # switch web search for the current conversation
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,15 @@ class SettingsView:
     default_model: str  # id
     default_model_name: str
     text: str  # localized: the /settings message
-    buttons: list[SettingsButton]  # prompt, clear prompt, default model, then each language
+    # prompt, clear prompt, default model, web search (when offered), then each language
+    buttons: list[SettingsButton]
 
 
-def settings_view(services: Services, user: User, lang: str) -> SettingsView:
+def settings_view(
+    services: Services, user: User, lang: str, web_search: bool | None = None
+) -> SettingsView:
+    """`web_search`: the current conversation's web search toggle (from
+    `core.views.search.web_search_state`), None to show no toggle."""
     model = services.catalog.preferred(user.default_model)
     language_name = LANGUAGES.get(lang, lang)
     prompt = user.system_prompt or t(lang, "settings.none")
@@ -57,6 +63,17 @@ def settings_view(services: Services, user: User, lang: str) -> SettingsView:
         SettingsButton(SettingsOp.PROMPT, t(lang, "settings.prompt")),
         SettingsButton(SettingsOp.CLEAR_PROMPT, t(lang, "settings.prompt_clear")),
         SettingsButton(SettingsOp.MODEL, t(lang, "settings.model")),
+        *(
+            [
+                SettingsButton(
+                    SettingsOp.WEB_SEARCH,
+                    t(lang, "settings.web_search_on" if web_search else "settings.web_search_off"),
+                    selected=web_search,
+                )
+            ]
+            if web_search is not None
+            else []
+        ),
         *(
             SettingsButton(SettingsOp.LANGUAGE, f"🌐 {name}", code, code == lang)
             for code, name in LANGUAGES.items()

@@ -111,6 +111,20 @@ _POLL_SECONDS = 0.01
 WAIT_LIMIT = 5.0
 
 
+def url_citation(url: str, title: str = "", content: str = "") -> dict[str, Any]:
+    """One web-search source in OpenRouter's annotation shape."""
+    return {
+        "type": "url_citation",
+        "url_citation": {
+            "url": url,
+            "title": title,
+            "content": content,
+            "start_index": 0,
+            "end_index": 0,
+        },
+    }
+
+
 @dataclass
 class Reply:
     """What the fake answers to one chat request."""
@@ -142,6 +156,9 @@ class Reply:
     finish_reason: str = "stop"
     send_done: bool = True  # end with `data: [DONE]`
     images: list[str] = field(default_factory=list)  # image URLs of a non-streamed answer
+    # Web-search sources (`url_citation(...)`), streamed in a delta of their own after
+    # the content, as OpenRouter's web plugin sends them; in `message` when not streamed.
+    annotations: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def error(
@@ -310,6 +327,8 @@ class FakeLLM(LocalServer):
         await response.prepare(request)
         deltas = [{reply.reasoning_key: r} for r in reply.reasoning]
         deltas += [{"content": c} for c in _content_chunks(reply, record.body)]
+        if reply.annotations:
+            deltas.append({"content": "", "annotations": reply.annotations})
         chunk_id = f"gen-fake-{next(self._ids)}"
         model = str(record.body.get("model", "fake/model"))
 
@@ -380,6 +399,8 @@ class FakeLLM(LocalServer):
         message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces)}
         if reply.reasoning:
             message["reasoning"] = "".join(reply.reasoning)
+        if reply.annotations:
+            message["annotations"] = reply.annotations
         if reply.images:
             message["images"] = [
                 {"type": "image_url", "image_url": {"url": url}} for url in reply.images

@@ -28,6 +28,7 @@ from core.views.history import (
     rename_current,
 )
 from core.views.models import ModelMenu, ModelScope, menu_for, model_at, switch_model
+from core.views.search import toggle_web_search, web_search_state
 from core.views.settings import (
     SettingsOp,
     choose_language,
@@ -344,6 +345,8 @@ class SettingsButton(
             return
         if self.op is SettingsOp.CLEAR_PROMPT:
             reply = await clear_system_prompt(services, person.user, lang)
+        elif self.op is SettingsOp.WEB_SEARCH:
+            reply = await toggle_web_search(services, person.user, lang)
         elif self.op is SettingsOp.MODEL:
             menu = await menu_for(services, person.user, lang, ModelScope.DEFAULT)
             await interaction.response.send_message(
@@ -506,7 +509,8 @@ class AccountCog(commands.Cog):
         person = await self._person(interaction)
         if person is None:
             return
-        shown = settings_view(self.services, person.user, person.lang)
+        state = await web_search_state(self.services, person.user)
+        shown = settings_view(self.services, person.user, person.lang, state)
         view = discord.ui.View(timeout=None)
         for button in shown.buttons:
             view.add_item(SettingsButton(button.op, person.user.id, button.value, button.label))

@@ -1,5 +1,5 @@
 """Everything that makes the model answer: DMs, OneAI threads and mentions,
-edits, `/chat`, `/new` and `/image`."""
+edits, `/chat`, `/search`, `/new` and `/image`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from core.errors import OneAIError
 from core.flood import Verdict
 from core.i18n import error_text, pick_language, t
 from core.tiers import Tier
+from core.views.search import search_refusal
 
 if TYPE_CHECKING:
     from bot.discord.client import OneAIBot
@@ -118,6 +119,30 @@ class ChatCog(commands.Cog):
         if not prompt.strip():
             await interaction.response.send_message(t(person.lang, "unsupported"), ephemeral=True)
             return
+        await self._ask(interaction, person, prompt, web_search=False)
+
+    @app_commands.command(name="search", description="Ask with a web search")
+    @app_commands.describe(question="What to look up")
+    async def search(self, interaction: discord.Interaction[Any], question: str) -> None:
+        person = await self._person(interaction)
+        if person is None:
+            return
+        refusal = search_refusal(self.services, person.lang, question)
+        if refusal is not None:
+            await interaction.response.send_message(refusal, ephemeral=True)
+            return
+        await self._ask(interaction, person, question.strip(), web_search=True)
+
+    async def _ask(
+        self,
+        interaction: discord.Interaction[Any],
+        person: Person,
+        prompt: str,
+        *,
+        web_search: bool,
+    ) -> None:
+        """The prompt echoed, then answered: in a server channel, in a new thread
+        for a new conversation; elsewhere, in the current conversation."""
         channel = interaction.channel
         echo = _echo(interaction.user, prompt)
         conversation_id = await self.answers.thread_conversation(channel)
@@ -128,7 +153,9 @@ class ChatCog(commands.Cog):
             thread = await shown.create_thread(
                 name=make_title(prompt)[:THREAD_NAME_CHARS], auto_archive_duration=1440
             )
-            await self.answers.chat(interaction, thread, person, prompt, new_conversation=True)
+            await self.answers.chat(
+                interaction, thread, person, prompt, new_conversation=True, web_search=web_search
+            )
             return
         if channel is None or not isinstance(channel, discord.abc.Messageable):
             await interaction.response.send_message(t(person.lang, "unsupported"), ephemeral=True)
@@ -141,6 +168,7 @@ class ChatCog(commands.Cog):
             prompt,
             new_conversation=False,
             conversation_id=conversation_id,
+            web_search=web_search,
         )
 
     @app_commands.command(name="new", description="Start a new conversation")

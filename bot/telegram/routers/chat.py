@@ -12,6 +12,8 @@ from bot.telegram.answerer import Answerer
 from bot.telegram.replies import reply
 from core.db.models import User
 from core.i18n import t
+from core.services import Services
+from core.views.search import search_refusal
 
 
 def _addressed_in_group(message: Message, bot_username: str | None, bot_id: int) -> bool:
@@ -31,6 +33,22 @@ async def image(
         await reply(message, t(lang, "image.usage"))
         return
     await answerer.image(message, user, lang, prompt)
+
+
+async def search(
+    message: Message,
+    command: CommandObject,
+    user: User,
+    lang: str,
+    services: Services,
+    answerer: Answerer,
+) -> None:
+    question = (command.args or "").strip()
+    refusal = search_refusal(services, lang, question)
+    if refusal is not None:
+        await reply(message, refusal)
+        return
+    await answerer.handle_text(message, user, lang, text=question, web_search=True)
 
 
 async def text(message: Message, bot: Bot, user: User, lang: str, answerer: Answerer) -> None:
@@ -60,6 +78,7 @@ async def edited(message: Message, user: User, lang: str, answerer: Answerer) ->
 def create_router() -> Router:
     router = Router(name="chat")
     router.message.register(image, Command("image"))
+    router.message.register(search, Command("search"))
     router.message.register(text, F.text & ~F.text.startswith("/"))
     router.message.register(photo, F.photo)
     router.edited_message.register(edited, F.text)

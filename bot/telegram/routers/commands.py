@@ -19,6 +19,7 @@ from core.tiers import TIERS, Tier
 from core.views import cancel as cancelling
 from core.views.history import export_current, history_page, rename_current
 from core.views.models import ModelScope, menu_for
+from core.views.search import web_search_state
 from core.views.settings import save_system_prompt, settings_view
 from core.views.usage import usage_report
 
@@ -93,7 +94,7 @@ async def usage(message: Message, user: User, lang: str, services: Services) -> 
 
 
 async def settings(message: Message, user: User, lang: str, services: Services) -> None:
-    view = settings_view(services, user, lang)
+    view = settings_view(services, user, lang, await web_search_state(services, user))
     await reply(message, view.text, keyboards.settings(view))
 
 

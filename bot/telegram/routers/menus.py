@@ -26,6 +26,7 @@ from core.llm.catalog import ModelLocked
 from core.services import Services
 from core.views.history import delete_conversation, open_conversation
 from core.views.models import ModelScope, locked_notice, menu_for, model_at, switch_model
+from core.views.search import toggle_web_search, web_search_state
 from core.views.settings import choose_language, clear_system_prompt, settings_view
 
 
@@ -103,6 +104,8 @@ async def settings_action(
         return
     if callback_data.op is SettingsOp.CLEAR_PROMPT:
         await query.answer(await clear_system_prompt(services, user, lang))
+    elif callback_data.op is SettingsOp.WEB_SEARCH:
+        await query.answer(await toggle_web_search(services, user, lang))
     elif callback_data.op is SettingsOp.LANGUAGE:
         notice = await choose_language(services, user, callback_data.value)
         if notice is None:
@@ -111,7 +114,7 @@ async def settings_action(
         lang = callback_data.value
         await query.answer(notice)
     if message is not None:
-        view = settings_view(services, user, lang)
+        view = settings_view(services, user, lang, await web_search_state(services, user))
         await redraw(message, view.text, keyboards.settings(view))
 
 
