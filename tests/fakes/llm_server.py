@@ -325,7 +325,7 @@ class FakeLLM(LocalServer):
         )
         response.headers.update(reply.headers)
         await response.prepare(request)
-        deltas = [{reply.reasoning_key: r} for r in reply.reasoning]
+        deltas: list[dict[str, Any]] = [{reply.reasoning_key: r} for r in reply.reasoning]
         deltas += [{"content": c} for c in _content_chunks(reply, record.body)]
         if reply.annotations:
             deltas.append({"content": "", "annotations": reply.annotations})
