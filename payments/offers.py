@@ -10,7 +10,7 @@ steps that cancel a subscription at its provider. Platforms only draw the result
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -21,7 +21,7 @@ from core.services import Services
 from core.subscriptions import PlanView
 from core.tiers import TIER_ORDER, TIERS, QuotaKey, Tier
 from core.views import Platform
-from core.views.usage import UsageReport, usage_report
+from core.views.usage import UsageReport, hidden_quotas, usage_report
 from payments.plans import Plan
 from payments.stars import STARS as STARS_PROVIDER
 from payments.stars import XTR, purchase_refusal
@@ -132,11 +132,11 @@ class CheckoutLink:
 # -- plans and methods ------------------------------------------------------------------
 
 
-def tier_lines(lang: str, current: Tier) -> list[TierLine]:
-    """Every plan with its limits, the person's marked."""
+def tier_lines(lang: str, current: Tier, hidden: Collection[QuotaKey] = ()) -> list[TierLine]:
+    """Every plan with its limits (but `hidden` ones), the person's marked."""
     lines = []
     for tier in TIER_ORDER:
-        limits = {key: rule.limit for key, rule in TIERS[tier].quotas.items()}
+        limits = {key: rule.limit for key, rule in TIERS[tier].quotas.items() if key not in hidden}
         text = t(
             lang,
             "plan.tier",
@@ -310,7 +310,7 @@ async def plan_page(
         t(lang, "plan.header", plan=plan),
         status_line(lang, view),
         usage,
-        tier_lines(lang, view.tier),
+        tier_lines(lang, view.tier, hidden_quotas(services)),
         on_sale,
         footer,
     )

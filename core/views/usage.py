@@ -15,6 +15,13 @@ BAR_WIDTH = 10
 TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
 
 
+def hidden_quotas(services: Services) -> frozenset[QuotaKey]:
+    """Quotas of features this server does not offer: not shown (web search
+    without OpenRouter)."""
+    offered = services.settings.llm.web_search_available
+    return frozenset() if offered else frozenset({QuotaKey.WEB_SEARCH})
+
+
 def bar(used: int, limit: int, width: int = BAR_WIDTH) -> str:
     """▰▰▱▱…: the used share of `limit` in `width` cells (full when over the limit)."""
     filled = 0 if limit <= 0 else min(width, max(0, round(width * used / limit)))
@@ -85,9 +92,13 @@ def quota_line(lang: str, status: QuotaStatus) -> QuotaLine:
 
 
 async def usage_report(services: Services, user_id: int, lang: str) -> UsageReport:
-    """The person's quotas under their current plan."""
+    """The person's quotas under their current plan (those of features offered here)."""
     view = await services.subscriptions.view(user_id)
-    statuses = await services.quotas.report(user_id, view.tier)
+    statuses = [
+        status
+        for status in await services.quotas.report(user_id, view.tier)
+        if status.key not in hidden_quotas(services)
+    ]
     plan = TIERS[view.tier].name
     return UsageReport(
         view.tier,
