@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.llm_server import FakeLLM, Reply
+from tests.fakes.llm_server import FakeLLM, Reply, url_citation
 from tests.support.process import clean_env
 
 
@@ -396,3 +396,37 @@ async def test_playground_draws_the_views_the_chat_platforms_use(
     assert "✏️ Renamed to “Greeting”." in out
     assert "* 1. Greeting" in out
     assert out.rstrip().endswith("Nothing to cancel.")
+
+
+async def test_playground_searches_the_web_where_the_server_offers_it(tmp_path: Path) -> None:
+    async with FakeLLM(default=Reply(text=None)) as llm:
+        llm.script(
+            Reply(
+                text="Found it.",
+                annotations=[url_citation("https://docs.python.org/3/", "Python docs")],
+            ),
+            Reply(text="Plain."),
+            Reply(text="Searched again."),
+        )
+        env = {
+            "LLM_BASE_URL": llm.base_url,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
+            "MODEL_CATALOG_REFRESH_HOURS": "0",
+        }
+        script = "/search\n/search python docs\n/rev 1\nplain\n/websearch\nagain\n/usage\n"
+        code, out, err = await _oneai(
+            "chat", cwd=tmp_path, env={**env, "WEB_SEARCH": "on"}, stdin=script
+        )
+        requests = list(llm.requests)
+        off_code, off_out, _ = await _oneai(
+            "chat", cwd=tmp_path, env={**env, "WEB_SEARCH": "off"}, stdin="/search x\n"
+        )
+    assert code == 0 and off_code == 0, err
+    assert "! Usage: /search" in out
+    assert "Found it.\nSources:\n[1] Python docs — https://docs.python.org/3/" in out
+    assert "(revision 1/1)\nFound it.\nSources:\n[1] Python docs" in out  # /rev shows them
+    assert "Every answer in this conversation now searches the web." in out
+    assert [r.body.get("plugins") for r in requests] == [[{"id": "web"}], None, [{"id": "web"}]]
+    assert "web searches: 2/10 used" in out.lower()
+    assert "! Web search is not available on this server." in off_out
+    assert len(requests) == 3

@@ -293,8 +293,11 @@ class Answerer:
         image = "data:image/jpeg;base64," + base64.b64encode(data.read()).decode()
         await self.flow.send(origin_of(message), user, lang, message.caption or "", images=[image])
 
-    async def handle_edit(self, message: Message, user: User, lang: str) -> None:
-        await self.flow.edit(origin_of(message), user, lang, message.text or "")
+    async def handle_edit(
+        self, message: Message, user: User, lang: str, *, text: str | None = None
+    ) -> None:
+        text = (message.text or "") if text is None else text
+        await self.flow.edit(origin_of(message), user, lang, text)
 
     async def image(self, message: Message, user: User, lang: str, prompt: str) -> None:
         await self.bot.send_chat_action(message.chat.id, "upload_photo")

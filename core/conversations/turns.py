@@ -272,19 +272,17 @@ class TurnPlanner:
             path = await store.load_active_path(session, conversation.id)
             self._check_idle(path)
             # The answer that followed the edited message: its group gets the new answer.
+            follow: ChatMessage | None = None
             if old.is_latest:
                 follow = next(
                     (r for r in path if r.sequence_number == old.sequence_number + 1), None
                 )
-                follow_group = follow.original_message_id if follow else None
             else:
                 tree = await store.load_tree(session, conversation.id)
                 child = tree.most_recent_child(old.id)
-                follow_group = None
                 if child is not None:
-                    follow_group = (await store.load_rows(session, [child.id]))[
-                        0
-                    ].original_message_id
+                    follow = (await store.load_rows(session, [child.id]))[0]
+            follow_group = follow.original_message_id if follow else None
             if old.parent_message_id is None:
                 await store.set_active_path(session, conversation.id, [], self._now())
                 path = []
@@ -294,7 +292,10 @@ class TurnPlanner:
             answer_revision = (
                 await self._next_revision(session, follow_group) if follow_group else 0
             )
-            search = self._searches(conversation, False)
+            # An edited /search question searches again.
+            search = self._searches(
+                conversation, follow is not None and bool(follow.meta.get("web_search"))
+            )
             reservation = await self.quotas.reserve(
                 session, user_id, Tier(user.tier), self._quota_key(model, search)
             )

@@ -171,6 +171,29 @@ async def test_paging_back_shows_that_revisions_sources(search_app: Harness) -> 
     assert _links(app.tg.message(USER, first.message_id)) == [("Alpha", "https://a.example.org/")]
 
 
+async def test_an_edited_search_question_searches_again(search_app: Harness) -> None:
+    app = search_app
+    app.llm.script(
+        Reply(text="About cats.", annotations=[url_citation("https://cats.example.org/", "Cats")]),
+        Reply(text="About dogs.", annotations=[url_citation("https://dogs.example.org/", "Dogs")]),
+    )
+    await asyncio.sleep(GAP)
+    asked = app.tg.send_text(USER, "/search cats")
+    await app.answered(1)
+    app.tg.edit_text(USER, asked, "/search dogs")
+    await app.llm.wait_for_requests(2)
+    await until(lambda: any("About dogs." in (m.text or "") for m in app.bot_messages()))
+    await app.answered(1)
+    second = app.llm.requests[1].body
+    assert second["plugins"] == WEB
+    assert second["messages"][-1]["content"] == "dogs"
+    answer = next(m for m in app.bot_messages() if "About dogs." in (m.text or ""))
+    await until(lambda: _links(app.tg.message(USER, answer.message_id)) != [])
+    assert _links(app.tg.message(USER, answer.message_id)) == [
+        ("Dogs", "https://dogs.example.org/")
+    ]
+
+
 async def test_a_long_answer_gets_its_sources_in_its_last_message(search_app: Harness) -> None:
     app = search_app
     long_text = " ".join(f"word{i}" for i in range(900))  # past 4096 characters

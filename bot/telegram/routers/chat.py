@@ -71,8 +71,13 @@ async def photo(message: Message, bot: Bot, user: User, lang: str, answerer: Ans
     await answerer.handle_photo(message, user, lang)
 
 
+# An edited "/search QUESTION" is a new version of QUESTION (the answer searches again).
+_SEARCH_COMMAND = re.compile(r"^/search(?:@\w+)?(?:\s+|$)", re.IGNORECASE)
+
+
 async def edited(message: Message, user: User, lang: str, answerer: Answerer) -> None:
-    await answerer.handle_edit(message, user, lang)
+    text = _SEARCH_COMMAND.sub("", message.text or "", count=1)
+    await answerer.handle_edit(message, user, lang, text=text)
 
 
 def create_router() -> Router:
