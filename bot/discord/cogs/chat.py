@@ -72,6 +72,12 @@ class ChatCog(commands.Cog):
             if private and should_tell_banned(person.user.id):
                 await self.answers.surface.say(_origin(message), banned_note(person.lang))
             return
+        access = self.services.access
+        if not await access.allowed(person.user.id):
+            # A private deployment: never to the model; "this bot is private" once a day.
+            if private and await access.should_note("discord", message.author.id):
+                await self.answers.surface.say(_origin(message), t(person.lang, "access.private"))
+            return
         text = message.content if private else self._mention_free(message.content)
         await self.answers.message(message, person, text, conversation_id=conversation_id)
 
@@ -100,7 +106,7 @@ class ChatCog(commands.Cog):
         if user is None:
             return
         person = await upsert(self.services, user)
-        if person.user.is_banned:
+        if person.user.is_banned or not await self.services.access.allowed(person.user.id):
             return
         text = str(data["content"])
         if not private:
