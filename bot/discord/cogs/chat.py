@@ -62,6 +62,13 @@ class ChatCog(commands.Cog):
             if me is None or me not in message.mentions:
                 return  # elsewhere in a server the bot answers only when mentioned
         person = await upsert(self.services, message.author)
+        access = self.services.access
+        if not person.user.is_banned and not await access.allowed(person.user.id):
+            # A private deployment: never to the model, and "this bot is private" once
+            # a day is all they hear (not even the flood guard's note).
+            if private and await access.should_note("discord", message.author.id):
+                await self.answers.surface.say(_origin(message), t(person.lang, "access.private"))
+            return
         verdict = await self.bot.flood.check(message.author.id)
         if verdict is not Verdict.PASS:
             if verdict is Verdict.WARN:
@@ -71,12 +78,6 @@ class ChatCog(commands.Cog):
             # Never to the model; a note at most once an hour.
             if private and should_tell_banned(person.user.id):
                 await self.answers.surface.say(_origin(message), banned_note(person.lang))
-            return
-        access = self.services.access
-        if not await access.allowed(person.user.id):
-            # A private deployment: never to the model; "this bot is private" once a day.
-            if private and await access.should_note("discord", message.author.id):
-                await self.answers.surface.say(_origin(message), t(person.lang, "access.private"))
             return
         text = message.content if private else self._mention_free(message.content)
         await self.answers.message(message, person, text, conversation_id=conversation_id)
