@@ -189,6 +189,8 @@ async def _run_admin(services: Services, args: argparse.Namespace) -> list[str]:
         return [await _refund(services, args.payment, " ".join(args.reason) or None)]
     if command == "broadcasts":
         return await _broadcasts(services, args.action, args.broadcast)
+    if command == "access":
+        return await _access(services, args.action, args.values)
     if command == "stats":
         return [(await stats.stats_screen(services, "en")).text]
     if command == "audit":
@@ -246,6 +248,31 @@ async def _broadcasts(services: Services, action: str | None, broadcast: int | N
             f" · {progress.line()} · {first}"
         )
     return lines or ["No broadcasts yet."]
+
+
+async def _access(services: Services, action: str | None, values: list[str]) -> list[str]:
+    """A private deployment's list (ACCESS_MODE), an entry on or off it, or an invite."""
+    from core.admin import allowlist
+    from core.admin.access import CLI_ACTOR
+
+    if action in ("allow", "deny"):
+        if len(values) != 1:
+            raise _Usage(f"oneai admin access {action} ENTRY")
+        run = allowlist.allow if action == "allow" else allowlist.deny
+        result = await run(services, CLI_ACTOR, values[0])
+        return [result.text, *result.notes]
+    if action == "invite":
+        wanted = allowlist.parse_invite_args(values)
+        if wanted is None:
+            raise _Usage("oneai admin access invite [USES] [DAYS]")
+        made = await allowlist.invite(services, CLI_ACTOR, *wanted)
+        code = made.invite.code
+        return [
+            f"invite for {made.invite.uses} use(s), valid until {made.until}: {code}",
+            f"Telegram: https://t.me/<your bot>?start={code}",
+            f"Discord: /start {code}",
+        ]
+    return [(await allowlist.allowlist(services)).text]
 
 
 async def _refund(services: Services, payment: str, reason: str | None) -> str:
@@ -406,6 +433,18 @@ def _admin_parser(sub: Any) -> None:
     )
     broadcasts.add_argument("action", metavar="ACTION", nargs="?", choices=("pause", "cancel"))
     broadcasts.add_argument("broadcast", metavar="ID", type=int, nargs="?")
+    access = commands.add_parser(
+        "access",
+        help="a private deployment: the allowlist, an entry on or off it, an invite",
+        description=(
+            "With ACCESS_MODE=allowlist or invite: list who is on the allowlist; "
+            "`allow ENTRY` or `deny ENTRY` (telegram:ID, discord:ID or @username) "
+            "changes it at once for every process; `invite [USES] [DAYS]` (1 use, 7 days "
+            "by default) prints a new invite code."
+        ),
+    )
+    access.add_argument("action", metavar="ACTION", nargs="?", choices=("allow", "deny", "invite"))
+    access.add_argument("values", metavar="VALUE", nargs="*")
 
 
 def _version() -> str:

@@ -459,6 +459,50 @@ class RazorpaySettings(BaseSettings):
         return bool(self.key_id) and self.key_secret is not None
 
 
+# -- private deployments (ACCESS_*) ----------------------------------------------------
+
+# An allowlist entry: a platform account or a Telegram @username.
+_ACCESS_ENTRY = re.compile(r"(telegram|discord):[0-9]{1,20}|@[A-Za-z0-9_]{1,32}")
+
+
+class AccessSettings(BaseSettings):
+    """Who may use the bot. `open`: everyone. `allowlist`: the admins and the
+    people on the list. `invite`: those, and whoever used an admin's invite. The
+    list here only seeds the one in the database, which admins edit with /admin."""
+
+    model_config = _section("ACCESS_")
+
+    mode: Literal["open", "allowlist", "invite"] = "open"
+    allowlist: StrList = Field(default_factory=list)
+
+    _split = field_validator("allowlist", mode="before")(_split_strings)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("allowlist")
+    @classmethod
+    def _entries(cls, values: list[str]) -> list[str]:
+        entries = []
+        for value in values:
+            entry = value.strip()
+            platform, sep, account = entry.partition(":")
+            if sep and not entry.startswith("@"):
+                entry = f"{platform.strip().lower()}:{account.strip()}"
+            if _ACCESS_ENTRY.fullmatch(entry) is None:
+                raise ValueError(
+                    f"{value!r} is not an entry: expected telegram:ID, discord:ID or @username"
+                )
+            entries.append(entry.lower() if entry.startswith("@") else entry)
+        return entries
+
+    @property
+    def private(self) -> bool:
+        return self.mode != "open"
+
+
 class AppSettings(BaseSettings):
     model_config = _section()
 
@@ -525,6 +569,10 @@ class Settings:
     def razorpay(self) -> RazorpaySettings:
         return self._get("razorpay", RazorpaySettings)  # type: ignore[no-any-return]
 
+    @cached_property
+    def access(self) -> AccessSettings:
+        return self._get("access", AccessSettings)  # type: ignore[no-any-return]
+
 
 SECTIONS: dict[str, type[BaseSettings]] = {
     "app": AppSettings,
@@ -539,6 +587,7 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "payments": PaymentSettings,
     "yookassa": YooKassaSettings,
     "razorpay": RazorpaySettings,
+    "access": AccessSettings,
 }
 
 

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from core.access import AccessService
 from core.accounts import AccountService
 from core.admin.sync import AdminSync
 from core.broadcast import BroadcastEngine
@@ -56,6 +57,7 @@ class Services:
     linking: LinkService
     broadcasts: BroadcastEngine
     admin_sync: AdminSync
+    access: AccessService
     _live: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _admin: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
@@ -131,6 +133,8 @@ class Services:
             # One per process: the platforms add their senders; `oneai run` opens it.
             broadcasts=BroadcastEngine(db, accounts, worker_id=worker_id, workers=workers),
             admin_sync=AdminSync(db, catalog, chat),
+            # Who may use a private deployment (ACCESS_MODE), read at every check.
+            access=AccessService(db, settings),
         )
 
     async def go_live(self) -> int:

@@ -39,9 +39,13 @@ async def upsert(
     return Person(user, lang, str(account.id))
 
 
-async def person_of(services: Services, interaction: discord.Interaction[Any]) -> Person | None:
-    """The presser, or None after telling them why not (ephemeral): banned, or
-    pressing and asking faster than the flood guard allows."""
+async def person_of(
+    services: Services, interaction: discord.Interaction[Any], *, needs_access: bool = True
+) -> Person | None:
+    """The presser, or None after telling them why not (ephemeral): banned,
+    pressing and asking faster than the flood guard allows, or without access to
+    a private deployment (unless `needs_access` is False: /start CODE and /link,
+    the ways in)."""
     person = await upsert(services, interaction.user, str(interaction.locale))
     flood: FloodGuard | None = getattr(interaction.client, "flood", None)
     if flood is not None and await flood.check(interaction.user.id) is not Verdict.PASS:
@@ -49,5 +53,10 @@ async def person_of(services: Services, interaction: discord.Interaction[Any]) -
         return None
     if person.user.is_banned:
         await interaction.response.send_message(t(person.lang, "blocked"), ephemeral=True)
+        return None
+    if needs_access and not await services.access.allowed(person.user.id):
+        # A private deployment: an interaction must be answered, so it always hears
+        # why (only they see it); nothing else runs for them.
+        await interaction.response.send_message(t(person.lang, "access.private"), ephemeral=True)
         return None
     return person

@@ -34,6 +34,7 @@ from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefaul
 from bot.telegram.answerer import Answerer
 from bot.telegram.errors import on_error
 from bot.telegram.middlewares import (
+    AccessMiddleware,
     BanMiddleware,
     IdentityMiddleware,
     OnceMiddleware,
@@ -193,6 +194,7 @@ def build_dispatcher(
     dispatcher.update.outer_middleware(OnceMiddleware(seen))
     dispatcher.update.outer_middleware(IdentityMiddleware(services.accounts))
     dispatcher.update.outer_middleware(BanMiddleware())
+    dispatcher.update.outer_middleware(AccessMiddleware())
     dispatcher.update.outer_middleware(ThrottleMiddleware(limits.flood))
     # Order matters: specific routers first, the catch-all fallback last.
     dispatcher.include_routers(

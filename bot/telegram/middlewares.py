@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, Message, TelegramObject, Update
 from aiogram.types import User as TgUser
 
 from bot.telegram.replies import patiently
+from core.access import looks_like_code
 from core.accounts import AccountService, PlatformProfile
 from core.admin.banned import banned_note, should_tell_banned
 from core.flood import FloodGuard, Verdict
@@ -114,6 +115,54 @@ class BanMiddleware(BaseMiddleware):
                 # delays the note instead of losing it.
                 message = event.message
                 await patiently(lambda: message.answer(text))
+        return None
+
+
+def way_in(update: Update, invites: bool) -> bool:
+    """A private message that may let a person without access in: `/link` (joining
+    an account that has access) and, with invites, `/start CODE` (an invite's t.me
+    link). The commands themselves decide."""
+    message = update.message
+    if message is None or message.chat.type != "private" or not message.text:
+        return False
+    command, _, rest = message.text.strip().partition(" ")
+    name = command.split("@", 1)[0]
+    return name == "/link" or (invites and name == "/start" and looks_like_code(rest))
+
+
+class AccessMiddleware(BaseMiddleware):
+    """A private deployment (ACCESS_MODE allowlist or invite): someone without
+    access goes nowhere (never to a model, no quota, no conversation); a private
+    message of theirs gets "this bot is private" once a day, a button press is
+    answered with it (Telegram waits for that). Payments, the bot's own
+    membership updates and the ways in (`way_in`) pass."""
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        user = data.get("user")
+        services = data.get("services")
+        if (
+            user is None
+            or services is None
+            or not services.access.private
+            or not isinstance(event, Update)
+            or is_payment(event)
+            or event.my_chat_member is not None
+            or way_in(event, services.access.invites_on)
+            or await services.access.allowed(user.id)
+        ):
+            return await handler(event, data)
+        text = t(data.get("lang"), "access.private")
+        sender: TgUser | None = data.get("event_from_user")
+        if event.callback_query is not None:
+            await event.callback_query.answer(text, show_alert=True)
+        elif (
+            event.message is not None
+            and event.message.chat.type == "private"
+            and sender is not None
+            and await services.access.should_note("telegram", sender.id)
+        ):
+            message = event.message
+            await patiently(lambda: message.answer(text))
         return None
 
 

@@ -77,3 +77,19 @@ class DefaultModel(AdminError):
 
     def __init__(self, model: str) -> None:
         super().__init__(model=model)
+
+
+class InvitesOff(AdminError):
+    """Invites are used only in ACCESS_MODE=invite: one made otherwise would not work."""
+
+    code = "admin_invites_off"
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(mode=mode)
+
+
+class BadUses(AdminError):
+    code = "admin_bad_uses"
+
+    def __init__(self, most: int) -> None:
+        super().__init__(most=most)

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from core.broadcast import Status
+from core.config import AccessSettings
 from core.db.models import AuditLog, User
 from core.services import Services
 from tests.admin.conftest import person
@@ -19,7 +20,7 @@ from tests.support.process import clean_env
 
 SUBCOMMANDS = [
     "stats", "person", "grant", "revoke", "reset", "ban", "unban", "refund", "models", "audit",
-    "broadcasts",
+    "broadcasts", "access",
 ]  # fmt: skip
 
 
@@ -161,3 +162,36 @@ async def test_mistakes_are_one_line_with_exit_code_2(
         assert code == 2, (args, out, err)
         assert message in err, (args, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+async def test_an_operator_edits_a_private_deployment_from_the_shell(
+    services: Services, env: dict[str, str], tmp_path: Path
+) -> None:
+    private = {**env, "ACCESS_MODE": "invite", "ACCESS_ALLOWLIST": "telegram:1"}
+    services.settings.__dict__["access"] = AccessSettings(mode="invite")  # as the bot runs
+    user_id = await person(services, "telegram", 8002, username="Eve")
+    assert not await services.access.allowed(user_id)
+
+    code, out, err = await _admin("access", "allow", "@EVE", cwd=tmp_path, env=private)
+    assert code == 0, err
+    assert out.strip() == "✅ @eve is on the allowlist."
+    assert await services.access.allowed(user_id)  # no restart: read at every check
+    code, out, err = await _admin("access", cwd=tmp_path, env=private)
+    assert code == 0, err
+    assert "Access: invite. Allowlist (2)" in out and "telegram:1 (ACCESS_ALLOWLIST)" in out
+    code, out, err = await _admin("access", "invite", "2", "3", cwd=tmp_path, env=private)
+    assert code == 0, err
+    assert re.search(r"Discord: /start [A-Za-z0-9_-]{16}$", out.strip()), out
+    code, out, err = await _admin("access", "invite", "two", cwd=tmp_path, env=private)
+    assert code != 0 and "usage: oneai admin access invite" in err, (out, err)
+    code, out, err = await _admin("access", "allow", "eve", cwd=tmp_path, env=private)
+    assert code != 0 and "is not an allowlist entry" in err, (out, err)
+    async with services.db.read() as session:
+        actions = (
+            await session.scalars(
+                select(AuditLog.action)
+                .where(AuditLog.action.like("access_%"))
+                .order_by(AuditLog.id)
+            )
+        ).all()
+    assert actions == ["access_allow", "access_invite"]

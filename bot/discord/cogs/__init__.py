@@ -12,6 +12,7 @@ from bot.discord.cogs.admin import AdminCog
 from bot.discord.cogs.chat import ChatCog
 from bot.discord.cogs.link import LinkCog
 from bot.discord.cogs.premium import PremiumCog
+from bot.discord.cogs.start import StartCog
 
 if TYPE_CHECKING:
     from bot.discord.client import OneAIBot
@@ -22,4 +23,5 @@ COGS: tuple[Callable[[OneAIBot], commands.Cog], ...] = (
     LinkCog,
     PremiumCog,
     AdminCog,
+    StartCog,
 )

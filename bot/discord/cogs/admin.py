@@ -23,6 +23,7 @@ from bot.discord.admin_broadcast import compose
 from bot.discord.admin_people import audit_screen, models_screen, refund, show_card
 from bot.discord.admin_views import admin_of, say, show
 from core.admin import actions
+from core.admin import allowlist as access_list
 from core.admin.models import disable_model, enable_model, refresh_catalog
 from core.admin.people import find_person
 from core.admin.stats import stats_screen
@@ -211,6 +212,65 @@ class AdminCog(commands.Cog):
             return
         text, buttons = await audit_screen(self.services, admin.lang, page)
         await show(interaction, text, buttons)
+
+    # -- a private deployment's list and invites ------------------------------------
+
+    @admin.command(name="allowlist", description="Who may use a private bot")
+    async def allowlist(self, interaction: discord.Interaction[Any]) -> None:
+        admin = await admin_of(interaction)
+        if admin is None:
+            return
+        await say(interaction, (await access_list.allowlist(self.services, lang=admin.lang)).text)
+
+    @admin.command(name="allow", description="Put someone on the allowlist")
+    @app_commands.describe(entry="telegram:ID, discord:ID, a mention or a Telegram @username")
+    async def allow(self, interaction: discord.Interaction[Any], entry: str) -> None:
+        await self._list_change(interaction, access_list.allow, entry)
+
+    @admin.command(name="deny", description="Take someone off the allowlist")
+    @app_commands.describe(entry="telegram:ID, discord:ID, a mention or a Telegram @username")
+    async def deny(self, interaction: discord.Interaction[Any], entry: str) -> None:
+        await self._list_change(interaction, access_list.deny, entry)
+
+    async def _list_change(
+        self, interaction: discord.Interaction[Any], run: Any, entry: str
+    ) -> None:
+        admin = await admin_of(interaction)
+        if admin is None:
+            return
+        try:
+            result = await run(self.services, admin.actor, entry, lang=admin.lang)
+        except OneAIError as exc:
+            await say(interaction, error_text(admin.lang, exc))
+            return
+        await say(interaction, _lines(result))
+
+    @admin.command(name="invite", description="An invite code for a private bot")
+    @app_commands.describe(uses="How many people may use it", days="For how many days")
+    async def invite(
+        self,
+        interaction: discord.Interaction[Any],
+        uses: int = access_list.DEFAULT_USES,
+        days: int = access_list.DEFAULT_DAYS,
+    ) -> None:
+        admin = await admin_of(interaction)
+        if admin is None:
+            return
+        try:
+            made = await access_list.invite(self.services, admin.actor, uses, days)
+        except OneAIError as exc:
+            await say(interaction, error_text(admin.lang, exc))
+            return
+        await say(
+            interaction,
+            t(
+                admin.lang,
+                "admin.invite.discord",
+                uses=t(admin.lang, "admin.invite.uses", uses=made.invite.uses),
+                until=made.until,
+                code=made.invite.code,
+            ),
+        )
 
 
 def _model(text: str) -> str | int:

@@ -63,6 +63,13 @@ class ChatCog(commands.Cog):
             if me is None or me not in message.mentions:
                 return  # elsewhere in a server the bot answers only when mentioned
         person = await upsert(self.services, message.author)
+        access = self.services.access
+        if not person.user.is_banned and not await access.allowed(person.user.id):
+            # A private deployment: never to the model, and "this bot is private" once
+            # a day is all they hear (not even the flood guard's note).
+            if private and await access.should_note("discord", message.author.id):
+                await self.answers.surface.say(_origin(message), t(person.lang, "access.private"))
+            return
         verdict = await self.bot.flood.check(message.author.id)
         if verdict is not Verdict.PASS:
             if verdict is Verdict.WARN:
@@ -101,7 +108,7 @@ class ChatCog(commands.Cog):
         if user is None:
             return
         person = await upsert(self.services, user)
-        if person.user.is_banned:
+        if person.user.is_banned or not await self.services.access.allowed(person.user.id):
             return
         text = str(data["content"])
         if not private:

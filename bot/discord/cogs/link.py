@@ -98,7 +98,9 @@ class LinkCog(commands.Cog):
     @app_commands.command(name="link", description="One account on Telegram and Discord")
     @app_commands.describe(code="A code /link showed on Telegram (leave empty to get one)")
     async def link(self, interaction: discord.Interaction[Any], code: str = "") -> None:
-        person = await person_of(self.services, interaction)
+        # Open to people without access to a private deployment: joining an account
+        # that has access is a way in (the other account's owner shows or enters the code).
+        person = await person_of(self.services, interaction, needs_access=False)
         if person is None:
             return
         lang = person.lang

@@ -25,7 +25,7 @@ from bot.telegram.render import split_plain
 from bot.telegram.replies import redraw, reply
 from bot.telegram.routers import admin_broadcast
 from bot.telegram.states import AdminStates
-from core.admin import actions, screens
+from core.admin import actions, allowlist, screens
 from core.admin.access import Actor, admin_actor
 from core.admin.audit import audit_page
 from core.admin.models import disable_model, enable_model, models_page, refresh_catalog
@@ -126,11 +126,13 @@ async def admin_command(
     message: Message,
     command: CommandObject,
     state: FSMContext,
+    actor: Actor,
     lang: str,
     services: Services,
 ) -> None:
     """/admin, or straight to a screen: /admin stats | models | audit [page] |
-    broadcast | person QUERY (or just /admin QUERY)."""
+    broadcast | person QUERY (or just /admin QUERY); a private deployment's list
+    and invites: /admin allowlist | allow ENTRY | deny ENTRY | invite [uses] [days]."""
     await state.clear()
     word, _, rest = (command.args or "").strip().partition(" ")
     word = word.lower()
@@ -147,6 +149,8 @@ async def admin_command(
         elif word == "broadcast":
             await admin_broadcast.ask_text(message, state, lang)
             return
+        elif word in ACCESS_WORDS:
+            text, markup = await access_command(message, actor, word, rest, lang, services), None
         else:
             query = rest if word in ("person", "find") else (command.args or "")
             if not query.strip():
@@ -158,6 +162,29 @@ async def admin_command(
         await reply(message, error_text(lang, exc))
         return
     await reply(message, text, markup)
+
+
+ACCESS_WORDS = ("allowlist", "access", "allow", "deny", "invite")
+
+
+async def access_command(
+    message: Message, actor: Actor, word: str, rest: str, lang: str, services: Services
+) -> str:
+    """/admin allowlist | allow ENTRY | deny ENTRY | invite [uses] [days]: the reply
+    (the list and how to use these, when the words do not fit)."""
+    if word in ("allow", "deny") and rest.strip():
+        run = allowlist.allow if word == "allow" else allowlist.deny
+        result = await run(services, actor, rest, lang=lang)
+        return "\n".join([result.text, *result.notes])
+    if word == "invite":
+        wanted = allowlist.parse_invite_args(rest.split())
+        if wanted is not None:
+            made = await allowlist.invite(services, actor, *wanted)
+            me = await message.bot.me() if message.bot is not None else None
+            link = f"https://t.me/{me.username if me else ''}?start={made.invite.code}"
+            uses = t(lang, "admin.invite.uses", uses=made.invite.uses)
+            return t(lang, "admin.invite.telegram", uses=uses, until=made.until, link=link)
+    return (await allowlist.allowlist(services, lang=lang)).text
 
 
 async def person_typed(message: Message, state: FSMContext, lang: str, services: Services) -> None:

@@ -13,7 +13,8 @@ from bot.telegram import keyboards
 from bot.telegram.replies import patiently, redraw, reply
 from bot.telegram.states import SettingsStates
 from core.db.models import User
-from core.i18n import t
+from core.errors import OneAIError
+from core.i18n import error_text, t
 from core.services import Services
 from core.tiers import TIERS, Tier
 from core.views import cancel as cancelling
@@ -26,7 +27,18 @@ from core.views.usage import usage_report
 CAPTION_CHARS = 1024
 
 
-async def start(message: Message, user: User, lang: str, services: Services) -> None:
+async def start(
+    message: Message, command: CommandObject, user: User, lang: str, services: Services
+) -> None:
+    """/start, or /start CODE from an invite's t.me link (in ACCESS_MODE=invite)."""
+    code = (command.args or "").strip()
+    if code and services.access.invites_on:
+        try:
+            redeemed = await services.access.redeem(user.id, code)
+        except OneAIError as exc:
+            await reply(message, error_text(lang, exc))  # nothing granted, nothing taken
+            return
+        await reply(message, t(lang, "access.already" if redeemed.already else "access.welcome"))
     await reply(
         message,
         t(

@@ -1,5 +1,6 @@
 """All tables, imported together so metadata is complete for migrations."""
 
+from core.db.models.access import AccessEntry, AccessInvite, AccessNote, AccessRedemption
 from core.db.models.accounts import Identity, User
 from core.db.models.admin import DisabledModel
 from core.db.models.base import Base
@@ -19,6 +20,10 @@ from core.db.models.linking import LinkAttempt, LinkCodeRecord
 from core.db.models.workers import Worker
 
 __all__ = [
+    "AccessEntry",
+    "AccessInvite",
+    "AccessNote",
+    "AccessRedemption",
     "AuditLog",
     "Base",
     "Broadcast",
