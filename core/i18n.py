@@ -19,6 +19,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "Commands:\n"
             "/new — start a new conversation\n"
             "/model — pick the AI model\n"
+            "/mode — chat mode: translator, coder, editor, …\n"
             "/history — your conversations\n"
             "/rename TITLE — rename this conversation\n"
             "/export — this conversation as a Markdown file\n"
@@ -81,6 +82,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "/chat PROMPT — ask the model\n"
             "/new — start a new conversation\n"
             "/model — pick the AI model\n"
+            "/mode — chat mode: translator, coder, editor, …\n"
             "/history — your conversations\n"
             "/rename TITLE — rename this conversation\n"
             "/export — this conversation as a Markdown file\n"
@@ -343,6 +345,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "error.generic": "Something went wrong. Please try again.",
         "error.resend": "⚠️ Something went wrong and your message was not answered. Please send it again.",
         "photo_unavailable": "I could not download that photo. Please send it again.",
+        "cmd.mode": "Chat mode: translator, coder, …",
+        "mode.header": "Current mode: {mode}\nPick a mode for this conversation:",
+        "mode.mine": "✍️ My prompt",
+        "mode.set": "✅ Mode: {mode}",
+        "mode.mine_set": "✅ Mode: {mode} (your prompt from /settings)",
+        "mode.model_set": "🤖 Model: {model}",
+        "mode.model_locked": "🔒 This mode prefers {model}, which needs the {plan} plan.",
+        "mode.model_off": "This mode prefers {model}, which is turned off for now.",
+        "mode.model_kept": "Staying on {model}.",
+        "error.unknown_mode": "I don't know that mode.",
     },
     "ru": {
         "start": (
@@ -356,6 +368,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "Команды:\n"
             "/new — новый разговор\n"
             "/model — выбрать модель\n"
+            "/mode — режим чата: переводчик, программист, редактор, …\n"
             "/history — ваши разговоры\n"
             "/rename НАЗВАНИЕ — переименовать разговор\n"
             "/export — разговор файлом Markdown\n"
@@ -418,6 +431,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "/chat ЗАПРОС — спросить модель\n"
             "/new — новый разговор\n"
             "/model — выбрать модель\n"
+            "/mode — режим чата: переводчик, программист, редактор, …\n"
             "/history — ваши разговоры\n"
             "/rename НАЗВАНИЕ — переименовать разговор\n"
             "/export — разговор файлом Markdown\n"
@@ -701,6 +715,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "error.revision_not_found": "Такой версии нет.",
         "error.model_locked": "Эта модель доступна на тарифе выше. /plan — как перейти.",
         "error.unknown_model": "Такой модели нет. /model — список.",
+        "cmd.mode": "Режим чата: переводчик, программист, …",
+        "mode.header": "Текущий режим: {mode}\nВыберите режим для этого разговора:",
+        "mode.mine": "✍️ Мой промпт",
+        "mode.set": "✅ Режим: {mode}",
+        "mode.mine_set": "✅ Режим: {mode} (ваш промпт из /settings)",
+        "mode.model_set": "🤖 Модель: {model}",
+        "mode.model_locked": "🔒 Этот режим предпочитает {model}, а она доступна на тарифе {plan}.",
+        "mode.model_off": "Этот режим предпочитает {model}, но она сейчас отключена.",
+        "mode.model_kept": "Остаётся {model}.",
+        "error.unknown_mode": "Такого режима нет.",
     },
 }
 

@@ -23,6 +23,7 @@ from core.liveness import Liveness
 from core.llm.catalog import ModelCatalog
 from core.llm.client import LLMClient
 from core.llm.tokens import default_estimator
+from core.modes import ModeCatalog
 from core.outbox import Outbox
 from core.quotas import QuotaService
 from core.subscriptions import SubscriptionService
@@ -56,6 +57,7 @@ class Services:
     linking: LinkService
     broadcasts: BroadcastEngine
     admin_sync: AdminSync
+    modes: ModeCatalog
     _live: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _admin: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
@@ -68,6 +70,7 @@ class Services:
         catalog: ModelCatalog | None = None,
         db: Database | None = None,
         role: str = "bot",
+        modes: ModeCatalog | None = None,
     ) -> Services:
         """`role`: "bot" for `oneai run`, "cli" for `oneai chat` (the role other
         processes see on this one's answers)."""
@@ -87,6 +90,8 @@ class Services:
         outbox = Outbox(db)
         estimator = default_estimator()
         planner = TurnPlanner(db, quotas, catalog, settings.limits, worker_id, estimator)
+        modes = modes or ModeCatalog.load(settings.llm.modes_file)
+        planner.default_prompt = modes.default.prompt or None
         chat = ChatService(db, planner, llm, quotas, settings.limits, worker_id)
         timing = settings.workers
         redis_url = settings.redis.redis_url
@@ -123,6 +128,7 @@ class Services:
             # One per process: the platforms add their senders; `oneai run` opens it.
             broadcasts=BroadcastEngine(db, accounts, worker_id=worker_id, workers=workers),
             admin_sync=AdminSync(db, catalog, chat),
+            modes=modes,
         )
 
     async def go_live(self) -> int:
