@@ -254,3 +254,18 @@ async def test_help_and_the_command_menu_name_mode(app: Harness) -> None:
     assert "mode" in COMMANDS
     assert english["mode"] == "Chat mode: translator, coder, …"
     assert russian["mode"] == "Режим чата: переводчик, программист, …"
+
+
+async def test_a_preferred_model_turned_off_is_refused_and_the_model_stays(app: Harness) -> None:
+    app.services.catalog.set_disabled({"qwen/qwen3-coder"})
+    await chat(app, "hi")
+    menu = await say(app, "/mode")
+    await pressed_edit(app, menu, labelled(menu, "👨‍💻 Coder"))
+    query = list(app.tg.callback_queries.values())[-1]
+    assert query.show_alert
+    assert query.text == (
+        "✅ Mode: 👨‍💻 Coder\nThis mode prefers Qwen3 Coder, which is turned off for now. "
+        "Staying on GPT-4o mini."
+    )
+    await chat(app, "reverse a list")
+    assert (sent_model(app), sent_system(app)) == ("openai/gpt-4o-mini", prompt_of(app, "coder"))
