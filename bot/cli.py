@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.startup import check_llm_key, check_run, load_catalog
+from bot.startup import check_llm_key, check_run, load_catalog, load_modes
 from core.config import ConfigError, Settings, load_settings
 from core.db.migrate import prepare_database, upgrade_head_async
 from core.errors import OneAIError
@@ -98,11 +98,12 @@ async def _cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
 
     check_llm_key(settings.llm)
     catalog = await load_catalog(settings)
+    modes = load_modes(settings)
     await check_redis(settings.redis.redis_url)
     await prepare_database(settings.db.database_url)
     # A worker like the bot's: it proves it is alive, so a bot running beside it
     # never takes its answers for a dead worker's.
-    services = Services.build(settings, catalog=catalog, role="cli")
+    services = Services.build(settings, catalog=catalog, role="cli", modes=modes)
     chat = ConsoleChat(
         services,
         user_name=args.user,

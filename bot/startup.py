@@ -18,6 +18,7 @@ from core.llm.catalog import (
     write_server_cache,
 )
 from core.llm.errors import AuthenticationFailed, LLMError, LLMTimeout
+from core.modes import ModeCatalog
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,14 @@ def check_plans(settings: Settings) -> None:
         raise ConfigError(f"configuration error: PAYMENTS_PLANS_FILE: {exc}") from None
 
 
+def load_modes(settings: Settings) -> ModeCatalog:
+    """The chat modes, with a broken CHAT_MODES_FILE named as such."""
+    try:
+        return ModeCatalog.load(settings.llm.modes_file)
+    except ValueError as exc:
+        raise ConfigError(f"configuration error: CHAT_MODES_FILE: {exc}") from None
+
+
 def check_http_port(http: HttpSettings) -> None:
     """Binds the HTTP server's address once and lets it go. The server binds it for good
     only after the platforms have started, too late for a clear refusal."""
@@ -198,6 +207,7 @@ async def check_run(settings: Settings) -> ModelCatalog:
     HTTP port, and each platform's token. Returns the catalog it loaded."""
     check_llm_key(settings.llm)
     catalog = await load_catalog(settings)
+    load_modes(settings)
     check_plans(settings)
     check_http_port(settings.http)
     if settings.telegram.bot_token is not None:

@@ -140,6 +140,8 @@ class LLMSettings(BaseSettings):
     catalog_refresh_hours: float = Field(
         default=24.0, ge=0, validation_alias=AliasChoices("MODEL_CATALOG_REFRESH_HOURS")
     )
+    # Chat modes (/mode): a JSON file that changes, adds to or replaces the shipped set.
+    modes_file: Path | None = Field(default=None, validation_alias=AliasChoices("CHAT_MODES_FILE"))
     # Any other OpenAI-compatible server: the models come from its GET /models (or are
     # LLM_MODELS, then nothing is asked), small messages unless in LLM_LARGE_MODELS.
     models: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -19,6 +19,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "Commands:\n"
             "/new — start a new conversation\n"
             "/model — pick the AI model\n"
+            "/mode — chat mode: translator, coder, editor, …\n"
             "/history — your conversations\n"
             "/rename TITLE — rename this conversation\n"
             "/export — this conversation as a Markdown file\n"
@@ -81,6 +82,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "/chat PROMPT — ask the model\n"
             "/new — start a new conversation\n"
             "/model — pick the AI model\n"
+            "/mode — chat mode: translator, coder, editor, …\n"
             "/history — your conversations\n"
             "/rename TITLE — rename this conversation\n"
             "/export — this conversation as a Markdown file\n"
@@ -380,6 +382,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin.invite.telegram": "🎟 An invite for {uses} (valid until {until}):\n{link}",
         "admin.invite.discord": "🎟 An invite for {uses} (valid until {until}): on Discord, `/start {code}`",
         "admin.invite.uses": "{uses} use(s)",
+        "cmd.mode": "Chat mode: translator, coder, …",
+        "mode.header": "Current mode: {mode}\nPick a mode for this conversation:",
+        "mode.mine": "✍️ My prompt",
+        "mode.set": "✅ Mode: {mode}",
+        "mode.mine_set": "✅ Mode: {mode} (your prompt from /settings)",
+        "mode.model_set": "🤖 Model: {model}",
+        "mode.model_locked": "🔒 This mode prefers {model}, which needs the {plan} plan.",
+        "mode.model_off": "This mode prefers {model}, which is turned off for now.",
+        "mode.model_kept": "Staying on {model}.",
+        "error.unknown_mode": "I don't know that mode.",
     },
     "ru": {
         "start": (
@@ -393,6 +405,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "Команды:\n"
             "/new — новый разговор\n"
             "/model — выбрать модель\n"
+            "/mode — режим чата: переводчик, программист, редактор, …\n"
             "/history — ваши разговоры\n"
             "/rename НАЗВАНИЕ — переименовать разговор\n"
             "/export — разговор файлом Markdown\n"
@@ -455,6 +468,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "/chat ЗАПРОС — спросить модель\n"
             "/new — новый разговор\n"
             "/model — выбрать модель\n"
+            "/mode — режим чата: переводчик, программист, редактор, …\n"
             "/history — ваши разговоры\n"
             "/rename НАЗВАНИЕ — переименовать разговор\n"
             "/export — разговор файлом Markdown\n"
@@ -775,6 +789,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin.invite.telegram": "🎟 Приглашение на {uses} (действует до {until}):\n{link}",
         "admin.invite.discord": "🎟 Приглашение на {uses} (действует до {until}): в Discord — `/start {code}`",
         "admin.invite.uses": "{uses} использований",
+        "cmd.mode": "Режим чата: переводчик, программист, …",
+        "mode.header": "Текущий режим: {mode}\nВыберите режим для этого разговора:",
+        "mode.mine": "✍️ Мой промпт",
+        "mode.set": "✅ Режим: {mode}",
+        "mode.mine_set": "✅ Режим: {mode} (ваш промпт из /settings)",
+        "mode.model_set": "🤖 Модель: {model}",
+        "mode.model_locked": "🔒 Этот режим предпочитает {model}, а она доступна на тарифе {plan}.",
+        "mode.model_off": "Этот режим предпочитает {model}, но она сейчас отключена.",
+        "mode.model_kept": "Остаётся {model}.",
+        "error.unknown_mode": "Такого режима нет.",
     },
 }
 

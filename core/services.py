@@ -24,6 +24,7 @@ from core.liveness import Liveness
 from core.llm.catalog import ModelCatalog
 from core.llm.client import LLMClient
 from core.llm.tokens import default_estimator
+from core.modes import ModeCatalog
 from core.outbox import Outbox
 from core.quotas import QuotaService
 from core.subscriptions import SubscriptionService
@@ -58,6 +59,7 @@ class Services:
     broadcasts: BroadcastEngine
     admin_sync: AdminSync
     access: AccessService
+    modes: ModeCatalog
     _live: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _admin: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
@@ -70,6 +72,7 @@ class Services:
         catalog: ModelCatalog | None = None,
         db: Database | None = None,
         role: str = "bot",
+        modes: ModeCatalog | None = None,
     ) -> Services:
         """`role`: "bot" for `oneai run`, "cli" for `oneai chat` (the role other
         processes see on this one's answers)."""
@@ -97,6 +100,8 @@ class Services:
             estimator,
             web_search=settings.llm.web_search_available,
         )
+        modes = modes or ModeCatalog.load(settings.llm.modes_file)
+        planner.default_prompt = modes.default.prompt or None
         chat = ChatService(db, planner, llm, quotas, settings.limits, worker_id)
         timing = settings.workers
         redis_url = settings.redis.redis_url
@@ -135,6 +140,7 @@ class Services:
             admin_sync=AdminSync(db, catalog, chat),
             # Who may use a private deployment (ACCESS_MODE), read at every check.
             access=AccessService(db, settings),
+            modes=modes,
         )
 
     async def go_live(self) -> int:

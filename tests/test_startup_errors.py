@@ -341,3 +341,14 @@ async def test_malformed_plans_file(env: dict[str, str], tmp_path: Path) -> None
     result = await oneai("run", cwd=tmp_path, env={**env, "PAYMENTS_PLANS_FILE": str(path)})
     line = result.stops_naming("PAYMENTS_PLANS_FILE")
     assert "positive integer" in line
+
+
+@pytest.mark.parametrize("command", ["chat", "run"])
+async def test_malformed_chat_modes_file(command: str, env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "modes.json"
+    path.write_text(json.dumps({"modes": [{"id": "pirate", "name": "Pirate"}]}))
+    result = await oneai(
+        *COMMANDS[command], cwd=tmp_path, env={**env, "CHAT_MODES_FILE": str(path)}, stdin=b"hi\n"
+    )
+    line = result.stops_naming("CHAT_MODES_FILE")
+    assert f"chat modes file {path}: new mode 'pirate' is missing emoji, prompt" in line

@@ -33,6 +33,7 @@ from core.views import Platform
 from core.views.cancel import cancel
 from core.views.history import export_current, history_page, open_conversation, rename_current
 from core.views.models import ModelScope, menu_for, switch_model
+from core.views.modes import mode_menu, switch_mode
 from core.views.search import search_refusal, toggle_web_search
 from core.views.settings import settings_view
 from core.views.usage import usage_report
@@ -59,6 +60,8 @@ HELP = """Commands:
   /settings         your system prompt, default model and language
   /model ID         use another model (this conversation and new ones)
   /models           list the models
+  /mode [ID]        this conversation's chat mode, or use mode ID (- : your own prompt)
+  /modes            list the chat modes
   /cancel           stop an answer of yours that streams elsewhere
   /export [json]    print the conversation as Markdown (or JSON with every revision)
   /search QUESTION  ask with a web search (where the server offers it)
@@ -266,6 +269,8 @@ class ConsoleChat:
             "/settings": self._cmd_settings,
             "/model": self._cmd_model,
             "/models": self._cmd_models,
+            "/mode": self._cmd_mode,
+            "/modes": self._cmd_modes,
             "/cancel": self._cmd_cancel,
             "/export": self._cmd_export,
             "/search": self._cmd_search,
@@ -411,6 +416,26 @@ class ConsoleChat:
                 mark = "*" if model.current else " "
                 lock = f"  [{model.required_plan}]" if model.locked else ""
                 self.write(f" {mark} {model.id:<45} {model.name}{lock}")
+
+    async def _cmd_mode(self, arg: str) -> None:
+        user = await self._fresh_user()
+        if not arg:
+            menu = await mode_menu(self.services, user, self.lang, self.conversation_id)
+            self.write(f"Mode: {menu.current_label}. /mode ID switches, /modes lists.")
+            return
+        switched = await switch_mode(
+            self.services, user, arg.lower(), self.lang, self.conversation_id, platform="cli"
+        )
+        # A pick before the first message makes the conversation it applies to.
+        self.conversation_id = switched.conversation_id
+        self.write(switched.notice)
+
+    async def _cmd_modes(self, _arg: str) -> None:
+        user = await self._fresh_user()
+        menu = await mode_menu(self.services, user, self.lang, self.conversation_id)
+        for choice in menu.choices:
+            mark = "*" if choice.current else " "
+            self.write(f" {mark} {choice.id:<14} {choice.label}")
 
     async def _cmd_export(self, arg: str) -> None:
         if self.conversation_id is None:

@@ -80,8 +80,10 @@ class OneAIBot(commands.AutoShardedBot):
         from bot.discord.cogs import COGS
         from bot.discord.cogs.account import ITEMS as ACCOUNT_ITEMS
         from bot.discord.cogs.link import UnlinkButton
+        from bot.discord.cogs.modes import ITEMS as MODE_ITEMS
 
         self.add_dynamic_items(*DYNAMIC_ITEMS, *ACCOUNT_ITEMS, UnlinkButton, AdminItem)
+        self.add_dynamic_items(*MODE_ITEMS)
         for cog in COGS:
             await self.add_cog(cog(self))
         # Commands belong to the application, not to a shard: one process syncs them.

@@ -24,6 +24,7 @@ __all__ = [
     "Buy",
     "HistoryAction",
     "HistoryOp",
+    "ModePick",
     "ModelPick",
     "PayMethod",
     "SettingsAction",
@@ -50,6 +51,13 @@ class AnswerAction(CallbackData, prefix="a"):
 class ModelPick(CallbackData, prefix="m"):
     index: int  # position in the catalog: model ids can exceed 64 bytes
     scope: ModelScope = ModelScope.CONVERSATION
+
+
+class ModePick(CallbackData, prefix="md"):
+    """A chat mode (core/views/modes.py) for the conversation the menu was drawn for."""
+
+    mode: str  # a mode id (at most 24 characters) or MY_PROMPT
+    conversation: str = ""  # uuid hex; empty: the current conversation, or a new one
 
 
 class HistoryOp(StrEnum):

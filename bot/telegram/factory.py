@@ -44,6 +44,7 @@ from bot.telegram.notices import TelegramNotices
 from bot.telegram.observe import CountCalls, ObserveUpdates
 from bot.telegram.routers import admin, buttons, chat, commands, fallback, menus, payments, plans
 from bot.telegram.routers import link as link_router
+from bot.telegram.routers import modes as modes_router
 from core.config import TelegramSettings
 from core.i18n import TEXTS, t
 from core.once import LocalSeen, RedisSeen, SeenDeliveries
@@ -83,6 +84,7 @@ COMMANDS = (
     "help",
     "new",
     "model",
+    "mode",
     "history",
     "rename",
     "export",
@@ -204,6 +206,7 @@ def build_dispatcher(
         link_router.create_router(),
         plans.create_router(),
         menus.create_router(),
+        modes_router.create_router(),
         buttons.create_router(),
         chat.create_router(),
         fallback.create_router(),

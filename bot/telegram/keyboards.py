@@ -16,6 +16,7 @@ from bot.telegram.callbacks import (
     HistoryAction,
     HistoryOp,
     ModelPick,
+    ModePick,
     SettingsAction,
     SettingsOp,
 )
@@ -23,6 +24,7 @@ from core.admin.screens import AdminButton
 from core.i18n import t
 from core.views.history import ConversationAction, HistoryPage
 from core.views.models import ModelMenu
+from core.views.modes import ModeMenu
 from core.views.settings import SettingsView
 from payments.offers import Offer
 
@@ -84,6 +86,19 @@ def models(menu: ModelMenu) -> InlineKeyboardMarkup:
         count = len(group.models)
         sizes += [2] * (count // 2) + ([1] if count % 2 else [])
     builder.adjust(*sizes)
+    return builder.as_markup()
+
+
+def modes(menu: ModeMenu) -> InlineKeyboardMarkup:
+    """Two modes a row, the one in use marked; "My prompt" last."""
+    builder = InlineKeyboardBuilder()
+    conversation = menu.conversation_id.hex if menu.conversation_id else ""
+    for choice in menu.choices:
+        builder.button(
+            text=f"✅ {choice.label}" if choice.current else choice.label,
+            callback_data=ModePick(mode=choice.id, conversation=conversation),
+        )
+    builder.adjust(2)
     return builder.as_markup()
 
 

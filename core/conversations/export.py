@@ -102,6 +102,7 @@ async def export_json(db: Database, user_id: int, conversation_id: uuid.UUID) ->
         "title": conversation.title,
         "model_id": conversation.model_id,
         "system_prompt": conversation.system_prompt,
+        "mode": conversation.mode,
         "created_at": conversation.created_at.isoformat(),
         "last_message_at": (
             conversation.last_message_at.isoformat() if conversation.last_message_at else None

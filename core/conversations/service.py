@@ -17,6 +17,7 @@ from core.clock import utcnow
 from core.conversations import store
 from core.conversations.errors import (
     ConversationBusy,
+    ConversationNotFound,
     NotARevisionTarget,
     RevisionNotFound,
 )
@@ -187,6 +188,57 @@ class ConversationService:
                 .where(Conversation.id == conversation_id)
                 .values(system_prompt=storable(prompt) if prompt else None, updated_at=self._now())
             )
+
+    async def set_mode(
+        self,
+        user_id: int,
+        conversation_id: uuid.UUID | None,
+        mode: str | None,
+        prompt: str | None,
+        *,
+        model_id: str | None,
+        new_model_id: str,
+        platform: str | None,
+    ) -> Conversation:
+        """Give a conversation a chat mode and the mode's prompt (None: the person's
+        own prompt), and `model_id` unless None. Without `conversation_id`: the
+        person's current conversation, or a new empty one (on `new_model_id`) made
+        current, so the mode is there for their next message."""
+        now = self._now()
+        async with self.db.write() as session:
+            if conversation_id is not None:
+                conversation = await store.owned_conversation(session, user_id, conversation_id)
+            else:
+                # Locked: two picks at once make one conversation, not two.
+                user = await session.scalar(
+                    select(User).where(User.id == user_id).with_for_update()
+                )
+                if user is None:
+                    raise ConversationNotFound()
+                current = user.current_conversation_id
+                found = await session.get(Conversation, current) if current else None
+                if found is None or found.user_id != user_id:
+                    found = Conversation(
+                        id=uuid.uuid4(),
+                        user_id=user_id,
+                        title="New chat",
+                        model_id=new_model_id,
+                        platform=platform,
+                        message_count=0,
+                        created_at=now,
+                        updated_at=now,
+                        meta={},
+                    )
+                    session.add(found)
+                    await session.flush()
+                    user.current_conversation_id = found.id
+                conversation = found
+            conversation.mode = mode
+            conversation.system_prompt = storable(prompt) if prompt else None
+            if model_id is not None:
+                conversation.model_id = model_id
+            conversation.updated_at = now
+        return conversation
 
     async def delete(self, user_id: int, conversation_id: uuid.UUID) -> None:
         await self._unblocked(lambda: self._delete(user_id, conversation_id))

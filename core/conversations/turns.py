@@ -110,6 +110,9 @@ class TurnPlanner:
         self.worker_id = worker_id
         self.estimator = estimator or default_estimator()
         self._now = now
+        # The default chat mode's prompt: what a conversation without a mode gets
+        # when the person set no prompt of their own.
+        self.default_prompt: str | None = None
 
     # -- the three ways to start a generation ------------------------------------
 
@@ -154,8 +157,11 @@ class TurnPlanner:
                 session.add(conversation)
                 await session.flush()
                 created = True
+            elif conversation.message_count == 0:
+                # Made empty by /mode: named after its first message all the same.
+                conversation.title = make_title(text)
             model = self.catalog.check_access(conversation.model_id, Tier(user.tier))
-            system_prompt = conversation.system_prompt or user.system_prompt
+            system_prompt = self._system_prompt(conversation, user)
             self._check_fits(text, images, model, system_prompt)
             self._check_capacity(conversation, 2)
 
@@ -208,7 +214,7 @@ class TurnPlanner:
                 raise NotARevisionTarget()
             conversation = await store.owned_conversation(session, user_id, old.conversation_id)
             model = self.catalog.check_access(conversation.model_id, Tier(user.tier))
-            system_prompt = conversation.system_prompt or user.system_prompt
+            system_prompt = self._system_prompt(conversation, user)
             self._check_capacity(conversation, 1)
             path = await store.load_active_path(session, conversation.id)
             self._check_idle(path)
@@ -265,7 +271,7 @@ class TurnPlanner:
                 raise NotARevisionTarget()
             conversation = await store.owned_conversation(session, user_id, old.conversation_id)
             model = self.catalog.check_access(conversation.model_id, Tier(user.tier))
-            system_prompt = conversation.system_prompt or user.system_prompt
+            system_prompt = self._system_prompt(conversation, user)
             images: Sequence[str] = old.meta.get("images", ())
             self._check_fits(text, images, model, system_prompt)
             self._check_capacity(conversation, 2)
@@ -362,6 +368,15 @@ class TurnPlanner:
             answer.meta = {**answer.meta, "web_search": True}
 
     # -- checks ---------------------------------------------------------------------
+
+    def _system_prompt(self, conversation: Conversation, user: User) -> str | None:
+        """The prompt a generation gets now, so a regeneration after /mode (of the
+        last answer or an older one) uses the conversation's current prompt: a mode's
+        (none for a mode without one), else the person's own, else the default
+        mode's."""
+        if conversation.mode is not None:
+            return conversation.system_prompt
+        return conversation.system_prompt or user.system_prompt or self.default_prompt
 
     def _check_text(self, text: str, *, allow_empty: bool = False) -> str:
         # Storable on both databases before anything else looks at it.

@@ -11,6 +11,7 @@ from bot.discord.cogs.account import AccountCog
 from bot.discord.cogs.admin import AdminCog
 from bot.discord.cogs.chat import ChatCog
 from bot.discord.cogs.link import LinkCog
+from bot.discord.cogs.modes import ModesCog
 from bot.discord.cogs.premium import PremiumCog
 from bot.discord.cogs.start import StartCog
 
@@ -21,6 +22,7 @@ COGS: tuple[Callable[[OneAIBot], commands.Cog], ...] = (
     ChatCog,
     AccountCog,
     LinkCog,
+    ModesCog,
     PremiumCog,
     AdminCog,
     StartCog,

@@ -32,6 +32,9 @@ class Conversation(Timestamps, Base):
     title: Mapped[str] = mapped_column(String(200), default="New chat")
     model_id: Mapped[str] = mapped_column(String(200))
     system_prompt: Mapped[str | None] = mapped_column(Text)
+    # The chat mode picked with /mode (its prompt is `system_prompt`); None: the
+    # person's own prompt from /settings.
+    mode: Mapped[str | None] = mapped_column(String(32))
     platform: Mapped[str | None] = mapped_column(String(16))
     last_message_at: Mapped[datetime | None]
     # Rows of every revision and branch; bounds what one conversation can cost.
