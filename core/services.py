@@ -27,6 +27,7 @@ from core.outbox import Outbox
 from core.quotas import QuotaService
 from core.subscriptions import SubscriptionService
 from core.tasks import cancel_and_wait
+from core.voice import STTClient, VoiceService
 from core.workers import DatabaseWorkers, RedisWorkers, WorkerRegistry, new_worker_id
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Services:
     linking: LinkService
     broadcasts: BroadcastEngine
     admin_sync: AdminSync
+    voice: VoiceService
     _live: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _admin: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
@@ -123,6 +125,7 @@ class Services:
             # One per process: the platforms add their senders; `oneai run` opens it.
             broadcasts=BroadcastEngine(db, accounts, worker_id=worker_id, workers=workers),
             admin_sync=AdminSync(db, catalog, chat),
+            voice=VoiceService(db, quotas, _stt_client(settings)),
         )
 
     async def go_live(self) -> int:
@@ -185,7 +188,18 @@ class Services:
         await self.workers.close()
         await self.chat.close()
         await self.llm.aclose()
+        await self.voice.aclose()
         await self.db.dispose()
+
+
+def _stt_client(settings: Settings) -> STTClient | None:
+    """The transcription server, or None when voice notes are off."""
+    voice = settings.voice
+    endpoint = voice.endpoint(settings.llm)
+    if endpoint is None:
+        return None
+    base_url, api_key = endpoint
+    return STTClient(base_url, api_key, voice.stt_model, timeout=voice.stt_timeout)
 
 
 async def check_redis(url: str | None) -> None:

@@ -25,6 +25,7 @@ class QuotaKey(StrEnum):
     SMALL = "small_messages"
     LARGE = "large_messages"
     IMAGE = "image_generation"
+    VOICE = "voice_seconds"  # seconds of voice notes, not messages
 
 
 class ResetFrequency(StrEnum):
@@ -44,6 +45,8 @@ class TierSpec:
     tier: Tier
     name: str
     quotas: dict[QuotaKey, QuotaRule]
+    # The longest voice note transcribed, in seconds (the daily total is VOICE).
+    voice_note_seconds: int = 0
 
 
 TIERS: dict[Tier, TierSpec] = {
@@ -54,7 +57,9 @@ TIERS: dict[Tier, TierSpec] = {
             QuotaKey.SMALL: QuotaRule(100, ResetFrequency.MONTHLY),
             QuotaKey.LARGE: QuotaRule(20, ResetFrequency.MONTHLY),
             QuotaKey.IMAGE: QuotaRule(5, ResetFrequency.THREE_HOUR),
+            QuotaKey.VOICE: QuotaRule(300, ResetFrequency.DAILY),
         },
+        voice_note_seconds=60,
     ),
     Tier.PRO: TierSpec(
         Tier.PRO,
@@ -63,7 +68,9 @@ TIERS: dict[Tier, TierSpec] = {
             QuotaKey.SMALL: QuotaRule(500, ResetFrequency.MONTHLY),
             QuotaKey.LARGE: QuotaRule(100, ResetFrequency.MONTHLY),
             QuotaKey.IMAGE: QuotaRule(10, ResetFrequency.THREE_HOUR),
+            QuotaKey.VOICE: QuotaRule(1800, ResetFrequency.DAILY),
         },
+        voice_note_seconds=300,
     ),
     Tier.ENTERPRISE: TierSpec(
         Tier.ENTERPRISE,
@@ -72,7 +79,9 @@ TIERS: dict[Tier, TierSpec] = {
             QuotaKey.SMALL: QuotaRule(5000, ResetFrequency.MONTHLY),
             QuotaKey.LARGE: QuotaRule(1000, ResetFrequency.MONTHLY),
             QuotaKey.IMAGE: QuotaRule(100, ResetFrequency.THREE_HOUR),
+            QuotaKey.VOICE: QuotaRule(7200, ResetFrequency.DAILY),
         },
+        voice_note_seconds=600,
     ),
 }
 

@@ -58,17 +58,28 @@ class UsageReport:
         return "\n".join([self.header, *self.lines])
 
 
+def minutes(seconds: int) -> str:
+    """Seconds as minutes, to a tenth: 90 -> "1.5", 300 -> "5"."""
+    return f"{seconds / 60:.1f}".removesuffix(".0")
+
+
 def quota_line(lang: str, status: QuotaStatus) -> QuotaLine:
     label = t(lang, f"quota.{status.key.value}")
     when = status.resets_at.strftime(TIME_FORMAT) if status.resets_at else t(lang, "usage.rolling")
+    counts: tuple[object, object, object] = (status.used, status.limit, status.remaining)
+    line = "usage.line"
+    if status.key is QuotaKey.VOICE:  # counted in seconds, shown in minutes
+        counts = (minutes(status.used), minutes(status.limit), minutes(status.remaining))
+        line = "usage.voice_line"
+    used, limit, remaining = counts
     text = t(
         lang,
-        "usage.line",
+        line,
         label=label,
         bar=bar(status.used, status.limit),
-        used=status.used,
-        limit=status.limit,
-        remaining=status.remaining,
+        used=used,
+        limit=limit,
+        remaining=remaining,
         when=when,
     )
     return QuotaLine(
