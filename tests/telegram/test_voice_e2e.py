@@ -70,7 +70,9 @@ async def used(app: Harness) -> dict[str, int]:
     """The person's quota counters as the database holds them."""
     user = await me(app)
     async with app.services.db.read() as session:
-        rows = (await session.scalars(select(UsageQuota).where(UsageQuota.user_id == user.id))).all()
+        rows = (
+            await session.scalars(select(UsageQuota).where(UsageQuota.user_id == user.id))
+        ).all()
     return {row.quota_key: row.used_count for row in rows}
 
 
