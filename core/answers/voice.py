@@ -73,25 +73,10 @@ class VoiceFlow(Generic[E]):
             await self.surface.say(origin, t(lang, "busy"))
             return
         try:
-            hold = await voice.reserve(user.id, Tier(user.tier), note)
+            hold, text = await voice.take(user.id, Tier(user.tier), note, fetch)
         except OneAIError as exc:
             await self.surface.say(origin, error_text(lang, exc))
             return
-        try:
-            data = await fetch()
-        except Exception:
-            log.warning("voice note %s could not be fetched", self.flow.ref(origin), exc_info=True)
-            data = None
-        if data is None or len(data) > note.max_bytes:
-            await voice.give_back(hold)
-            await self.surface.say(origin, t(lang, "voice.unavailable"))
-            return
-        try:
-            text = await voice.transcribe(hold, data, note)
-        except OneAIError as exc:
-            await self.surface.say(origin, error_text(lang, exc))
-            return
-        del data  # nothing of the recording is kept
 
         written = False
         try:

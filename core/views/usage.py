@@ -35,6 +35,14 @@ class QuotaLine:
     text: str  # the whole line as /usage shows it, bar included
 
     @property
+    def amounts(self) -> tuple[str, str, str]:
+        """Used, limit and remaining in the unit the label names (voice in minutes)."""
+        counts = (self.used, self.limit, self.remaining)
+        if self.key is QuotaKey.VOICE:
+            return (minutes(counts[0]), minutes(counts[1]), minutes(counts[2]))
+        return (str(counts[0]), str(counts[1]), str(counts[2]))
+
+    @property
     def fraction(self) -> float:
         """Used share of the limit, 0..1."""
         return 0.0 if self.limit <= 0 else min(1.0, max(0.0, self.used / self.limit))
@@ -66,12 +74,17 @@ def minutes(seconds: int) -> str:
 def quota_line(lang: str, status: QuotaStatus) -> QuotaLine:
     label = t(lang, f"quota.{status.key.value}")
     when = status.resets_at.strftime(TIME_FORMAT) if status.resets_at else t(lang, "usage.rolling")
-    counts: tuple[object, object, object] = (status.used, status.limit, status.remaining)
     line = "usage.line"
+    used: object = status.used
+    limit: object = status.limit
+    remaining: object = status.remaining
     if status.key is QuotaKey.VOICE:  # counted in seconds, shown in minutes
-        counts = (minutes(status.used), minutes(status.limit), minutes(status.remaining))
         line = "usage.voice_line"
-    used, limit, remaining = counts
+        used, limit, remaining = (
+            minutes(status.used),
+            minutes(status.limit),
+            minutes(status.remaining),
+        )
     text = t(
         lang,
         line,

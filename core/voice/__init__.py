@@ -3,6 +3,7 @@
 from core.voice.errors import (
     NoteTooBig,
     NoteTooLong,
+    NoteUnavailable,
     NothingHeard,
     STTError,
     STTRejected,
@@ -17,6 +18,7 @@ from core.voice.stt import STTClient
 __all__ = [
     "NoteTooBig",
     "NoteTooLong",
+    "NoteUnavailable",
     "NothingHeard",
     "STTClient",
     "STTError",

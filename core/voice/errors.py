@@ -54,6 +54,11 @@ class VoiceDayLimit(OneAIError):
         )
 
 
+class NoteUnavailable(OneAIError):
+    code = "voice_unavailable"
+    user_message = "I could not download that recording. Please send it again."
+
+
 class NothingHeard(OneAIError):
     code = "voice_empty"
     user_message = "I could not hear any words in this voice note. Please try again."

@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from core.db.engine import Database
 from core.quotas import QuotaExceeded, QuotaService
 from core.tiers import TIERS, QuotaKey, Tier
-from core.voice.errors import NoteTooBig, NoteTooLong, NothingHeard, VoiceDayLimit, VoiceDisabled
+from core.voice.errors import (
+    NoteTooBig,
+    NoteTooLong,
+    NoteUnavailable,
+    NothingHeard,
+    VoiceDayLimit,
+    VoiceDisabled,
+)
 from core.voice.stt import STTClient
 
 log = logging.getLogger(__name__)
@@ -86,6 +94,27 @@ class VoiceService:
             )
             raise VoiceDayLimit(seconds, left, exc.limit, exc.resets_at) from None
         return VoiceHold(user_id, seconds, reservation.window_start)
+
+    async def take(
+        self,
+        user_id: int,
+        tier: Tier,
+        note: VoiceNote,
+        fetch: Callable[[], Awaitable[bytes | None]],
+    ) -> tuple[VoiceHold, str]:
+        """Check and reserve the note, fetch it (None: it cannot be) and transcribe
+        it. Raises a OneAIError with the seconds given back; on success the caller
+        gives them back if no prompt comes of the transcript."""
+        hold = await self.reserve(user_id, tier, note)
+        try:
+            data = await fetch()
+        except Exception:
+            log.warning("a voice note could not be fetched", exc_info=True)
+            data = None
+        if data is None or len(data) > note.max_bytes:
+            await self.give_back(hold)
+            raise NoteUnavailable()
+        return hold, await self.transcribe(hold, data, note)
 
     async def transcribe(self, hold: VoiceHold, data: bytes, note: VoiceNote) -> str:
         """The note's text. On any failure its seconds go back before the error rises."""

@@ -115,3 +115,20 @@ def _text_inputs(modal: dict[str, Any]) -> list[str]:
 
     walk(modal)
     return found
+
+
+async def test_an_audio_file_is_counted_by_its_size(discord_bot: Harness) -> None:
+    """An audio attachment that is not a voice message states no length: it counts
+    16 kB a second."""
+    alice = discord_bot.env.create_user("alice")
+    discord_bot.llm.script_transcriptions(Transcription("from a file"))
+    channel = alice.dm_channel
+    mp3 = b"ID3" + b"\x00" * 40_000
+    [payload] = discord_bot.env.backend.store_attachments(channel.id, [("memo.mp3", mp3)])
+    await alice.send_dm("", attachments=[payload])
+    await discord_bot.quiet()
+    [stt] = discord_bot.llm.transcriptions
+    assert (stt.filename, stt.content_type) == ("memo.mp3", "audio/mpeg")
+    shown, _answer = from_bot(alice.dm_channel.history())
+    assert shown.content == "🎤 *from a file*"
+    assert (await voice_used(discord_bot))["voice_seconds"] == 3

@@ -294,3 +294,18 @@ async def test_voice_is_off_when_the_llm_is_openrouter(
     finally:
         await stop_harness(app)
         await llm.aclose()
+
+
+async def test_a_refused_or_empty_transcription_costs_nothing(app: Harness) -> None:
+    app.llm.stt_key = "another-key"  # the server no longer takes ours: 401
+    refused = await new_reply(app, lambda: app.tg.send_voice(USER, duration=5))
+    assert refused.text == (
+        "The transcription service refused this voice note. Please try again, or type your message."
+    )
+    assert app.llm.transcriptions[-1].status == 401
+    app.llm.stt_key = STT_KEY
+    app.llm.script_transcriptions(Transcription("   "))
+    empty = await new_reply(app, lambda: app.tg.send_voice(USER, duration=5))
+    assert empty.text == "I could not hear any words in this voice note. Please try again."
+    assert set((await used(app)).values()) == {0}
+    assert app.llm.requests_count == 0 and await prompts(app) == []
