@@ -51,7 +51,7 @@ class STTClient:
         status = response.status_code
         if status == 408 or status == 504:
             raise STTTimeout(status=status)
-        if 400 <= status < 500:
+        if 400 <= status < 500 and status != 429:  # 429: busy, as a 5xx
             log.warning("transcription refused (%s): %s", status, response.text[:300])
             raise STTRejected(status=status)
         if status >= 300:

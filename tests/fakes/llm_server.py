@@ -44,6 +44,8 @@ from aiohttp import BodyPartReader, web
 from tests.fakes.base import LocalServer
 
 DEFAULT_TEXT = "Hello! How can I help?"
+# What OpenAI's /audio/transcriptions takes, by the uploaded file's extension.
+STT_FORMATS = frozenset({"flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"})
 
 # A few models in OpenRouter's /models format; prices are strings, per token.
 DEFAULT_MODELS: list[dict[str, Any]] = [
@@ -349,6 +351,10 @@ class FakeLLM(LocalServer):
         record.model = record.fields.get("model")
         if not record.data or not record.filename:
             return error(400, "Could not parse multipart form: no file")
+        extension = record.filename.rsplit(".", 1)[-1].lower() if "." in record.filename else ""
+        if extension not in STT_FORMATS:
+            formats = ", ".join(f"'{f}'" for f in sorted(STT_FORMATS))
+            return error(400, f"Invalid file format. Supported formats: [{formats}]")
         if record.model is None:
             return error(400, "you must provide a model parameter")
         if record.model not in self.stt_models:
