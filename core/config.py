@@ -505,6 +505,37 @@ class AccessSettings(BaseSettings):
         return self.mode != "open"
 
 
+class VoiceSettings(BaseSettings):
+    """Voice notes: speech to text through an OpenAI-compatible /audio/transcriptions.
+    Unset URL and key fall back to the LLM's, except on OpenRouter (no such endpoint)."""
+
+    model_config = _section()
+
+    stt_base_url: str | None = None
+    stt_api_key: SecretStr | None = None
+    stt_model: str = "whisper-1"
+    stt_timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("stt_base_url")
+    @classmethod
+    def _stt_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    def endpoint(self, llm: LLMSettings) -> tuple[str, str | None] | None:
+        """(base URL, API key) of the transcription server; None when voice is off."""
+        if self.stt_base_url is not None:
+            key = self.stt_api_key or (llm.api_key if self.stt_base_url == llm.base_url else None)
+            return self.stt_base_url, key.get_secret_value() if key is not None else None
+        if llm.is_openrouter:
+            return None
+        key = self.stt_api_key or llm.api_key
+        return llm.base_url, key.get_secret_value() if key is not None else None
+
+
 class AppSettings(BaseSettings):
     model_config = _section()
 
@@ -575,6 +606,10 @@ class Settings:
     def access(self) -> AccessSettings:
         return self._get("access", AccessSettings)  # type: ignore[no-any-return]
 
+    @cached_property
+    def voice(self) -> VoiceSettings:
+        return self._get("voice", VoiceSettings)  # type: ignore[no-any-return]
+
 
 SECTIONS: dict[str, type[BaseSettings]] = {
     "app": AppSettings,
@@ -590,6 +625,7 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "yookassa": YooKassaSettings,
     "razorpay": RazorpaySettings,
     "access": AccessSettings,
+    "voice": VoiceSettings,
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import metrics
@@ -89,9 +89,11 @@ def _window_case(edge: str) -> Any:
 
 @functools.cache
 def _reserve_statement() -> Any:
-    """Take a unit, opening a new window first if the current one is over. Built
-    once: constructing this statement cost more than running it."""
+    """Take `amount` units (1 for a message, seconds for a voice note), opening a
+    new window first if the current one is over. Built once: constructing this
+    statement cost more than running it."""
     now = bindparam("now", type_=UTCDateTime())
+    amount = bindparam("amount", type_=Integer())
     due = _QUOTAS.next_reset_at <= now
     # On the table, not the entity: the ORM's bulk-update path costs more than
     # the statement, and no loaded objects need synchronizing.
@@ -101,10 +103,13 @@ def _reserve_statement() -> Any:
             _QUOTAS.user_id == bindparam("owner"),
             _QUOTAS.quota_key == bindparam("key"),
             _QUOTAS.quota_limit > 0,
-            or_(due, _QUOTAS.used_count < _QUOTAS.quota_limit),
+            or_(
+                and_(due, amount <= _QUOTAS.quota_limit),
+                _QUOTAS.used_count + amount <= _QUOTAS.quota_limit,
+            ),
         )
         .values(
-            used_count=case((due, 1), else_=_QUOTAS.used_count + 1),
+            used_count=case((due, amount), else_=_QUOTAS.used_count + amount),
             last_reset_at=case((due, _window_case("start")), else_=_QUOTAS.last_reset_at),
             next_reset_at=case((due, _window_case("end")), else_=_QUOTAS.next_reset_at),
             last_usage_at=now,
@@ -146,10 +151,13 @@ class QuotaService:
         await insert_ignore(session, table_of(UsageQuota), rows, ["user_id", "quota_key"])
 
     async def reserve(
-        self, session: AsyncSession, user_id: int, tier: Tier, key: QuotaKey
+        self, session: AsyncSession, user_id: int, tier: Tier, key: QuotaKey, amount: int = 1
     ) -> Reservation:
-        """Take one unit inside the caller's write transaction, or raise QuotaExceeded."""
-        reservation = await self._try_reserve(session, user_id, key)
+        """Take `amount` units inside the caller's write transaction, or raise
+        QuotaExceeded (then nothing is taken)."""
+        if amount < 1:
+            raise ValueError("a reservation takes at least one unit")
+        reservation = await self._try_reserve(session, user_id, key, amount)
         if reservation is None:
             exists = await session.scalar(
                 select(UsageQuota.id).where(
@@ -158,17 +166,17 @@ class QuotaService:
             )
             if exists is None:
                 await self.ensure_rows(session, user_id, tier)
-                reservation = await self._try_reserve(session, user_id, key)
+                reservation = await self._try_reserve(session, user_id, key, amount)
         if reservation is None:
             metrics.QUOTA_REFUSALS.labels(key.value).inc()
             raise await self._exceeded(session, user_id, tier, key)
         return reservation
 
     async def _try_reserve(
-        self, session: AsyncSession, user_id: int, key: QuotaKey
+        self, session: AsyncSession, user_id: int, key: QuotaKey, amount: int = 1
     ) -> Reservation | None:
         now = self._now()
-        params: dict[str, Any] = {"now": now, "owner": user_id, "key": key.value}
+        params: dict[str, Any] = {"now": now, "owner": user_id, "key": key.value, "amount": amount}
         for freq in ResetFrequency:
             for edge, bound in zip(_EDGES, window_bounds(freq, now), strict=True):
                 params[f"{freq.value}_{edge}"] = bound
@@ -192,10 +200,15 @@ class QuotaService:
         return QuotaExceeded(key, limit, resets_at, lowest_tier_with(key, tier))
 
     async def release(
-        self, session: AsyncSession, user_id: int, key: str, window_start: datetime
+        self,
+        session: AsyncSession,
+        user_id: int,
+        key: str,
+        window_start: datetime,
+        amount: int = 1,
     ) -> bool:
-        """Give one unit back to the window it was taken from; never below zero, and
-        never into a newer window (a reset or an upgrade since then wins)."""
+        """Give `amount` units back to the window they were taken from; never below
+        zero, and never into a newer window (a reset or an upgrade since then wins)."""
         now = self._now()
         stmt = (
             update(UsageQuota)
@@ -208,7 +221,12 @@ class QuotaService:
                     UsageQuota.used_count > 0,
                 )
             )
-            .values(used_count=UsageQuota.used_count - 1, updated_at=now)
+            .values(
+                used_count=case(
+                    (UsageQuota.used_count > amount, UsageQuota.used_count - amount), else_=0
+                ),
+                updated_at=now,
+            )
             .execution_options(synchronize_session=False)
         )
         result = await session.execute(stmt)

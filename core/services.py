@@ -29,6 +29,7 @@ from core.outbox import Outbox
 from core.quotas import QuotaService
 from core.subscriptions import SubscriptionService
 from core.tasks import cancel_and_wait
+from core.voice import STTClient, VoiceService
 from core.workers import DatabaseWorkers, RedisWorkers, WorkerRegistry, new_worker_id
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Services:
     admin_sync: AdminSync
     access: AccessService
     modes: ModeCatalog
+    voice: VoiceService
     _live: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _admin: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
@@ -141,6 +143,7 @@ class Services:
             # Who may use a private deployment (ACCESS_MODE), read at every check.
             access=AccessService(db, settings),
             modes=modes,
+            voice=VoiceService(db, quotas, _stt_client(settings)),
         )
 
     async def go_live(self) -> int:
@@ -203,7 +206,18 @@ class Services:
         await self.workers.close()
         await self.chat.close()
         await self.llm.aclose()
+        await self.voice.aclose()
         await self.db.dispose()
+
+
+def _stt_client(settings: Settings) -> STTClient | None:
+    """The transcription server, or None when voice notes are off."""
+    voice = settings.voice
+    endpoint = voice.endpoint(settings.llm)
+    if endpoint is None:
+        return None
+    base_url, api_key = endpoint
+    return STTClient(base_url, api_key, voice.stt_model, timeout=voice.stt_timeout)
 
 
 async def check_redis(url: str | None) -> None:

@@ -27,6 +27,7 @@ class QuotaKey(StrEnum):
     IMAGE = "image_generation"
     # A web-search answer takes one of these instead of its model's message unit.
     WEB_SEARCH = "web_search"
+    VOICE = "voice_seconds"  # seconds of voice notes, not messages
 
 
 class ResetFrequency(StrEnum):
@@ -46,6 +47,8 @@ class TierSpec:
     tier: Tier
     name: str
     quotas: dict[QuotaKey, QuotaRule]
+    # The longest voice note transcribed, in seconds (the daily total is VOICE).
+    voice_note_seconds: int = 0
 
 
 TIERS: dict[Tier, TierSpec] = {
@@ -57,7 +60,9 @@ TIERS: dict[Tier, TierSpec] = {
             QuotaKey.LARGE: QuotaRule(20, ResetFrequency.MONTHLY),
             QuotaKey.IMAGE: QuotaRule(5, ResetFrequency.THREE_HOUR),
             QuotaKey.WEB_SEARCH: QuotaRule(10, ResetFrequency.DAILY),
+            QuotaKey.VOICE: QuotaRule(300, ResetFrequency.DAILY),
         },
+        voice_note_seconds=60,
     ),
     Tier.PRO: TierSpec(
         Tier.PRO,
@@ -67,7 +72,9 @@ TIERS: dict[Tier, TierSpec] = {
             QuotaKey.LARGE: QuotaRule(100, ResetFrequency.MONTHLY),
             QuotaKey.IMAGE: QuotaRule(10, ResetFrequency.THREE_HOUR),
             QuotaKey.WEB_SEARCH: QuotaRule(100, ResetFrequency.DAILY),
+            QuotaKey.VOICE: QuotaRule(1800, ResetFrequency.DAILY),
         },
+        voice_note_seconds=300,
     ),
     Tier.ENTERPRISE: TierSpec(
         Tier.ENTERPRISE,
@@ -77,7 +84,9 @@ TIERS: dict[Tier, TierSpec] = {
             QuotaKey.LARGE: QuotaRule(1000, ResetFrequency.MONTHLY),
             QuotaKey.IMAGE: QuotaRule(100, ResetFrequency.THREE_HOUR),
             QuotaKey.WEB_SEARCH: QuotaRule(1000, ResetFrequency.DAILY),
+            QuotaKey.VOICE: QuotaRule(7200, ResetFrequency.DAILY),
         },
+        voice_note_seconds=600,
     ),
 }
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.llm_server import FakeLLM, Reply, url_citation
+from tests.fakes.llm_server import FakeLLM, Reply, Transcription, url_citation
 from tests.support.process import clean_env
 
 
@@ -430,3 +430,30 @@ async def test_playground_searches_the_web_where_the_server_offers_it(tmp_path: 
     assert "web searches: 2/10 used" in out.lower()
     assert "! Web search is not available on this server." in off_out
     assert len(requests) == 3
+
+
+async def test_voice_transcribes_a_file_and_sends_its_text(tmp_path: Path) -> None:
+    (tmp_path / "memo.ogg").write_bytes(b"OggS" + b"\x00" * 20_000)  # counts 2 s
+    async with FakeLLM(default=Reply(text="Paris.")) as llm:
+        llm.script_transcriptions(Transcription("Capital of France?"), Transcription(status=500))
+        code, out, err = await _oneai(
+            "chat",
+            cwd=tmp_path,
+            env={
+                "LLM_BASE_URL": llm.base_url,
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
+                "MODEL_CATALOG_REFRESH_HOURS": "0",
+            },
+            stdin="/voice memo.ogg\n/voice memo.ogg\n/voice missing.ogg\n/usage\n",
+        )
+        stt = list(llm.transcriptions)
+        requests = list(llm.requests)
+    assert code == 0, err
+    assert "🎤 Capital of France?\n" in out and "Paris." in out
+    assert "! The transcription service is unavailable right now." in out
+    assert "! missing.ogg: No such file or directory" in out
+    assert (stt[0].filename, stt[0].content_type) == ("memo.ogg", "audio/ogg")
+    assert len(requests) == 1
+    assert requests[0].body["messages"][-1] == {"role": "user", "content": "Capital of France?"}
+    # Two seconds for the one transcribed; the failed one was given back.
+    assert "voice minutes: 0/5 used, 5 left" in out

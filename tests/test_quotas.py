@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from core.accounts import AccountService, PlatformProfile
 from core.db.engine import Database
@@ -196,3 +196,55 @@ async def test_report_of_a_new_user(db: Database) -> None:
     assert report[QuotaKey.SMALL].resets_at == datetime(2026, 6, 1, tzinfo=UTC)
     assert report[QuotaKey.IMAGE].resets_at is None  # rolling window not started
     assert report[QuotaKey.IMAGE].limit == 5
+
+
+async def _used(db: Database, user_id: int, key: QuotaKey) -> int:
+    async with db.read() as session:
+        row = await session.scalar(
+            select(UsageQuota.used_count).where(
+                UsageQuota.user_id == user_id, UsageQuota.quota_key == key.value
+            )
+        )
+    return int(row or 0)
+
+
+async def test_voice_seconds_are_reserved_and_given_back_by_the_amount(db: Database) -> None:
+    quotas = QuotaService(db)
+    user_id = await _user(db)
+    async with db.write() as session:
+        first = await quotas.reserve(session, user_id, Tier.FREE, QuotaKey.VOICE, 250)
+    assert (first.used, first.limit) == (250, 300)
+    # More than is left takes nothing; what fits is taken.
+    with pytest.raises(QuotaExceeded):
+        async with db.write() as session:
+            await quotas.reserve(session, user_id, Tier.FREE, QuotaKey.VOICE, 51)
+    assert await _used(db, user_id, QuotaKey.VOICE) == 250
+    async with db.write() as session:
+        await quotas.reserve(session, user_id, Tier.FREE, QuotaKey.VOICE, 50)
+    async with db.write() as session:
+        assert await quotas.release(session, user_id, "voice_seconds", first.window_start, 250)
+    assert await _used(db, user_id, QuotaKey.VOICE) == 50
+    async with db.write() as session:  # never below zero
+        await quotas.release(session, user_id, "voice_seconds", first.window_start, 80)
+    assert await _used(db, user_id, QuotaKey.VOICE) == 0
+    with pytest.raises(ValueError):
+        async with db.write() as session:
+            await quotas.reserve(session, user_id, Tier.FREE, QuotaKey.VOICE, 0)
+
+
+async def test_concurrent_voice_reservations_never_overshoot(db: Database) -> None:
+    quotas = QuotaService(db)
+    user_id = await _user(db)
+    async with db.write() as session:
+        await quotas.ensure_rows(session, user_id, Tier.FREE)
+
+    async def attempt() -> int:
+        try:
+            async with db.write() as session:
+                await quotas.reserve(session, user_id, Tier.FREE, QuotaKey.VOICE, 7)
+        except QuotaExceeded:
+            return 0
+        return 7
+
+    taken = await asyncio.gather(*(attempt() for _ in range(60)))
+    assert sum(taken) == await _used(db, user_id, QuotaKey.VOICE) == 294  # 42 × 7 ≤ 300

@@ -118,8 +118,13 @@ async def test_usage_of_a_new_person(services: Services) -> None:
     report = await usage_report(services, user_id, "en")
     assert (report.tier, report.plan, report.period_end) == (Tier.FREE, "Free", None)
     assert report.header == "📊 Plan: Free"
-    assert [q.key for q in report.quotas] == [QuotaKey.SMALL, QuotaKey.LARGE, QuotaKey.IMAGE]
-    small, large, images = report.quotas
+    assert [q.key for q in report.quotas] == [
+        QuotaKey.SMALL,
+        QuotaKey.LARGE,
+        QuotaKey.IMAGE,
+        QuotaKey.VOICE,
+    ]
+    small, large, images, voice = report.quotas
     month_end = window_bounds(ResetFrequency.MONTHLY, datetime.now(UTC))[1]
     assert small.label == "Small messages"
     assert (small.used, small.limit, small.remaining) == (0, 100, 100)
@@ -133,7 +138,10 @@ async def test_usage_of_a_new_person(services: Services) -> None:
         f"Small messages: ▱▱▱▱▱▱▱▱▱▱ 0/100 · 100 left · resets {small.when}",
         f"Large messages: ▱▱▱▱▱▱▱▱▱▱ 0/20 · 20 left · resets {large.when}",
         "Images: ▱▱▱▱▱▱▱▱▱▱ 0/5 · 5 left · resets 3 h after next use",
+        f"Voice minutes: ▱▱▱▱▱▱▱▱▱▱ 0/5 min · 5 min left · resets {voice.when}",
     ]
+    assert (voice.used, voice.limit) == (0, 300)  # counted in seconds, shown in minutes
+    assert voice.reset_frequency is ResetFrequency.DAILY
     assert report.lines == report.text.splitlines()[1:]
 
 
@@ -148,7 +156,7 @@ async def test_usage_counts_answers_and_follows_the_plan(services: Services) -> 
     assert report.period_end is not None and report.period_end > datetime.now(UTC)
     assert report.header == "📊 Тариф: Pro"
     assert report.quotas[0].label == "Обычные сообщения"
-    assert [q.limit for q in report.quotas] == [500, 100, 10]
+    assert [q.limit for q in report.quotas] == [500, 100, 10, 1800]
     assert report.quotas[0].used == 0  # an upgrade starts fresh
 
 
@@ -578,7 +586,12 @@ async def test_the_plan_page(build: Callable[..., Awaitable[Any]]) -> None:
         (Tier.PRO, False),
         (Tier.ENTERPRISE, False),
     ]
-    assert page.tiers[1].limits == {QuotaKey.SMALL: 500, QuotaKey.LARGE: 100, QuotaKey.IMAGE: 10}
+    assert page.tiers[1].limits == {
+        QuotaKey.SMALL: 500,
+        QuotaKey.LARGE: 100,
+        QuotaKey.IMAGE: 10,
+        QuotaKey.VOICE: 1800,
+    }
     assert page.text.splitlines() == [
         "💳 Your plan: Free",
         *usage.lines,

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import getpass
 import logging
+import mimetypes
 import signal
 import sys
 import uuid
@@ -29,6 +30,7 @@ from core.llm.citations import Citation, from_meta, plain_lines
 from core.notices import format_date
 from core.services import Services
 from core.text import decode_lenient
+from core.tiers import Tier
 from core.views import Platform
 from core.views.cancel import cancel
 from core.views.history import export_current, history_page, open_conversation, rename_current
@@ -37,6 +39,7 @@ from core.views.modes import mode_menu, switch_mode
 from core.views.search import search_refusal, toggle_web_search
 from core.views.settings import settings_view
 from core.views.usage import usage_report
+from core.voice import VoiceNote
 from payments.offers import plan_page
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 MODELS_COMMAND = "`oneai models`"
 PLATFORM: Platform = "console"
 HISTORY_PAGE = 10
+# The largest recording /voice reads.
+CONSOLE_AUDIO_MAX_BYTES = 25 * 1024 * 1024
 
 HELP = """Commands:
   /new              start a new conversation
@@ -66,6 +71,7 @@ HELP = """Commands:
   /export [json]    print the conversation as Markdown (or JSON with every revision)
   /search QUESTION  ask with a web search (where the server offers it)
   /websearch        switch web search for every answer in this conversation
+  /voice FILE       transcribe a recording (ogg, mp3, m4a, wav, ...) and send its text
   /help             this text
   /quit             leave
 Anything else is sent to the model. Ctrl-C stops an answer that is streaming."""
@@ -77,6 +83,11 @@ def terminal_message(error: OneAIError) -> str:
     if isinstance(error, ModelChoiceError):
         return error.pointing_to(MODELS_COMMAND)
     return error.user_message
+
+
+def _file_size(name: str) -> tuple[Path, int]:
+    path = Path(name).expanduser()
+    return path, path.stat().st_size
 
 
 class ConsoleChat:
@@ -275,6 +286,7 @@ class ConsoleChat:
             "/export": self._cmd_export,
             "/search": self._cmd_search,
             "/websearch": self._cmd_websearch,
+            "/voice": self._cmd_voice,
             "/help": self._cmd_help,
         }
         if name in ("/quit", "/exit"):
@@ -285,6 +297,47 @@ class ConsoleChat:
             return True
         await handler(arg)
         return True
+
+    async def _cmd_voice(self, arg: str) -> None:
+        """A recording from a file, as a voice note: transcribed, shown, sent."""
+        if not arg:
+            self.write("! Usage: /voice FILE")
+            return
+        try:
+            path, size = await asyncio.to_thread(_file_size, arg)
+        except OSError as exc:
+            self.write(f"! {arg}: {exc.strerror or exc}")
+            return
+        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        # A file states no length: it is counted by its size, like a Discord audio file.
+        note = VoiceNote(None, size, CONSOLE_AUDIO_MAX_BYTES, path.name, mime)
+
+        def read() -> bytes:
+            with path.open("rb") as file:
+                return file.read(CONSOLE_AUDIO_MAX_BYTES + 1)
+
+        async def fetch() -> bytes | None:
+            return await asyncio.to_thread(read)
+
+        user = await self._fresh_user()
+        voice = self.services.voice
+        hold, text = await voice.take(self._uid, Tier(user.tier), note, fetch)
+        self.write(f"🎤 {text}")
+        written = False
+
+        async def start() -> Generation:
+            nonlocal written
+            generation = await self.services.chat.send(
+                self._uid, text, conversation_id=self.conversation_id, platform="cli"
+            )
+            written = True
+            return generation
+
+        try:
+            await self._stream(start)
+        finally:
+            if not written:  # no prompt came of it: the note costs nothing
+                await voice.give_back(hold)
 
     async def _cmd_help(self, _arg: str) -> None:
         self.write(HELP)
@@ -374,9 +427,10 @@ class ConsoleChat:
         until = f", until {format_date(report.period_end)}" if report.period_end else ""
         self.write(f"Plan: {report.plan}{until}")
         for quota in report.quotas:
+            used, limit, remaining = quota.amounts
             self.write(
-                f"  {quota.label.lower()}: {quota.used}/{quota.limit} used, "
-                f"{quota.remaining} left, resets {quota.when}"
+                f"  {quota.label.lower()}: {used}/{limit} used, "
+                f"{remaining} left, resets {quota.when}"
             )
 
     async def _cmd_plan(self, _arg: str) -> None:

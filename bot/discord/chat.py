@@ -15,13 +15,16 @@ import discord
 from bot.discord.buttons import answer_view
 from bot.discord.people import Person, person_of
 from bot.discord.sink import DiscordSink, translate
+from bot.discord.voice import TranscriptModal, transcript_markdown, transcript_view
 from core.answers import AnswerFlow, ButtonCheck, Controls, Origin
 from core.answers.flow import AnswerView, ShowFailed
+from core.answers.voice import VoiceFlow
 from core.i18n import t
 from core.llm.citations import Citation
 from core.outbox import Undeliverable
 from core.services import Services
 from core.streaming import ChatUnavailable, RetryLater, StreamDriver, show_text
+from core.voice import VoiceNote
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,13 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 IMAGE_MAX_BYTES = 8 * 1024 * 1024
 # A short notice gives up after this many 429s in a row.
 NOTICE_ATTEMPTS = 5
+# The largest recording fetched from Discord's CDN (its upload limit).
+AUDIO_MAX_BYTES = 25 * 1024 * 1024
+
+
+def is_audio(attachment: discord.Attachment) -> bool:
+    """A voice message (IS_VOICE_MESSAGE: duration and waveform) or an audio file."""
+    return attachment.is_voice_message() or (attachment.content_type or "").startswith("audio/")
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,31 @@ class DiscordSurface:
             raise ShowFailed(str(exc)) from None
         return True
 
+    async def show_transcript(self, origin: Origin[Place], text: str, lang: str) -> int | None:
+        reference = None
+        if origin.message_id is not None:
+            reference = discord.MessageReference(
+                message_id=origin.message_id, channel_id=origin.chat_id, fail_if_not_exists=False
+            )
+        channel = origin.event.channel
+        sent = await self.in_turn(
+            origin.chat_id,
+            lambda: channel.send(
+                transcript_markdown(text),
+                reference=reference,  # type: ignore[arg-type]
+                view=transcript_view(lang),
+            ),
+        )
+        return sent.id
+
+    async def update_transcript(self, chat_id: int, message_id: int, text: str, lang: str) -> None:
+        channel = await self._channel(chat_id)
+        message = channel.get_partial_message(message_id)  # type: ignore[attr-defined]
+        await self.in_turn(
+            chat_id,
+            lambda: message.edit(content=transcript_markdown(text), view=transcript_view(lang)),
+        )
+
 
 class DiscordAnswers:
     """Discord events in, flow calls out."""
@@ -192,6 +227,7 @@ class DiscordAnswers:
         self.services = services
         self.surface = DiscordSurface(client, services, driver)
         self.flow: AnswerFlow[Place] = AnswerFlow(services, self.surface)
+        self.voice: VoiceFlow[Place] = VoiceFlow(self.flow, self.surface)
 
     async def thread_conversation(self, channel: Any) -> uuid.UUID | None:
         """The conversation a OneAI thread belongs to; None for any other channel."""
@@ -221,6 +257,9 @@ class DiscordAnswers:
             resolved = reference.resolved
             if isinstance(resolved, discord.Message) and resolved.author.id == self._me():
                 replied_to = reference.message_id
+        if len(message.attachments) == 1 and is_audio(message.attachments[0]):
+            await self._voice(origin, person, message.attachments[0], replied_to)
+            return
         images: list[str] = []
         for attachment in message.attachments:
             if attachment.content_type not in IMAGE_TYPES:
@@ -242,6 +281,72 @@ class DiscordAnswers:
             images=images,
             conversation_id=conversation_id,
         )
+
+    async def _voice(
+        self,
+        origin: Origin[Place],
+        person: Person,
+        attachment: discord.Attachment,
+        replied_to: int | None,
+    ) -> None:
+        """A voice message or an audio file: transcribed, then answered."""
+        note = VoiceNote(
+            attachment.duration,
+            attachment.size,
+            AUDIO_MAX_BYTES,
+            attachment.filename,
+            attachment.content_type or "audio/ogg",
+        )
+
+        async def fetch() -> bytes | None:
+            try:
+                return await attachment.read()  # in memory, never to disk
+            except (discord.HTTPException, OSError) as exc:
+                log.info("attachment %s could not be fetched: %s", attachment.id, exc)
+                return None
+
+        await self.voice.note(origin, person.user, person.lang, note, fetch, replied_to=replied_to)
+
+    async def pressed_transcript_edit(self, interaction: discord.Interaction[Any]) -> None:
+        """✏️ under a transcript: the modal with the transcript to correct."""
+        person = await person_of(self.services, interaction)
+        if person is None:
+            return
+        message = interaction.message
+        row = (
+            await self.voice.transcript_row(person.user, message.channel.id, message.id)
+            if message is not None
+            else None
+        )
+        if message is None or row is None:
+            await interaction.response.send_message(t(person.lang, "stale_button"), ephemeral=True)
+            return
+        modal = TranscriptModal(person.lang, row.id, (message.channel.id, message.id), row.content)
+        await interaction.response.send_modal(modal)
+
+    async def submitted_transcript(
+        self,
+        interaction: discord.Interaction[Any],
+        row_id: uuid.UUID,
+        transcript: tuple[int, int],
+        text: str,
+    ) -> None:
+        """The corrected transcript: a new revision of the prompt and a new answer."""
+        person = await person_of(self.services, interaction)
+        channel = interaction.channel
+        if person is None:
+            return
+        if channel is None or not isinstance(channel, discord.abc.Messageable):
+            await interaction.response.send_message(t(person.lang, "stale_button"), ephemeral=True)
+            return
+        await interaction.response.defer()
+        origin = Origin(
+            chat_id=transcript[0],
+            platform_user_id=person.platform_user_id,
+            event=Place(channel, interaction),
+            message_id=transcript[1],  # the new answer replies to the transcript
+        )
+        await self.voice.correct(origin, person.user, person.lang, row_id, transcript, text)
 
     def _me(self) -> int:
         return self.client.user.id if self.client.user is not None else 0

@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot.discord.buttons import DYNAMIC_ITEMS
 from bot.discord.chat import DiscordAnswers
 from bot.discord.notices import DiscordNotices
+from bot.discord.voice import TranscriptEditButton
 from core.config import DiscordSettings
 from core.flood import FloodGuard
 from core.services import Services
@@ -84,6 +85,7 @@ class OneAIBot(commands.AutoShardedBot):
 
         self.add_dynamic_items(*DYNAMIC_ITEMS, *ACCOUNT_ITEMS, UnlinkButton, AdminItem)
         self.add_dynamic_items(*MODE_ITEMS)
+        self.add_dynamic_items(TranscriptEditButton)
         for cog in COGS:
             await self.add_cog(cog(self))
         # Commands belong to the application, not to a shard: one process syncs them.

@@ -5,6 +5,7 @@ notices) with the Bot API."""
 from __future__ import annotations
 
 import base64
+import html
 import logging
 import secrets
 import uuid
@@ -22,18 +23,21 @@ from aiogram.exceptions import (
 from aiogram.types import (
     BufferedInputFile,
     CallbackQuery,
+    ForceReply,
+    InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
     ReplyParameters,
 )
 
 from bot.telegram import keyboards
-from bot.telegram.callbacks import AnswerAction
+from bot.telegram.callbacks import AnswerAction, VoiceEdit
 from bot.telegram.draft_sink import DraftSink
 from bot.telegram.replies import FLOOD_ATTEMPTS, patiently, reply
 from bot.telegram.sink import TelegramSink
 from core.answers import AnswerFlow, ButtonCheck, Controls, Origin
 from core.answers.flow import AnswerView, ShowFailed
+from core.answers.voice import VoiceFlow, shown_transcript
 from core.conversations.links import MessageLinks
 from core.db.models import User
 from core.errors import OneAIError
@@ -43,6 +47,7 @@ from core.outbox import Undeliverable
 from core.services import Services
 from core.streaming import StreamDriver, show_text
 from core.tiers import Tier
+from core.voice import VoiceNote
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,38 @@ T = TypeVar("T")
 
 # The photo size sent to vision models: big enough to read, small enough to store.
 PHOTO_MAX_SIDE = 1280
+# What getFile lets a bot download.
+BOT_API_MAX_BYTES = 20 * 1024 * 1024
+
+
+def transcript_html(text: str) -> str:
+    return f"🎤 <i>{html.escape(shown_transcript(text))}</i>"
+
+
+def transcript_markup(lang: str) -> InlineKeyboardMarkup:
+    button = InlineKeyboardButton(text=t(lang, "voice.edit"), callback_data=VoiceEdit().pack())
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+
+def voice_note_of(message: Message) -> tuple[str, VoiceNote] | None:
+    """The file id and what the update says of a voice note, audio file or round
+    video; None for any other message."""
+    if message.voice is not None:
+        v = message.voice
+        note = VoiceNote(
+            v.duration, v.file_size, BOT_API_MAX_BYTES, "voice.ogg", v.mime_type or "audio/ogg"
+        )
+        return v.file_id, note
+    if message.audio is not None:
+        a = message.audio
+        mime = a.mime_type or "audio/mpeg"
+        name = a.file_name or "audio." + (mime.rsplit("/", 1)[-1] or "mp3")
+        return a.file_id, VoiceNote(a.duration, a.file_size, BOT_API_MAX_BYTES, name, mime)
+    if message.video_note is not None:
+        n = message.video_note
+        note = VoiceNote(n.duration, n.file_size, BOT_API_MAX_BYTES, "video_note.mp4", "video/mp4")
+        return n.file_id, note
+    return None
 
 
 def draw(lang: str, controls: Controls) -> InlineKeyboardMarkup:
@@ -210,6 +247,42 @@ class TelegramSurface:
             raise ShowFailed(exc.message) from None
         return True
 
+    async def show_transcript(self, origin: Origin[Message], text: str, lang: str) -> int | None:
+        chat_id = origin.chat_id
+        reply_to = (
+            ReplyParameters(message_id=origin.message_id, allow_sending_without_reply=True)
+            if origin.message_id is not None
+            else None
+        )
+        sent = await self.in_turn(
+            chat_id,
+            lambda: self.bot.send_message(
+                chat_id,
+                transcript_html(text),
+                parse_mode="HTML",
+                reply_parameters=reply_to,
+                reply_markup=transcript_markup(lang),
+            ),
+        )
+        return sent.message_id
+
+    async def update_transcript(self, chat_id: int, message_id: int, text: str, lang: str) -> None:
+        async def edit() -> object:
+            try:
+                return await self.bot.edit_message_text(
+                    transcript_html(text),
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    parse_mode="HTML",
+                    reply_markup=transcript_markup(lang),
+                )
+            except TelegramBadRequest as exc:
+                if "message is not modified" not in exc.message:
+                    raise
+                return None
+
+        await self.in_turn(chat_id, edit)
+
 
 class Answerer:
     """Telegram events in, flow calls out."""
@@ -230,6 +303,7 @@ class Answerer:
             bot, services, driver, edit_interval=edit_interval, stream_mode=stream_mode
         )
         self.flow: AnswerFlow[Message] = AnswerFlow(services, self.surface)
+        self.voice: VoiceFlow[Message] = VoiceFlow(self.flow, self.surface)
 
     @property
     def links(self) -> MessageLinks:
@@ -292,6 +366,64 @@ class Answerer:
             return
         image = "data:image/jpeg;base64," + base64.b64encode(data.read()).decode()
         await self.flow.send(origin_of(message), user, lang, message.caption or "", images=[image])
+
+    async def handle_voice(self, message: Message, user: User, lang: str) -> None:
+        """A voice note, an audio file or a round video: transcribed, then answered."""
+        found = voice_note_of(message)
+        if found is None:
+            return
+        file_id, note = found
+
+        async def fetch() -> bytes | None:
+            try:
+                # In memory: Bot.download without a destination returns a BytesIO.
+                data = await self.bot.download(file_id)
+            except (TelegramBadRequest, OSError) as exc:
+                log.info("voice note %s could not be fetched: %s", file_id, exc)
+                return None
+            return data.read() if data is not None else None
+
+        replied = message.reply_to_message
+        replied_to = (
+            replied.message_id
+            if replied is not None and replied.from_user is not None and replied.from_user.is_bot
+            else None
+        )
+        await self.voice.note(origin_of(message), user, lang, note, fetch, replied_to=replied_to)
+
+    async def edit_transcript(
+        self, query: CallbackQuery, user: User, lang: str
+    ) -> uuid.UUID | None:
+        """✏️ on a transcript: the prompt row it shows, if the presser may edit it."""
+        message = query.message if isinstance(query.message, Message) else None
+        if message is None:
+            return None
+        row = await self.voice.transcript_row(user, message.chat.id, message.message_id)
+        return row.id if row is not None else None
+
+    async def correct_transcript(
+        self,
+        message: Message,
+        user: User,
+        lang: str,
+        row_id: uuid.UUID,
+        transcript: tuple[int, int],
+    ) -> None:
+        await self.voice.correct(
+            origin_of(message), user, lang, row_id, transcript, message.text or ""
+        )
+
+    async def ask_correction(self, chat_id: int, transcript_id: int, lang: str) -> None:
+        reply_to = ReplyParameters(message_id=transcript_id, allow_sending_without_reply=True)
+        await self.surface.in_turn(
+            chat_id,
+            lambda: self.bot.send_message(
+                chat_id,
+                t(lang, "voice.edit_ask"),
+                reply_parameters=reply_to,
+                reply_markup=ForceReply(),
+            ),
+        )
 
     async def handle_edit(
         self, message: Message, user: User, lang: str, *, text: str | None = None

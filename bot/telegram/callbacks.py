@@ -29,6 +29,7 @@ __all__ = [
     "PayMethod",
     "SettingsAction",
     "SettingsOp",
+    "VoiceEdit",
 ]
 
 
@@ -94,3 +95,10 @@ class AdminAction(CallbackData, prefix="ad"):
     user: int = 0  # whose card
     arg: str = ""
     page: int = 0
+
+
+class VoiceEdit(CallbackData, prefix="v"):
+    """✏️ under a voice note's transcript. It carries no row: the transcript
+    message is linked to its prompt row, which is checked against the presser."""
+
+    op: str = "e"

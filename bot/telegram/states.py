@@ -11,3 +11,7 @@ class AdminStates(StatesGroup):
     person = State()  # waiting for whom to find
     ban_reason = State()  # waiting for why (data: user)
     broadcast = State()  # waiting for the text (data: broadcast, when changing one)
+
+
+class VoiceStates(StatesGroup):
+    correction = State()  # waiting for a transcript's corrected text (data: row, chat, message)

@@ -192,11 +192,7 @@ class AnswerFlow(Generic[E]):
         """A message to the model. `replied_to`: the bot's message the person
         replied to, which picks the branch to continue. `web_search`: this answer
         searches the web (/search)."""
-        reply_row: uuid.UUID | None = None
-        if replied_to is not None:
-            linked = await self.links.resolve(origin.chat_id, replied_to)
-            if linked is not None:
-                reply_row = linked.row_id
+        reply_row = await self.replied_row(origin.chat_id, replied_to)
 
         async def start() -> Generation:
             return await self.services.chat.send(
@@ -214,6 +210,26 @@ class AnswerFlow(Generic[E]):
         # A photo is not queued: it holds a download the person can send again.
         await self._generate(origin, user, lang, start, queue_if_busy=not images)
 
+    async def replied_row(self, chat_id: int, replied_to: int | None) -> uuid.UUID | None:
+        """The row a reply to the bot's message `replied_to` continues after, if any."""
+        if replied_to is None:
+            return None
+        linked = await self.links.resolve(chat_id, replied_to)
+        return await self.links.reply_anchor(linked.row_id) if linked is not None else None
+
+    async def generate(
+        self,
+        origin: Origin[E],
+        user: User,
+        lang: str,
+        start: Callable[[], Awaitable[Generation]],
+        *,
+        queue_if_busy: bool,
+    ) -> None:
+        """Run a generation that `start` begins, under the queue of one (for
+        requests that build their own start, such as a transcribed voice note)."""
+        await self._generate(origin, user, lang, start, queue_if_busy=queue_if_busy)
+
     async def edit(self, origin: Origin[E], user: User, lang: str, text: str) -> None:
         """The person edited their message `origin.message_id`: a new revision of it
         and a new answer. A message never answered (a command) changes nothing."""
@@ -222,17 +238,30 @@ class AnswerFlow(Generic[E]):
         linked = await self.links.resolve(origin.chat_id, origin.message_id)
         if linked is None:
             return
+        await self.edit_row(origin, user, lang, linked.row_id, text, link=self.ref(origin))
+
+    async def edit_row(
+        self,
+        origin: Origin[E],
+        user: User,
+        lang: str,
+        row_id: uuid.UUID,
+        text: str,
+        *,
+        link: PlatformMessage | None,
+    ) -> None:
+        """A new revision of the person's prompt `row_id` with `text`, and a new
+        answer below `origin`; `link` (the platform message showing the prompt) then
+        shows the new revision."""
         try:
-            row = await self.services.conversations.message(user.id, linked.row_id)
+            row = await self.services.conversations.message(user.id, row_id)
         except MessageNotFound:
             return
         if row.role != "user" or row.content == text:
             return  # not a prompt, or an update that left the text as it was (a link preview)
 
         async def start() -> Generation:
-            return await self.services.chat.edit(
-                user.id, linked.row_id, text, prompt_link=self.ref(origin)
-            )
+            return await self.services.chat.edit(user.id, row_id, text, prompt_link=link)
 
         await self._generate(origin, user, lang, start, queue_if_busy=False)
 

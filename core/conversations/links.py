@@ -86,6 +86,26 @@ class MessageLinks:
             ).one_or_none()
         return Linked(row[0], row[1]) if row else None
 
+    async def reply_anchor(self, row_id: uuid.UUID) -> uuid.UUID | None:
+        """Where a reply to a message showing `row_id` continues: after that row, or
+        for a prompt (a voice note's transcript shows one) after the answer that
+        followed it, the one made active last; None if it has none yet."""
+        async with self.db.read() as session:
+            role = await session.scalar(select(ChatMessage.role).where(ChatMessage.id == row_id))
+            if role != "user":
+                return row_id
+            return (
+                await session.execute(
+                    select(ChatMessage.id)
+                    .where(
+                        ChatMessage.parent_message_id == row_id,
+                        ChatMessage.role == "assistant",
+                    )
+                    .order_by(ChatMessage.activated_at.desc(), ChatMessage.revision_number.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+
     async def parts(self, chat_id: int | str, row_id: uuid.UUID) -> list[str]:
         """The platform messages showing a row, in order."""
         async with self.db.read() as session:

@@ -42,6 +42,14 @@ class QuotaLine:
     text: str  # the whole line as /usage shows it, bar included
 
     @property
+    def amounts(self) -> tuple[str, str, str]:
+        """Used, limit and remaining in the unit the label names (voice in minutes)."""
+        counts = (self.used, self.limit, self.remaining)
+        if self.key is QuotaKey.VOICE:
+            return (minutes(counts[0]), minutes(counts[1]), minutes(counts[2]))
+        return (str(counts[0]), str(counts[1]), str(counts[2]))
+
+    @property
     def fraction(self) -> float:
         """Used share of the limit, 0..1."""
         return 0.0 if self.limit <= 0 else min(1.0, max(0.0, self.used / self.limit))
@@ -65,17 +73,33 @@ class UsageReport:
         return "\n".join([self.header, *self.lines])
 
 
+def minutes(seconds: int) -> str:
+    """Seconds as minutes, to a tenth: 90 -> "1.5", 300 -> "5"."""
+    return f"{seconds / 60:.1f}".removesuffix(".0")
+
+
 def quota_line(lang: str, status: QuotaStatus) -> QuotaLine:
     label = t(lang, f"quota.{status.key.value}")
     when = status.resets_at.strftime(TIME_FORMAT) if status.resets_at else t(lang, "usage.rolling")
+    line = "usage.line"
+    used: object = status.used
+    limit: object = status.limit
+    remaining: object = status.remaining
+    if status.key is QuotaKey.VOICE:  # counted in seconds, shown in minutes
+        line = "usage.voice_line"
+        used, limit, remaining = (
+            minutes(status.used),
+            minutes(status.limit),
+            minutes(status.remaining),
+        )
     text = t(
         lang,
-        "usage.line",
+        line,
         label=label,
         bar=bar(status.used, status.limit),
-        used=status.used,
-        limit=status.limit,
-        remaining=status.remaining,
+        used=used,
+        limit=limit,
+        remaining=remaining,
         when=when,
     )
     return QuotaLine(

@@ -35,14 +35,17 @@ import math
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from tests.fakes.base import LocalServer
 
 DEFAULT_TEXT = "Hello! How can I help?"
+# What OpenAI's /audio/transcriptions takes, by the uploaded file's extension.
+STT_FORMATS = frozenset({"flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"})
 
 # A few models in OpenRouter's /models format; prices are strings, per token.
 DEFAULT_MODELS: list[dict[str, Any]] = [
@@ -182,6 +185,26 @@ class Reply:
 
 
 @dataclass
+class Transcription:
+    """What the fake answers to one `POST /audio/transcriptions`."""
+
+    text: str = "What is the capital of France?"
+    status: int = 200  # anything else answers an OpenAI-style JSON error
+    delay: float = 0.0  # pause before answering (a client timeout below it "times out")
+
+
+@dataclass
+class RecordedTranscription:
+    headers: dict[str, str]  # lower-case names
+    model: str | None
+    filename: str | None
+    content_type: str | None
+    data: bytes
+    fields: dict[str, str]
+    status: int = 0  # what it was answered
+
+
+@dataclass
 class RecordedRequest:
     """One chat request the fake received, and how answering it went."""
 
@@ -230,12 +253,20 @@ class FakeLLM(LocalServer):
         self._stopping = False
         self._ids = itertools.count(1)
         self._arrived = asyncio.Event()
+        # Speech to text, OpenAI's shape. With `stt_key` set, a request without
+        # `Authorization: Bearer <stt_key>` gets 401.
+        self.stt_key: str | None = None
+        self.stt_models: set[str] = {"whisper-1"}
+        self.transcription_default = Transcription()
+        self.transcriptions: list[RecordedTranscription] = []
+        self._stt_script: deque[Transcription] = deque()
 
     # -- lifecycle --------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/audio/transcriptions", self._transcribe)
 
     async def start(self) -> None:
         await super().start()
@@ -259,6 +290,10 @@ class FakeLLM(LocalServer):
     def script(self, *replies: Reply) -> None:
         """Queue replies for the next chat requests, one each, in order."""
         self._script.extend(replies)
+
+    def script_transcriptions(self, *replies: Transcription) -> None:
+        """Queue answers for the next transcription requests, one each, in order."""
+        self._stt_script.extend(replies)
 
     def reset(self) -> None:
         """Forget queued replies and recorded requests."""
@@ -287,6 +322,68 @@ class FakeLLM(LocalServer):
             error = Reply.error(self.models_status)
             return web.json_response(error.error_body, status=self.models_status)
         return web.json_response({"object": "list", "data": self.models})
+
+    async def _transcribe(self, request: web.Request) -> web.Response:
+        """OpenAI's POST /audio/transcriptions: multipart with `file` and `model`."""
+
+        def error(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
+            body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+            return web.json_response(body, status=status)
+
+        record = RecordedTranscription(
+            headers={k.lower(): v for k, v in request.headers.items()},
+            model=None,
+            filename=None,
+            content_type=None,
+            data=b"",
+            fields={},
+        )
+        self.transcriptions.append(record)
+        response = await self._transcription(request, record, error)
+        record.status = response.status
+        return response
+
+    async def _transcription(
+        self,
+        request: web.Request,
+        record: RecordedTranscription,
+        error: Callable[..., web.Response],
+    ) -> web.Response:
+        if self.stt_key is not None and (
+            request.headers.get("Authorization") != f"Bearer {self.stt_key}"
+        ):
+            return error(401, "Incorrect API key provided.")
+        if request.content_type != "multipart/form-data":
+            return error(400, "Content-Type must be multipart/form-data")
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "file":
+                record.filename = part.filename
+                record.content_type = part.headers.get("Content-Type")
+                record.data = bytes(await part.read())
+            elif part.name:
+                record.fields[part.name] = await part.text()
+        record.model = record.fields.get("model")
+        if not record.data or not record.filename:
+            return error(400, "Could not parse multipart form: no file")
+        extension = record.filename.rsplit(".", 1)[-1].lower() if "." in record.filename else ""
+        if extension not in STT_FORMATS:
+            formats = ", ".join(f"'{f}'" for f in sorted(STT_FORMATS))
+            return error(400, f"Invalid file format. Supported formats: [{formats}]")
+        if record.model is None:
+            return error(400, "you must provide a model parameter")
+        if record.model not in self.stt_models:
+            return error(400, f"invalid model ID {record.model!r}")
+        reply = self._stt_script.popleft() if self._stt_script else self.transcription_default
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.status != 200:
+            return error(
+                reply.status, "The server had an error processing your request.", "server_error"
+            )
+        return web.json_response({"text": reply.text})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:

@@ -1670,11 +1670,48 @@ class FakeTelegram(LocalServer):
         self._push("message", chat, message)
         return message.message_id
 
-    def send_voice(self, user_id: int, *, duration: int = 2, data: bytes = b"OggS\x00fake") -> int:
+    def send_voice(
+        self,
+        user_id: int,
+        *,
+        duration: int = 2,
+        data: bytes = b"OggS\x00fake",
+        reply_to: int | None = None,
+    ) -> int:
+        """The user records a voice note (Voice: duration, mime_type, file_size)."""
         user, chat = self._sender(user_id, "private", None)
         stored = self._store_file(data, None, "audio/ogg", "voice")
         voice = {**stored.to_json(), "duration": duration}
-        message = self._incoming(user, chat, None, media={"voice": voice}, file=stored)
+        message = self._incoming(user, chat, reply_to, media={"voice": voice}, file=stored)
+        self._push("message", chat, message)
+        return message.message_id
+
+    def send_audio(
+        self,
+        user_id: int,
+        *,
+        duration: int = 3,
+        data: bytes = b"ID3fake-mp3",
+        file_name: str = "memo.mp3",
+        mime_type: str = "audio/mpeg",
+    ) -> int:
+        """The user sends a music/audio file (Audio: duration, file_name, mime_type)."""
+        user, chat = self._sender(user_id, "private", None)
+        stored = self._store_file(data, file_name, mime_type, "music")
+        audio = {**stored.to_json(), "duration": duration}
+        message = self._incoming(user, chat, None, media={"audio": audio}, file=stored)
+        self._push("message", chat, message)
+        return message.message_id
+
+    def send_video_note(
+        self, user_id: int, *, duration: int = 4, data: bytes = b"\x00\x00\x00\x18ftypmp42"
+    ) -> int:
+        """The user records a round video (VideoNote: length, duration; no mime_type)."""
+        user, chat = self._sender(user_id, "private", None)
+        stored = self._store_file(data, None, "video/mp4", "video_notes")
+        note = {**stored.to_json(), "length": 240, "duration": duration}
+        note.pop("mime_type", None)
+        message = self._incoming(user, chat, None, media={"video_note": note}, file=stored)
         self._push("message", chat, message)
         return message.message_id
 

@@ -1,15 +1,19 @@
-"""Text, edits, replies and /image: everything that makes the model answer."""
+"""Text, edits, replies, voice notes and /image: everything that makes the model answer."""
 
 from __future__ import annotations
 
 import re
+import uuid
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
-from aiogram.types import Message
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
 
 from bot.telegram.answerer import Answerer
+from bot.telegram.callbacks import VoiceEdit
 from bot.telegram.replies import reply
+from bot.telegram.states import VoiceStates
 from core.db.models import User
 from core.i18n import t
 from core.services import Services
@@ -75,6 +79,43 @@ async def photo(message: Message, bot: Bot, user: User, lang: str, answerer: Ans
 _SEARCH_COMMAND = re.compile(r"^/search(?:@\w+)?(?:\s+|$)", re.IGNORECASE)
 
 
+async def voice(message: Message, bot: Bot, user: User, lang: str, answerer: Answerer) -> None:
+    if message.chat.type != "private":
+        me = await bot.me()
+        if not _addressed_in_group(message, me.username, me.id):
+            return
+    await answerer.handle_voice(message, user, lang)
+
+
+async def edit_transcript(
+    query: CallbackQuery, user: User, lang: str, answerer: Answerer, state: FSMContext
+) -> None:
+    """✏️ under a transcript: ask for the corrected text (the next text message)."""
+    message = query.message if isinstance(query.message, Message) else None
+    row_id = await answerer.edit_transcript(query, user, lang)
+    if message is None or row_id is None:
+        await query.answer(t(lang, "stale_button"), show_alert=True)
+        return
+    await state.set_state(VoiceStates.correction)
+    await state.update_data(row=row_id.hex, chat=message.chat.id, message=message.message_id)
+    await query.answer()
+    await answerer.ask_correction(message.chat.id, message.message_id, lang)
+
+
+async def correction(
+    message: Message, user: User, lang: str, answerer: Answerer, state: FSMContext
+) -> None:
+    data = await state.get_data()
+    await state.clear()
+    try:
+        row_id = uuid.UUID(hex=str(data["row"]))
+        transcript = (int(data["chat"]), int(data["message"]))
+    except (KeyError, ValueError):
+        await reply(message, t(lang, "stale_button"))
+        return
+    await answerer.correct_transcript(message, user, lang, row_id, transcript)
+
+
 async def edited(message: Message, user: User, lang: str, answerer: Answerer) -> None:
     text = _SEARCH_COMMAND.sub("", message.text or "", count=1)
     await answerer.handle_edit(message, user, lang, text=text)
@@ -84,7 +125,10 @@ def create_router() -> Router:
     router = Router(name="chat")
     router.message.register(image, Command("image"))
     router.message.register(search, Command("search"))
+    router.message.register(correction, VoiceStates.correction, F.text, ~F.text.startswith("/"))
     router.message.register(text, F.text & ~F.text.startswith("/"))
     router.message.register(photo, F.photo)
+    router.message.register(voice, F.voice | F.audio | F.video_note)
+    router.callback_query.register(edit_transcript, VoiceEdit.filter())
     router.edited_message.register(edited, F.text)
     return router

@@ -1,0 +1,151 @@
+"""Voice notes through the answer flow, the same on every platform.
+
+The note's length is checked against the plan and its seconds reserved before
+anything is downloaded; the recording stays in memory. The transcript is shown as
+its own reply to the note (with ✏️ Edit) and becomes the prompt's text, so the
+message unit is reserved by the normal send only once the transcript exists. The
+seconds go back whenever no prompt row comes of the note.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
+
+from core.answers.flow import AnswerFlow, Origin
+from core.chat import Generation
+from core.conversations.errors import MessageNotFound
+from core.conversations.links import PlatformMessage
+from core.db.models import ChatMessage, User
+from core.errors import OneAIError
+from core.i18n import error_text, t
+from core.tiers import Tier
+from core.voice import VoiceNote
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+EP = TypeVar("EP")
+
+# The transcript message shows this much of the text (the prompt keeps all of it).
+SHOWN_CHARS = 1800
+
+
+def shown_transcript(text: str) -> str:
+    """The transcript as its message shows it, before the platform's quoting."""
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1].rstrip() + "…"
+
+
+class TranscriptSurface(Protocol[EP]):
+    async def say(self, origin: Origin[EP], text: str) -> None: ...
+
+    async def show_transcript(self, origin: Origin[EP], text: str, lang: str) -> int | None:
+        """Post the quoted transcript as a reply to the note, with ✏️ Edit; its id."""
+        ...
+
+    async def update_transcript(self, chat_id: int, message_id: int, text: str, lang: str) -> None:
+        """Show corrected text in the transcript message."""
+        ...
+
+
+class VoiceFlow(Generic[E]):
+    def __init__(self, flow: AnswerFlow[E], surface: TranscriptSurface[E]) -> None:
+        self.flow = flow
+        self.surface = surface
+        self.services = flow.services
+
+    async def note(
+        self,
+        origin: Origin[E],
+        user: User,
+        lang: str,
+        note: VoiceNote,
+        fetch: Callable[[], Awaitable[bytes | None]],
+        *,
+        replied_to: int | None = None,
+    ) -> None:
+        """A voice note to the model. `fetch` downloads it (None when it cannot)."""
+        voice = self.services.voice
+        if self.flow.busy(user.id):
+            # Not queued, like a photo: it is checked and paid for when it is taken.
+            await self.surface.say(origin, t(lang, "busy"))
+            return
+        try:
+            hold, text = await voice.take(user.id, Tier(user.tier), note, fetch)
+        except OneAIError as exc:
+            await self.surface.say(origin, error_text(lang, exc))
+            return
+
+        written = False
+        try:
+            try:
+                shown = await self.surface.show_transcript(origin, text, lang)
+            except Exception:
+                log.warning("could not show the transcript", exc_info=True)
+                shown = None
+            reply_row = await self.flow.replied_row(origin.chat_id, replied_to)
+
+            async def start() -> Generation:
+                nonlocal written
+                generation = await self.services.chat.send(
+                    user.id,
+                    text,
+                    reply_to=reply_row,
+                    platform=self.flow.platform,
+                    prompt_link=self.flow.ref(origin),
+                )
+                written = True
+                if shown is not None:
+                    await self._link(origin.chat_id, generation.turn.prompt.id, shown)
+                return generation
+
+            await self.flow.generate(origin, user, lang, start, queue_if_busy=False)
+        finally:
+            if not written:  # refused (busy, quota, too long): the note costs nothing
+                await voice.give_back(hold)
+
+    async def _link(self, chat_id: int, row_id: uuid.UUID, message_id: int) -> None:
+        """The transcript message shows the prompt too: its ✏️ and a reply to it
+        address that row."""
+        try:
+            await self.flow.links.add(chat_id, row_id, message_id, 1)
+        except Exception:
+            log.warning("could not link transcript %s", message_id, exc_info=True)
+
+    async def transcript_row(self, user: User, chat_id: int, message_id: int) -> ChatMessage | None:
+        """The prompt a transcript message shows, if it is the presser's."""
+        linked = await self.flow.links.resolve(chat_id, message_id)
+        if linked is None:
+            return None
+        try:
+            row = await self.services.conversations.message(user.id, linked.row_id)
+        except MessageNotFound:
+            return None
+        return row if row.role == "user" else None
+
+    async def correct(
+        self,
+        origin: Origin[E],
+        user: User,
+        lang: str,
+        row_id: uuid.UUID,
+        transcript: tuple[int, int],
+        text: str,
+    ) -> None:
+        """The person's corrected transcript: a user_edit revision of the prompt and
+        a new answer, as for an edited text message; the transcript message then
+        shows the correction."""
+        if not text.strip():
+            await self.surface.say(origin, t(lang, "voice.edit_empty"))
+            return
+        chat_id, message_id = transcript
+        ref = PlatformMessage(self.flow.platform, str(chat_id), str(message_id))
+        await self.flow.edit_row(origin, user, lang, row_id, text, link=ref)
+        row = await self.transcript_row(user, chat_id, message_id)
+        if row is not None and row.id != row_id:
+            try:
+                await self.surface.update_transcript(chat_id, message_id, row.content, lang)
+            except Exception:
+                log.warning("could not update transcript %s", message_id, exc_info=True)
