@@ -24,7 +24,7 @@ from core.clock import utcnow
 from core.config import LimitSettings
 from core.conversations.errors import ShuttingDown
 from core.conversations.links import PlatformMessage
-from core.conversations.turns import Turn, TurnPlanner
+from core.conversations.turns import AttachmentUse, Turn, TurnPlanner
 from core.db.engine import Database
 from core.db.models import ChatMessage, MessageStatus
 from core.db.models.base import table_of
@@ -322,6 +322,7 @@ class ChatService:
         images: Sequence[str] = (),
         platform: str | None = None,
         prompt_link: PlatformMessage | None = None,
+        attachment: AttachmentUse | None = None,
     ) -> Generation:
         return await self._plan(
             lambda: self.planner.send(
@@ -333,6 +334,7 @@ class ChatService:
                 images=images,
                 platform=platform,
                 prompt_link=prompt_link,
+                attachment=attachment,
             )
         )
 

@@ -16,6 +16,7 @@ from core.conversations.service import ConversationService
 from core.conversations.turns import TurnPlanner
 from core.db.engine import Database
 from core.db.models import User
+from core.documents.service import DocumentService
 from core.errors import OneAIError
 from core.images import ImageService
 from core.linking import LinkService
@@ -56,6 +57,7 @@ class Services:
     linking: LinkService
     broadcasts: BroadcastEngine
     admin_sync: AdminSync
+    documents: DocumentService
     _live: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _admin: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
@@ -123,6 +125,9 @@ class Services:
             # One per process: the platforms add their senders; `oneai run` opens it.
             broadcasts=BroadcastEngine(db, accounts, worker_id=worker_id, workers=workers),
             admin_sync=AdminSync(db, catalog, chat),
+            documents=DocumentService(
+                db, catalog, settings.documents, estimator, conversations
+            ),
         )
 
     async def go_live(self) -> int:

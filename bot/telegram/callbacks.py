@@ -86,3 +86,21 @@ class AdminAction(CallbackData, prefix="ad"):
     user: int = 0  # whose card
     arg: str = ""
     page: int = 0
+
+
+class DocumentOp(StrEnum):
+    FIRST_PART = "f"  # answer from the part that fits
+    MODEL = "m"  # switch to a model with a larger window and ask again
+
+
+class DocumentAction(CallbackData, prefix="dc"):
+    """A button under the offer for a document too large for the model. The
+    document is checked to be the presser's by the core flow."""
+
+    op: DocumentOp
+    doc: str  # uuid hex of the attachment
+    model: int = -1  # catalog position of the model to switch to
+
+    @property
+    def attachment_id(self) -> uuid.UUID:
+        return uuid.UUID(hex=self.doc)

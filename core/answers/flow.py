@@ -28,6 +28,7 @@ from core.answers.notes import outcome_note
 from core.chat import Generation
 from core.conversations.errors import ConversationBusy, DuplicateMessage, MessageNotFound
 from core.conversations.links import MessageLinks, PlatformMessage
+from core.conversations.turns import AttachmentUse
 from core.db.models import ChatMessage, MessageStatus, User
 from core.errors import OneAIError
 from core.i18n import error_text, pick_language, t
@@ -183,9 +184,11 @@ class AnswerFlow(Generic[E]):
         images: Sequence[str] = (),
         new_conversation: bool = False,
         conversation_id: uuid.UUID | None = None,
+        attachment: AttachmentUse | None = None,
     ) -> None:
         """A message to the model. `replied_to`: the bot's message the person
-        replied to, which picks the branch to continue."""
+        replied to, which picks the branch to continue; `attachment`: a stored
+        document it comes with (core/documents)."""
         reply_row: uuid.UUID | None = None
         if replied_to is not None:
             linked = await self.links.resolve(origin.chat_id, replied_to)
@@ -202,6 +205,7 @@ class AnswerFlow(Generic[E]):
                 prompt_link=self.ref(origin),
                 new_conversation=new_conversation,
                 conversation_id=conversation_id,
+                attachment=attachment,
             )
 
         # A photo is not queued: it holds a download the person can send again.

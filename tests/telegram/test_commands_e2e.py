@@ -536,7 +536,6 @@ async def test_unknown_commands_and_media_get_a_polite_answer(app: Harness) -> N
     only = "I can read text and photos only. Please send your question as text."
     assert (await bot_reply(app, lambda: app.tg.send_voice(USER))).text == only
     assert (await bot_reply(app, lambda: app.tg.send_sticker(USER))).text == only
-    assert (await bot_reply(app, lambda: app.tg.send_document(USER))).text == only
     assert app.llm.requests_count == 0
     user = await me(app)
     assert user.current_conversation_id is None

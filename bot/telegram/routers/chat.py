@@ -1,4 +1,5 @@
-"""Text, edits, replies and /image: everything that makes the model answer."""
+"""Text, photos, documents, edits, replies and /image: everything that makes the
+model answer."""
 
 from __future__ import annotations
 
@@ -53,6 +54,14 @@ async def photo(message: Message, bot: Bot, user: User, lang: str, answerer: Ans
     await answerer.handle_photo(message, user, lang)
 
 
+async def document(message: Message, bot: Bot, user: User, lang: str, answerer: Answerer) -> None:
+    if message.chat.type != "private":
+        me = await bot.me()
+        if not _addressed_in_group(message, me.username, me.id):
+            return
+    await answerer.handle_document(message, user, lang)
+
+
 async def edited(message: Message, user: User, lang: str, answerer: Answerer) -> None:
     await answerer.handle_edit(message, user, lang)
 
@@ -62,5 +71,6 @@ def create_router() -> Router:
     router.message.register(image, Command("image"))
     router.message.register(text, F.text & ~F.text.startswith("/"))
     router.message.register(photo, F.photo)
-    router.edited_message.register(edited, F.text)
+    router.message.register(document, F.document)
+    router.edited_message.register(edited, F.text | F.document)
     return router

@@ -2,6 +2,7 @@
 
 from core.db.models.accounts import Identity, User
 from core.db.models.admin import DisabledModel
+from core.db.models.attachments import Attachment
 from core.db.models.base import Base
 from core.db.models.billing import (
     AuditLog,
@@ -19,6 +20,7 @@ from core.db.models.linking import LinkAttempt, LinkCodeRecord
 from core.db.models.workers import Worker
 
 __all__ = [
+    "Attachment",
     "AuditLog",
     "Base",
     "Broadcast",
