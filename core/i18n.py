@@ -355,6 +355,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "document.bigger_button": "🔁 Switch to {model}",
         "document.first_part_pages": "✂️ Only the first part of {name} goes to the model: about {fit} of {pages} pages ({percent}%).",
         "document.first_part": "✂️ Only the first part of {name} goes to the model: about {percent}% of it.",
+        "document.one": "Please send one document at a time, with your question as its text.",
     },
     "ru": {
         "start": (
@@ -725,6 +726,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "document.bigger_button": "🔁 Перейти на {model}",
         "document.first_part_pages": "✂️ Модель получит только первую часть {name}: около {fit} из {pages} страниц ({percent}%).",
         "document.first_part": "✂️ Модель получит только первую часть {name}: около {percent}%.",
+        "document.one": "Пришлите один документ за раз, а вопрос — его подписью.",
         "error.document_too_big": "Файл весит {size_mb} МБ, а я читаю документы до {limit_mb} МБ. Пришлите файл поменьше или только нужную часть.",
         "error.document_unavailable": "Не удалось скачать файл. Пришлите его ещё раз.",
         "error.document_binary": "Это не текст, который я могу прочитать: я читаю PDF, DOCX и текстовые файлы (текст, Markdown, код, CSV в UTF-8).",

@@ -125,9 +125,7 @@ class Services:
             # One per process: the platforms add their senders; `oneai run` opens it.
             broadcasts=BroadcastEngine(db, accounts, worker_id=worker_id, workers=workers),
             admin_sync=AdminSync(db, catalog, chat),
-            documents=DocumentService(
-                db, catalog, settings.documents, estimator, conversations
-            ),
+            documents=DocumentService(db, catalog, settings.documents, estimator, conversations),
         )
 
     async def go_live(self) -> int:

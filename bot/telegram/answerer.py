@@ -309,9 +309,7 @@ class Answerer:
         if offer is None:
             return
         markup = keyboards.document_offer(offer)
-        reply_to = ReplyParameters(
-            message_id=message.message_id, allow_sending_without_reply=True
-        )
+        reply_to = ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True)
         chat_id = message.chat.id
         await self.surface.in_turn(
             chat_id,

@@ -48,9 +48,7 @@ async def _load(
 async def export_markdown(
     db: Database, user_id: int, conversation_id: uuid.UUID, lang: str = "en"
 ) -> str:
-    conversation, rows, documents = await _load(
-        db, user_id, conversation_id, every_revision=False
-    )
+    conversation, rows, documents = await _load(db, user_id, conversation_id, every_revision=False)
     lines = [f"# {conversation.title}", ""]
     lines.append(f"Model: `{conversation.model_id}`  ")
     lines.append(f"Started: {conversation.created_at:%Y-%m-%d %H:%M} UTC")

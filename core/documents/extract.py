@@ -66,8 +66,7 @@ def _check_time(bounds: Bounds) -> None:
 
 
 def _pdf(data: bytes, bounds: Bounds) -> Extracted:
-    from pypdf import PdfReader
-    from pypdf import PasswordType
+    from pypdf import PasswordType, PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
 
     try:

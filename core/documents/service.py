@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, exists
 
 from core.config import DocumentSettings
+from core.conversations.service import ConversationService
 from core.db.engine import Database
 from core.db.models import Attachment, ChatMessage, User
 from core.documents.errors import DocumentGone, NotYourDocument
@@ -16,7 +17,6 @@ from core.documents.reader import DocumentReader
 from core.i18n import t
 from core.llm.catalog import ModelCatalog
 from core.llm.tokens import TokenEstimator
-from core.conversations.service import ConversationService
 from core.tiers import Tier
 
 NAME_CHARS = 255

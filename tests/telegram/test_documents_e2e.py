@@ -255,9 +255,7 @@ async def test_the_json_export_names_the_attachment(app: Harness) -> None:
 
     user = await me(app)
     assert user.current_conversation_id is not None
-    document = json.loads(
-        await export_json(app.services.db, user.id, user.current_conversation_id)
-    )
+    document = json.loads(await export_json(app.services.db, user.id, user.current_conversation_id))
     prompt = next(m for m in document["messages"] if m["role"] == "user")
     assert prompt["attachment"] == {
         "name": "data.csv",
