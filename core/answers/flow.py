@@ -291,7 +291,10 @@ class AnswerFlow(Generic[E]):
             return
         await ack("")
         parts = [int(m) for m in await self.links.parts(origin.chat_id, row_id)]
-        await self.show_final(revisions.items[target - 1], lang, origin.chat_id, parts)
+        row = revisions.items[target - 1]
+        # The version shown may answer another revision of a prompt with a document.
+        label = await self.services.documents.label_of(row, lang)
+        await self.show_final(row, lang, origin.chat_id, parts, label=label)
 
     # -- generating and streaming ---------------------------------------------------------
 
@@ -479,15 +482,19 @@ class AnswerFlow(Generic[E]):
         message_ids: Sequence[int],
         *,
         reply_to: int | None = None,
+        label: str | None = None,
     ) -> None:
         """Show a finished row in `message_ids` (or new ones below `reply_to`),
-        with its controls and the note on how it ended; they are then linked to it."""
+        with its controls and the note on how it ended (after `label`, when
+        given); they are then linked to it."""
+        outcome = outcome_note(lang, row.status, None, row.content)
+        note = "\n".join(part for part in (label, outcome) if part) or None
         shown = await self.surface.show_row(
             chat_id,
             message_ids,
             text=row.content,
             controls=await self.controls(row.user_id, row.id),
-            note=outcome_note(lang, row.status, None, row.content),
+            note=note,
             lang=lang,
             reply_to=reply_to,
         )

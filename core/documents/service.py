@@ -33,6 +33,8 @@ class Pending:
 
 def attachment_label(lang: str, name: str, pages: int | None) -> str:
     """How history, exports and revisions name a document: 📎 report.pdf (12 pages)."""
+    if pages == 1:
+        return t(lang, "document.label_page", name=name)
     if pages:
         return t(lang, "document.label_pages", name=name, pages=pages)
     return t(lang, "document.label", name=name)
@@ -123,3 +125,17 @@ class DocumentService:
             Tier(user.tier),
             self.estimator,
         )
+
+    async def label_of(self, row: ChatMessage, lang: str) -> str | None:
+        """ "📎 report.pdf (12 pages)" for a prompt with a document, or for the
+        answer to one; None otherwise."""
+        async with self.db.read() as session:
+            prompt: ChatMessage | None = row
+            if row.role == "assistant" and row.parent_message_id is not None:
+                prompt = await session.get(ChatMessage, row.parent_message_id)
+            if prompt is None or prompt.attachment_id is None:
+                return None
+            attachment = await session.get(Attachment, prompt.attachment_id)
+        if attachment is None:
+            return None
+        return attachment_label(lang, attachment.name, attachment.pages)

@@ -17,7 +17,14 @@ from tests.fakes.llm_server import Reply
 from tests.fakes.telegram_server import StoredMessage
 from tests.support.documents import docx, pdf, report_pdf, scanned_pdf
 from tests.telegram.conftest import USER, Harness, until
-from tests.telegram.test_commands_e2e import bot_reply, me, press, sent_model
+from tests.telegram.test_commands_e2e import (
+    bot_reply,
+    me,
+    press,
+    pressed_edit,
+    say,
+    sent_model,
+)
 
 MB = 1024 * 1024
 
@@ -84,6 +91,15 @@ async def test_a_pdf_is_read_and_answered_with_its_caption_as_the_question(app: 
     await app.answered()
     assert "Revenue grew 12%" in _last_user_turn(app)
     assert await _attachments(app) == 1
+
+    # The revision view names the document the answer was about.
+    answer = app.bot_messages()[-1]
+    paged = await pressed_edit(app, answer, app.button(answer, "a:p:"))
+    assert "📎 report.pdf (2 pages)" in (paged.text or "")
+
+    # /history lists the conversation under the document's name.
+    listing = await say(app, "/history")
+    assert any("📎 report.pdf" in str(b["text"]) for b in listing.buttons)
 
     # Exports name it.
     user = await me(app)
