@@ -412,11 +412,12 @@ class ConsoleChat:
         if not parts:
             self.write("! Usage: /file PATH [QUESTION]")
             return
-        path = Path(parts[0]).expanduser()
+        path = Path(parts[0])
         question = question_of(" ".join(parts[1:]), self.lang)
         documents = self.services.documents
         try:
-            size = path.stat().st_size
+            path = await asyncio.to_thread(path.expanduser)
+            size = (await asyncio.to_thread(path.stat)).st_size
         except OSError as exc:
             self.write(f"! Cannot open {path}: {exc.strerror or exc}.")
             return
