@@ -109,3 +109,16 @@ def test_a_document_that_does_not_fit_is_measured_and_its_first_part_fits() -> N
     small = DocumentText("x.pdf", read.text * 10, None)
     fit = decide("q", small, catalog.default, None, catalog, Tier.FREE, estimator)
     assert fit.bigger is None or fit.bigger.available_to(Tier.FREE)
+
+
+async def test_a_parser_fault_becomes_the_damaged_document_reply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import core.documents.reader as reader_module
+
+    def explode(data: bytes, mime: str | None, bounds: Bounds) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(reader_module, "extract", explode)
+    with pytest.raises(UnreadableDocument):
+        await DocumentReader(DocumentSettings()).read(b"%PDF-1.7", None)

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from core.config import DocumentSettings
-from core.documents.errors import DocumentTooBig, ExtractionTimedOut
+from core.documents.errors import (
+    DocumentError,
+    DocumentTooBig,
+    ExtractionTimedOut,
+    UnreadableDocument,
+)
 from core.documents.extract import Bounds, Extracted, extract
+
+log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 
@@ -43,7 +51,15 @@ class DocumentReader:
         if not done:
             work.add_done_callback(_consume)
             raise ExtractionTimedOut()
-        return work.result()
+        try:
+            return work.result()
+        except DocumentError:
+            raise
+        except Exception:
+            # A parser's own fault on a hostile file (deep recursion, a bad stream):
+            # the person gets the damaged-document reply, not silence.
+            log.warning("a document could not be read", exc_info=True)
+            raise UnreadableDocument() from None
 
 
 def _consume(future: asyncio.Future[Extracted]) -> None:
