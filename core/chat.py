@@ -24,7 +24,7 @@ from core.clock import utcnow
 from core.config import LimitSettings
 from core.conversations.errors import ShuttingDown
 from core.conversations.links import PlatformMessage
-from core.conversations.turns import Turn, TurnPlanner
+from core.conversations.turns import AttachmentUse, Turn, TurnPlanner
 from core.db.engine import Database
 from core.db.models import ChatMessage, MessageStatus
 from core.db.models.base import table_of
@@ -333,6 +333,7 @@ class ChatService:
         platform: str | None = None,
         prompt_link: PlatformMessage | None = None,
         web_search: bool = False,
+        attachment: AttachmentUse | None = None,
     ) -> Generation:
         return await self._plan(
             lambda: self.planner.send(
@@ -345,6 +346,7 @@ class ChatService:
                 platform=platform,
                 prompt_link=prompt_link,
                 web_search=web_search,
+                attachment=attachment,
             )
         )
 

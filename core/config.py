@@ -545,6 +545,21 @@ class AppSettings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
 
 
+class DocumentSettings(BaseSettings):
+    """Documents people send (PDF, DOCX, text): how much is read, and for how long."""
+
+    model_config = _section("DOCUMENT_")
+
+    # Telegram's getFile serves at most 20 MB; larger files are refused unread.
+    max_bytes: int = Field(default=20 * 1024 * 1024, gt=0, le=20 * 1024 * 1024)
+    max_pages: int = Field(default=2_000, gt=0)
+    max_chars: int = Field(default=3_000_000, gt=0)
+    # Seconds one extraction may take (checked between pages).
+    extract_timeout: float = Field(default=60.0, gt=0)
+    # Extractions running at once in one process (each holds a thread).
+    concurrency: int = Field(default=2, gt=0)
+
+
 class Settings:
     """All sections together. Each section validates on first access."""
 
@@ -610,6 +625,10 @@ class Settings:
     def voice(self) -> VoiceSettings:
         return self._get("voice", VoiceSettings)  # type: ignore[no-any-return]
 
+    @cached_property
+    def documents(self) -> DocumentSettings:
+        return self._get("documents", DocumentSettings)  # type: ignore[no-any-return]
+
 
 SECTIONS: dict[str, type[BaseSettings]] = {
     "app": AppSettings,
@@ -626,6 +645,7 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "razorpay": RazorpaySettings,
     "access": AccessSettings,
     "voice": VoiceSettings,
+    "documents": DocumentSettings,
 }
 
 

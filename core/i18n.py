@@ -56,7 +56,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "not_yours": "This button is not for you.",
         "stale_button": "This button no longer works.",
         "unknown_command": "I don't know that command. /help lists what I can do.",
-        "unsupported": "I can read text and photos only. Please send your question as text.",
+        "unsupported": "I can read text, photos, documents and voice notes only. Please send your question as one of those.",
         "no_vision": (
             "{model} can't look at images. Pick a model that can with /model, "
             "or describe the picture in words."
@@ -399,6 +399,20 @@ TEXTS: dict[str, dict[str, str]] = {
         "voice.edit_label": "What you said",
         "quota.voice_seconds": "Voice minutes",
         "usage.voice_line": "{label}: {bar} {used}/{limit} min · {remaining} min left · resets {when}",
+        "document.question": "Summarize this document.",
+        "document.label": "📎 {name}",
+        "document.label_pages": "📎 {name} ({pages} pages)",
+        "document.label_page": "📎 {name} (1 page)",
+        "document.too_large_pages": "📎 {name} is too long for {model}: about {fit} of {pages} pages ({percent}%) fit in its window.",
+        "document.too_large": "📎 {name} is too long for {model}: about {percent}% of it fits in its window.",
+        "document.offer_first": "✂️ I can answer from the first part only.",
+        "document.offer_bigger": "🔁 {model} takes it whole.",
+        "document.no_bigger": "No model on your plan takes it whole: /plan shows bigger plans.",
+        "document.first_button": "✂️ Use the first part",
+        "document.bigger_button": "🔁 Switch to {model}",
+        "document.first_part_pages": "✂️ Only the first part of {name} goes to the model: about {fit} of {pages} pages ({percent}%).",
+        "document.first_part": "✂️ Only the first part of {name} goes to the model: about {percent}% of it.",
+        "document.one": "Please send one document at a time, with your question as its text.",
     },
     "ru": {
         "start": (
@@ -449,7 +463,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "not_yours": "Эта кнопка не для вас.",
         "stale_button": "Эта кнопка больше не работает.",
         "unknown_command": "Я не знаю такой команды. /help — что я умею.",
-        "unsupported": "Я понимаю только текст и фото. Пожалуйста, напишите вопрос текстом.",
+        "unsupported": "Я понимаю только текст, фото, документы и голосовые сообщения. Пожалуйста, пришлите вопрос в одном из этих видов.",
         "no_vision": (
             "{model} не умеет смотреть на изображения. Выберите подходящую модель в /model "
             "или опишите картинку словами."
@@ -823,6 +837,32 @@ TEXTS: dict[str, dict[str, str]] = {
         "mode.model_off": "Этот режим предпочитает {model}, но она сейчас отключена.",
         "mode.model_kept": "Остаётся {model}.",
         "error.unknown_mode": "Такого режима нет.",
+        "document.question": "Кратко перескажи этот документ.",
+        "document.label": "📎 {name}",
+        "document.label_pages": "📎 {name} ({pages} стр.)",
+        "document.label_page": "📎 {name} (1 стр.)",
+        "document.too_large_pages": "📎 {name} слишком длинный для {model}: в окно модели помещается около {fit} из {pages} страниц ({percent}%).",
+        "document.too_large": "📎 {name} слишком длинный для {model}: в окно модели помещается около {percent}%.",
+        "document.offer_first": "✂️ Могу ответить только по первой части.",
+        "document.offer_bigger": "🔁 {model} возьмёт его целиком.",
+        "document.no_bigger": "Ни одна модель вашего тарифа не возьмёт его целиком: /plan — тарифы побольше.",
+        "document.first_button": "✂️ Взять первую часть",
+        "document.bigger_button": "🔁 Перейти на {model}",
+        "document.first_part_pages": "✂️ Модель получит только первую часть {name}: около {fit} из {pages} страниц ({percent}%).",
+        "document.first_part": "✂️ Модель получит только первую часть {name}: около {percent}%.",
+        "document.one": "Пришлите один документ за раз, а вопрос — его подписью.",
+        "error.document_too_big": "Файл весит {size_mb} МБ, а я читаю документы до {limit_mb} МБ. Пришлите файл поменьше или только нужную часть.",
+        "error.document_unavailable": "Не удалось скачать файл. Пришлите его ещё раз.",
+        "error.document_binary": "Это не текст, который я могу прочитать: я читаю PDF, DOCX и текстовые файлы (текст, Markdown, код, CSV в UTF-8).",
+        "error.document_unreadable": "Документ повреждён или пуст: текста в нём нет.",
+        "error.document_encrypted": "Документ защищён паролем, поэтому я не могу его прочитать. Снимите пароль (сохраните незащищённую копию) и пришлите снова.",
+        "error.document_scanned": "В этом PDF ({pages} стр.) нет текстового слоя: похоже, это скан, и текста в нём нет. Пришлите PDF с выделяемым текстом (сначала распознайте его) или вставьте текст.",
+        "error.document_too_many_pages": "В этом PDF {pages} страниц, а я читаю до {limit}. Пришлите нужную часть.",
+        "error.document_too_long": "В документе больше {limit} символов текста — больше, чем я читаю. Пришлите нужную часть.",
+        "error.document_timeout": "Документ читался слишком долго, и я остановился. Пришлите файл поменьше или только нужную часть.",
+        "error.document_gone": "Этого документа больше нет. Пришлите его ещё раз.",
+        "error.document_does_not_fit": "Документ больше не помещается в эту модель. Пришлите его ещё раз.",
+        "error.not_yours": "Эта кнопка не для вас.",
     },
 }
 

@@ -17,6 +17,7 @@ from core.conversations.service import ConversationService
 from core.conversations.turns import TurnPlanner
 from core.db.engine import Database
 from core.db.models import User
+from core.documents.service import DocumentService
 from core.errors import OneAIError
 from core.images import ImageService
 from core.linking import LinkService
@@ -62,6 +63,7 @@ class Services:
     access: AccessService
     modes: ModeCatalog
     voice: VoiceService
+    documents: DocumentService
     _live: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _admin: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
@@ -144,6 +146,7 @@ class Services:
             access=AccessService(db, settings),
             modes=modes,
             voice=VoiceService(db, quotas, _stt_client(settings)),
+            documents=DocumentService(db, catalog, settings.documents, estimator, conversations),
         )
 
     async def go_live(self) -> int:

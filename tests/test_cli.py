@@ -457,3 +457,44 @@ async def test_voice_transcribes_a_file_and_sends_its_text(tmp_path: Path) -> No
     assert requests[0].body["messages"][-1] == {"role": "user", "content": "Capital of France?"}
     # Two seconds for the one transcribed; the failed one was given back.
     assert "voice minutes: 0/5 used, 5 left" in out
+
+
+async def test_playground_reads_documents(tmp_path: Path) -> None:
+    from tests.support.documents import pdf, report_pdf
+
+    (tmp_path / "memo.pdf").write_bytes(pdf([["Memo", "Launch on Monday."]]))
+    (tmp_path / "big.pdf").write_bytes(report_pdf(300))
+    (tmp_path / "tool.txt").write_bytes(b"\x00\x01binary")
+    async with FakeLLM(default=Reply(text="Read.")) as llm:
+        script = "\n".join(
+            [
+                "/file memo.pdf When is the launch?",
+                "/show",
+                "/file tool.txt",
+                "/file big.pdf",
+                "/first",
+                "/first",
+            ]
+        )
+        code, out, err = await _oneai(
+            "chat",
+            cwd=tmp_path,
+            env={
+                "LLM_BASE_URL": llm.base_url,
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
+                "MODEL_CATALOG_REFRESH_HOURS": "0",
+            },
+            stdin=script + "\n",
+        )
+        requests = list(llm.requests)
+    assert code == 0, err
+    assert "Traceback" not in err
+    first = requests[0].body["messages"][-1]["content"]
+    assert "Launch on Monday." in first and first.endswith("When is the launch?")
+    assert "you> 📎 memo.pdf (1 page)\nyou> When is the launch?" in out
+    assert "! That file is not text I can read" in out
+    assert "📎 big.pdf is too long for GPT-4o mini: about " in out
+    assert "(only the first part: about " in out
+    assert 'part="only the first ' in requests[1].body["messages"][-1]["content"]
+    assert "! No document is waiting." in out  # a second /first asks nothing
+    assert len(requests) == 2

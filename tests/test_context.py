@@ -337,3 +337,28 @@ def test_estimator_falls_back_when_the_encoding_is_unavailable(
     started = time.perf_counter()
     assert abs(fallback.count(text) - estimator.count(text)) / estimator.count(text) < 0.35
     assert time.perf_counter() - started < 1.0
+
+
+def test_a_document_is_delimited_in_its_user_turn_and_counted(
+    base_model: ModelInfo, estimator: TokenEstimator
+) -> None:
+    from core.llm.context import DocumentText
+
+    document = DocumentText("trip.md", ENGLISH, None)
+    history = [
+        HistoryMessage("user", "Plan it", document=document),
+        HistoryMessage("assistant", "Day one: Alfama."),
+        HistoryMessage("user", "And day two?"),
+    ]
+    built = build_context(history, model=base_model, system_prompt=None, estimator=estimator)
+    first = built.messages[0]["content"]
+    assert first == f'<document name="trip.md">\n{ENGLISH}\n</document>\n\nPlan it'
+    assert built.prompt_tokens == estimator.count_messages(built.messages)
+    # Where the document does not fit, its whole turn goes, oldest first, like any other.
+    room = built.prompt_tokens - estimator.count_message("user", first) + 10
+    tight = _small(base_model, room + 100)
+    built = build_context(
+        history, model=tight, system_prompt=None, estimator=estimator, reserve_output=100
+    )
+    assert built.dropped == 2
+    assert [m["content"] for m in built.messages] == ["And day two?"]

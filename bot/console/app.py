@@ -12,6 +12,7 @@ import contextlib
 import getpass
 import logging
 import mimetypes
+import shlex
 import signal
 import sys
 import uuid
@@ -22,7 +23,10 @@ from typing import BinaryIO, TextIO
 from core.accounts import PlatformProfile
 from core.chat import Generation
 from core.conversations.export import export_json
+from core.conversations.turns import AttachmentUse
 from core.db.models import ChatMessage, User
+from core.documents.flow import offer_text
+from core.documents.service import Pending, question_of
 from core.errors import OneAIError
 from core.i18n import pick_language, t
 from core.llm.catalog import ModelChoiceError
@@ -72,6 +76,8 @@ HELP = """Commands:
   /search QUESTION  ask with a web search (where the server offers it)
   /websearch        switch web search for every answer in this conversation
   /voice FILE       transcribe a recording (ogg, mp3, m4a, wav, ...) and send its text
+  /file PATH [Q]    send a document (PDF, DOCX, text) with question Q (default: summarize)
+  /first, /bigger   a document too long for the model: its first part, or a larger model
   /help             this text
   /quit             leave
 Anything else is sent to the model. Ctrl-C stops an answer that is streaming."""
@@ -116,6 +122,7 @@ class ConsoleChat:
         self.conversation_id: uuid.UUID | None = None
         self._history_ids: list[uuid.UUID] = []
         self._current: Generation | None = None
+        self._document: Pending | None = None  # a document waiting for /first or /bigger
 
     # -- I/O ----------------------------------------------------------------------------
 
@@ -287,6 +294,9 @@ class ConsoleChat:
             "/search": self._cmd_search,
             "/websearch": self._cmd_websearch,
             "/voice": self._cmd_voice,
+            "/file": self._cmd_file,
+            "/first": self._cmd_first,
+            "/bigger": self._cmd_bigger,
             "/help": self._cmd_help,
         }
         if name in ("/quit", "/exit"):
@@ -384,6 +394,8 @@ class ConsoleChat:
         await self.services.conversations.switch_revision(self._uid, answer.id, int(arg))
         shown = await self.services.conversations.revisions(self._uid, answer.id)
         self.write(f"(revision {shown.label})")
+        if label := await self.services.documents.label_of(shown.current, self.lang):
+            self.write(label)
         self.write(shown.current.content or "(no text)")
         self._sources(from_meta(shown.current.meta))
 
@@ -420,6 +432,8 @@ class ConsoleChat:
             return
         for row in await self.services.conversations.active_path(self.conversation_id):
             who = "you" if row.role == "user" else "assistant"
+            if row.role == "user" and row.attachment_id is not None:
+                self.write(f"{who}> {await self.services.documents.label_of(row, self.lang)}")
             self.write(f"{who}> {row.content}")
 
     async def _cmd_usage(self, _arg: str) -> None:
@@ -499,6 +513,86 @@ class ConsoleChat:
             self.write(await export_json(self.services.db, self._uid, self.conversation_id))
         elif (exported := await export_current(self.services, self._uid)) is not None:
             self.write(exported.content)
+
+    # -- documents ------------------------------------------------------------------------
+
+    async def _cmd_file(self, arg: str) -> None:
+        try:
+            parts = shlex.split(arg)
+        except ValueError:
+            parts = arg.split()
+        if not parts:
+            self.write("! Usage: /file PATH [QUESTION]")
+            return
+        path = Path(parts[0])
+        question = question_of(" ".join(parts[1:]), self.lang)
+        documents = self.services.documents
+        try:
+            path = await asyncio.to_thread(path.expanduser)
+            size = (await asyncio.to_thread(path.stat)).st_size
+        except OSError as exc:
+            self.write(f"! Cannot open {path}: {exc.strerror or exc}.")
+            return
+        documents.check_size(size)  # before reading it
+        data = await asyncio.to_thread(path.read_bytes)
+        pending = await documents.receive(self._uid, path.name, None, data, question)
+        fit = await documents.fit(await self._fresh_user(), pending)
+        if fit.fits:
+            await self._send_document(pending, None)
+            return
+        self._document = pending
+        model = self.services.catalog.require(await self._model_id())
+        self.write(offer_text(self.lang, pending.attachment.name, model, fit))
+        if fit.chars > 0:
+            self.write("  /first   answer from the first part")
+        if fit.bigger is not None:
+            self.write(f"  /bigger  switch to {fit.bigger.id} and ask again")
+
+    async def _cmd_first(self, _arg: str) -> None:
+        pending = await self._waiting_document()
+        if pending is None:
+            return
+        fit = await self.services.documents.fit(await self._fresh_user(), pending)
+        if fit.chars <= 0:
+            self.write("! Nothing of it fits this model; try /bigger or /model.")
+            return
+        limit = None if fit.fits else fit.chars
+        if limit is not None:
+            self.write(f"(only the first part: about {fit.percent}% of the document)")
+        await self._send_document(pending, limit)
+
+    async def _cmd_bigger(self, _arg: str) -> None:
+        pending = await self._waiting_document()
+        if pending is None:
+            return
+        fit = await self.services.documents.fit(await self._fresh_user(), pending)
+        if fit.bigger is None and not fit.fits:
+            self.write("! No model on your plan takes it whole.")
+            return
+        if fit.bigger is not None:
+            await self._set_model(fit.bigger.id, ModelScope.CONVERSATION)
+            self.write(f"Model set to {fit.bigger.id}.")
+        await self._send_document(pending, None)
+
+    async def _waiting_document(self) -> Pending | None:
+        if self._document is None:
+            self.write("! No document is waiting. Send one with /file PATH.")
+            return None
+        # Checked again: it may have been used or replaced since.
+        return await self.services.documents.pending(self._uid, self._document.attachment.id)
+
+    async def _send_document(self, pending: Pending, limit: int | None) -> None:
+        self._document = None
+        use = AttachmentUse(pending.attachment.id, limit)
+        await self._stream(
+            lambda: self.services.chat.send(
+                self._uid,
+                pending.question,
+                conversation_id=self.conversation_id,
+                platform="cli",
+                attachment=use,
+            )
+        )
 
 
 def _local_user() -> str:

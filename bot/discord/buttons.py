@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Self
 import discord
 
 from core.answers import Controls
+from core.documents.flow import Offer as DocumentOffer
 from core.i18n import t
 
 if TYPE_CHECKING:
@@ -101,11 +102,66 @@ class PageButton(
         await _answers(interaction).pressed_page(interaction, self.row_id, self.rev)
 
 
+class DocumentFirstPartButton(_RowButton, template=rf"{PREFIX}:df:{_HEX}"):
+    """Under the offer for a document too large for the model: answer from the
+    part that fits. The row is the attachment's."""
+
+    op = "df"
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _answers(interaction).pressed_document(interaction, self.row_id, None)
+
+
+class DocumentModelButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=rf"{PREFIX}:dm:{_HEX}:(?P<model>[0-9]{{1,4}})",
+):
+    """Switch to the model at catalog position `model` and ask again, whole."""
+
+    def __init__(self, row_id: uuid.UUID, model: int, label: str = "") -> None:
+        self.row_id = row_id
+        self.model = model
+        super().__init__(
+            discord.ui.Button(
+                label=label or "model",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"{PREFIX}:dm:{row_id.hex}:{model}",
+            )
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> DocumentModelButton:
+        return cls(_row(match), int(match["model"]), getattr(item, "label", "") or "")
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _answers(interaction).pressed_document(interaction, self.row_id, self.model)
+
+
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     StopButton,
     RegenerateButton,
     PageButton,
+    DocumentFirstPartButton,
+    DocumentModelButton,
 )
+
+
+def document_offer_view(offer: DocumentOffer) -> discord.ui.View | None:
+    """The two ways on for a document too large for the model."""
+    view = discord.ui.View(timeout=None)
+    if offer.first_part is not None:
+        view.add_item(DocumentFirstPartButton(offer.attachment_id, offer.first_part))
+    if offer.bigger_label is not None and offer.bigger_index is not None:
+        view.add_item(
+            DocumentModelButton(offer.attachment_id, offer.bigger_index, offer.bigger_label)
+        )
+    return view if view.children else None
 
 
 def answer_view(lang: str, controls: Controls) -> discord.ui.View:

@@ -12,18 +12,20 @@ from typing import Any, TypeVar
 
 import discord
 
-from bot.discord.buttons import answer_view
+from bot.discord.buttons import answer_view, document_offer_view
 from bot.discord.people import Person, person_of
 from bot.discord.sink import DiscordSink, translate
 from bot.discord.voice import TranscriptModal, transcript_markdown, transcript_view
 from core.answers import AnswerFlow, ButtonCheck, Controls, Origin
 from core.answers.flow import AnswerView, ShowFailed
 from core.answers.voice import VoiceFlow
+from core.documents.flow import DocumentFlow
 from core.i18n import t
 from core.llm.citations import Citation
 from core.outbox import Undeliverable
 from core.services import Services
 from core.streaming import ChatUnavailable, RetryLater, StreamDriver, show_text
+from core.views.models import model_at
 from core.voice import VoiceNote
 
 log = logging.getLogger(__name__)
@@ -228,6 +230,7 @@ class DiscordAnswers:
         self.surface = DiscordSurface(client, services, driver)
         self.flow: AnswerFlow[Place] = AnswerFlow(services, self.surface)
         self.voice: VoiceFlow[Place] = VoiceFlow(self.flow, self.surface)
+        self.documents: DocumentFlow[Place] = DocumentFlow(self.flow)
 
     async def thread_conversation(self, channel: Any) -> uuid.UUID | None:
         """The conversation a OneAI thread belongs to; None for any other channel."""
@@ -260,11 +263,15 @@ class DiscordAnswers:
         if len(message.attachments) == 1 and is_audio(message.attachments[0]):
             await self._voice(origin, person, message.attachments[0], replied_to)
             return
+        documents = [a for a in message.attachments if a.content_type not in IMAGE_TYPES]
+        if documents:
+            if len(message.attachments) > 1:
+                await self.surface.say(origin, t(person.lang, "document.one"))
+                return
+            await self._document(origin, person, documents[0], text)
+            return
         images: list[str] = []
         for attachment in message.attachments:
-            if attachment.content_type not in IMAGE_TYPES:
-                await self.surface.say(origin, t(person.lang, "unsupported"))
-                return
             image = await self._image(origin, person, attachment)
             if image is None:
                 return
@@ -347,6 +354,34 @@ class DiscordAnswers:
             message_id=transcript[1],  # the new answer replies to the transcript
         )
         await self.voice.correct(origin, person.user, person.lang, row_id, transcript, text)
+
+    async def _document(
+        self, origin: Origin[Place], person: Person, attachment: discord.Attachment, text: str
+    ) -> None:
+        offer = await self.documents.receive(
+            origin,
+            person.user,
+            person.lang,
+            name=attachment.filename,
+            declared_mime=attachment.content_type,
+            size=attachment.size,
+            download=attachment.read,
+            caption=text,
+        )
+        if offer is None:
+            return
+        channel = origin.event.channel
+        reference = discord.MessageReference(
+            message_id=origin.message_id or 0, channel_id=origin.chat_id, fail_if_not_exists=False
+        )
+        view = document_offer_view(offer)
+        try:
+            await self.surface.in_turn(
+                origin.chat_id,
+                lambda: channel.send(offer.text, view=view, reference=reference),  # type: ignore[arg-type]
+            )
+        except discord.HTTPException as exc:
+            log.warning("could not show a document offer in %s: %s", origin.chat_id, exc)
 
     def _me(self) -> int:
         return self.client.user.id if self.client.user is not None else 0
@@ -476,3 +511,44 @@ class DiscordAnswers:
             return
         origin, person = pressed
         await self.flow.page(origin, person.user, person.lang, row_id, rev, self._ack(interaction))
+
+    async def pressed_document(
+        self, interaction: discord.Interaction[Any], attachment_id: uuid.UUID, model: int | None
+    ) -> None:
+        """A button of the offer under a document too large for the model; the
+        document is checked to be the presser's by the core flow."""
+        person = await person_of(self.services, interaction)
+        if person is None:
+            return
+        message = interaction.message
+        channel = interaction.channel
+        if message is None or channel is None or not isinstance(channel, discord.abc.Messageable):
+            await interaction.response.send_message(t(person.lang, "stale_button"), ephemeral=True)
+            return
+        # The answer replies to (and is linked with) the person's document message.
+        reference = message.reference
+        origin = Origin(
+            chat_id=message.channel.id,
+            platform_user_id=person.platform_user_id,
+            event=Place(channel),
+            message_id=reference.message_id if reference is not None else None,
+        )
+
+        async def ack(refusal: str) -> None:
+            if refusal:
+                await interaction.response.send_message(refusal, ephemeral=True)
+            else:  # one way on is taken: the offer's buttons go
+                await interaction.response.edit_message(view=None)
+
+        if model is None:
+            await self.documents.use_first_part(
+                origin, person.user, person.lang, attachment_id, ack
+            )
+            return
+        chosen = model_at(self.services.catalog, model)
+        if chosen is None:
+            await interaction.response.send_message(t(person.lang, "stale_button"), ephemeral=True)
+            return
+        await self.documents.use_model(
+            origin, person.user, person.lang, attachment_id, chosen.id, ack
+        )

@@ -31,7 +31,7 @@ from aiogram.types import (
 )
 
 from bot.telegram import keyboards
-from bot.telegram.callbacks import AnswerAction, VoiceEdit
+from bot.telegram.callbacks import AnswerAction, DocumentAction, DocumentOp, VoiceEdit
 from bot.telegram.draft_sink import DraftSink
 from bot.telegram.replies import FLOOD_ATTEMPTS, patiently, reply
 from bot.telegram.sink import TelegramSink
@@ -40,6 +40,8 @@ from core.answers.flow import AnswerView, ShowFailed
 from core.answers.voice import VoiceFlow, shown_transcript
 from core.conversations.links import MessageLinks
 from core.db.models import User
+from core.documents.flow import DocumentFlow
+from core.documents.service import question_of
 from core.errors import OneAIError
 from core.i18n import error_text, t
 from core.llm.citations import Citation
@@ -47,6 +49,7 @@ from core.outbox import Undeliverable
 from core.services import Services
 from core.streaming import StreamDriver, show_text
 from core.tiers import Tier
+from core.views.models import model_at
 from core.voice import VoiceNote
 
 log = logging.getLogger(__name__)
@@ -304,6 +307,7 @@ class Answerer:
         )
         self.flow: AnswerFlow[Message] = AnswerFlow(services, self.surface)
         self.voice: VoiceFlow[Message] = VoiceFlow(self.flow, self.surface)
+        self.documents: DocumentFlow[Message] = DocumentFlow(self.flow)
 
     @property
     def links(self) -> MessageLinks:
@@ -425,10 +429,47 @@ class Answerer:
             ),
         )
 
+    async def handle_document(self, message: Message, user: User, lang: str) -> None:
+        document = message.document
+        assert document is not None
+        origin = origin_of(message)
+
+        async def download() -> bytes:
+            # getFile refuses files over 20 MB; the size was checked before anyway.
+            data = await self.bot.download(document.file_id)
+            if data is None:
+                raise OSError("no data")
+            return data.read()
+
+        offer = await self.documents.receive(
+            origin,
+            user,
+            lang,
+            name=document.file_name or "document",
+            declared_mime=document.mime_type,
+            size=document.file_size,
+            download=download,
+            caption=message.caption,
+        )
+        if offer is None:
+            return
+        markup = keyboards.document_offer(offer)
+        reply_to = ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True)
+        chat_id = message.chat.id
+        await self.surface.in_turn(
+            chat_id,
+            lambda: self.bot.send_message(
+                chat_id, offer.text, reply_markup=markup, reply_parameters=reply_to
+            ),
+        )
+
     async def handle_edit(
         self, message: Message, user: User, lang: str, *, text: str | None = None
     ) -> None:
-        text = (message.text or "") if text is None else text
+        if message.document is not None:  # a document's caption is its question
+            text = question_of(message.caption, lang)
+        elif text is None:
+            text = message.text or ""
         await self.flow.edit(origin_of(message), user, lang, text)
 
     async def image(self, message: Message, user: User, lang: str, prompt: str) -> None:
@@ -501,3 +542,46 @@ class Answerer:
             return
         origin, row_id = pressed
         await self.flow.page(origin, user, lang, row_id, data.rev, self._ack(query))
+
+    async def document_button(
+        self, query: CallbackQuery, user: User, lang: str, data: DocumentAction
+    ) -> None:
+        """A button of the offer under a document too large for the model."""
+        message = query.message if isinstance(query.message, Message) else None
+        try:
+            attachment_id = data.attachment_id
+        except ValueError:
+            message = None
+        if message is None:
+            await query.answer(t(lang, "stale_button"), show_alert=True)
+            return
+        # The answer replies to (and is linked with) the person's document message.
+        replied = message.reply_to_message
+        origin = Origin(
+            chat_id=message.chat.id,
+            platform_user_id=str(query.from_user.id),
+            event=message,
+            message_id=replied.message_id if replied is not None else None,
+        )
+
+        async def ack(refusal: str) -> None:
+            if refusal:
+                await query.answer(refusal, show_alert=True)
+                return
+            await query.answer()
+            # One way on is taken: the offer's buttons go.
+            try:
+                await self.surface.in_turn(
+                    message.chat.id, lambda: message.edit_reply_markup(reply_markup=None)
+                )
+            except TelegramBadRequest as exc:
+                log.info("could not clear the document offer's buttons: %s", exc)
+
+        if data.op is DocumentOp.FIRST_PART:
+            await self.documents.use_first_part(origin, user, lang, attachment_id, ack)
+            return
+        model = model_at(self.services.catalog, data.model)
+        if model is None:
+            await query.answer(t(lang, "stale_button"), show_alert=True)
+            return
+        await self.documents.use_model(origin, user, lang, attachment_id, model.id, ack)

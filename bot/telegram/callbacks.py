@@ -102,3 +102,21 @@ class VoiceEdit(CallbackData, prefix="v"):
     message is linked to its prompt row, which is checked against the presser."""
 
     op: str = "e"
+
+
+class DocumentOp(StrEnum):
+    FIRST_PART = "f"  # answer from the part that fits
+    MODEL = "m"  # switch to a model with a larger window and ask again
+
+
+class DocumentAction(CallbackData, prefix="dc"):
+    """A button under the offer for a document too large for the model. The
+    document is checked to be the presser's by the core flow."""
+
+    op: DocumentOp
+    doc: str  # uuid hex of the attachment
+    model: int = -1  # catalog position of the model to switch to
+
+    @property
+    def attachment_id(self) -> uuid.UUID:
+        return uuid.UUID(hex=self.doc)

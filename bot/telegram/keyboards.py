@@ -13,6 +13,8 @@ from bot.telegram.callbacks import (
     AnswerAction,
     AnswerOp,
     Buy,
+    DocumentAction,
+    DocumentOp,
     HistoryAction,
     HistoryOp,
     ModelPick,
@@ -21,6 +23,7 @@ from bot.telegram.callbacks import (
     SettingsOp,
 )
 from core.admin.screens import AdminButton
+from core.documents.flow import Offer as DocumentOffer
 from core.i18n import t
 from core.views.history import ConversationAction, HistoryPage
 from core.views.models import ModelMenu
@@ -189,3 +192,21 @@ def admin(*rows: list[AdminButton], width: int = 2) -> InlineKeyboardMarkup | No
         group.adjust(width)
         builder.attach(group)
     return builder.as_markup() if any(True for _ in builder.buttons) else None
+
+
+def document_offer(offer: DocumentOffer) -> InlineKeyboardMarkup | None:
+    """Under the reply to a document too large for the model: its two ways on."""
+    builder = InlineKeyboardBuilder()
+    doc = offer.attachment_id.hex
+    if offer.first_part is not None:
+        builder.button(
+            text=offer.first_part,
+            callback_data=DocumentAction(op=DocumentOp.FIRST_PART, doc=doc),
+        )
+    if offer.bigger_label is not None and offer.bigger_index is not None:
+        builder.button(
+            text=offer.bigger_label,
+            callback_data=DocumentAction(op=DocumentOp.MODEL, doc=doc, model=offer.bigger_index),
+        )
+    builder.adjust(1)
+    return builder.as_markup() if offer.first_part or offer.bigger_label else None

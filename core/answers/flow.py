@@ -28,6 +28,7 @@ from core.answers.notes import outcome_note
 from core.chat import Generation
 from core.conversations.errors import ConversationBusy, DuplicateMessage, MessageNotFound
 from core.conversations.links import MessageLinks, PlatformMessage
+from core.conversations.turns import AttachmentUse
 from core.db.models import ChatMessage, MessageStatus, User
 from core.errors import OneAIError
 from core.i18n import error_text, pick_language, t
@@ -188,10 +189,12 @@ class AnswerFlow(Generic[E]):
         new_conversation: bool = False,
         conversation_id: uuid.UUID | None = None,
         web_search: bool = False,
+        attachment: AttachmentUse | None = None,
     ) -> None:
         """A message to the model. `replied_to`: the bot's message the person
         replied to, which picks the branch to continue. `web_search`: this answer
-        searches the web (/search)."""
+        searches the web (/search). `attachment`: a stored document it comes with
+        (core/documents)."""
         reply_row = await self.replied_row(origin.chat_id, replied_to)
 
         async def start() -> Generation:
@@ -205,6 +208,7 @@ class AnswerFlow(Generic[E]):
                 new_conversation=new_conversation,
                 conversation_id=conversation_id,
                 web_search=web_search,
+                attachment=attachment,
             )
 
         # A photo is not queued: it holds a download the person can send again.
@@ -323,7 +327,10 @@ class AnswerFlow(Generic[E]):
             return
         await ack("")
         parts = [int(m) for m in await self.links.parts(origin.chat_id, row_id)]
-        await self.show_final(revisions.items[target - 1], lang, origin.chat_id, parts)
+        row = revisions.items[target - 1]
+        # The version shown may answer another revision of a prompt with a document.
+        label = await self.services.documents.label_of(row, lang)
+        await self.show_final(row, lang, origin.chat_id, parts, label=label)
 
     # -- generating and streaming ---------------------------------------------------------
 
@@ -512,15 +519,19 @@ class AnswerFlow(Generic[E]):
         message_ids: Sequence[int],
         *,
         reply_to: int | None = None,
+        label: str | None = None,
     ) -> None:
         """Show a finished row in `message_ids` (or new ones below `reply_to`),
-        with its controls and the note on how it ended; they are then linked to it."""
+        with its controls and the note on how it ended (after `label`, when
+        given); they are then linked to it."""
+        outcome = outcome_note(lang, row.status, None, row.content)
+        note = "\n".join(part for part in (label, outcome) if part) or None
         shown = await self.surface.show_row(
             chat_id,
             message_ids,
             text=row.content,
             controls=await self.controls(row.user_id, row.id),
-            note=outcome_note(lang, row.status, None, row.content),
+            note=note,
             lang=lang,
             reply_to=reply_to,
             citations=from_meta(row.meta),

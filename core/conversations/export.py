@@ -10,8 +10,10 @@ from sqlalchemy import select
 
 from core.conversations import store
 from core.conversations.errors import ConversationNotFound
+from core.conversations.turns import load_documents
 from core.db.engine import Database
-from core.db.models import ChatMessage, Conversation
+from core.db.models import Attachment, ChatMessage, Conversation
+from core.documents.service import attachment_label
 from core.llm.citations import from_meta, to_meta
 
 ROLE_HEADINGS = {"user": "You", "assistant": "Assistant"}
@@ -19,7 +21,7 @@ ROLE_HEADINGS = {"user": "You", "assistant": "Assistant"}
 
 async def _load(
     db: Database, user_id: int, conversation_id: uuid.UUID, *, every_revision: bool
-) -> tuple[Conversation, list[ChatMessage]]:
+) -> tuple[Conversation, list[ChatMessage], dict[uuid.UUID, Attachment]]:
     async with db.read() as session:
         conversation = await session.get(Conversation, conversation_id)
         if conversation is None or conversation.user_id != user_id:
@@ -40,11 +42,14 @@ async def _load(
             )
         else:
             rows = await store.load_active_path(session, conversation_id)
-    return conversation, rows
+        documents = await load_documents(session, rows)
+    return conversation, rows, documents
 
 
-async def export_markdown(db: Database, user_id: int, conversation_id: uuid.UUID) -> str:
-    conversation, rows = await _load(db, user_id, conversation_id, every_revision=False)
+async def export_markdown(
+    db: Database, user_id: int, conversation_id: uuid.UUID, lang: str = "en"
+) -> str:
+    conversation, rows, documents = await _load(db, user_id, conversation_id, every_revision=False)
     lines = [f"# {conversation.title}", ""]
     lines.append(f"Model: `{conversation.model_id}`  ")
     lines.append(f"Started: {conversation.created_at:%Y-%m-%d %H:%M} UTC")
@@ -53,7 +58,11 @@ async def export_markdown(db: Database, user_id: int, conversation_id: uuid.UUID
         heading = ROLE_HEADINGS.get(row.role, row.role.title())
         if row.role == "assistant" and row.model_id:
             heading += f" ({row.model_id})"
-        lines += [f"## {heading}", "", row.content or "_(no text)_", ""]
+        lines += [f"## {heading}", ""]
+        document = documents.get(row.attachment_id) if row.attachment_id else None
+        if document is not None:  # the name only: the text stays out of the export
+            lines += [attachment_label(lang, document.name, document.pages), ""]
+        lines += [row.content or "_(no text)_", ""]
         lines += _sources(row)
         if row.status not in ("complete", "streaming"):
             lines += [f"_This answer is {row.status}._", ""]
@@ -73,7 +82,19 @@ def _sources(row: ChatMessage) -> list[str]:
     return [*lines, ""]
 
 
-def _message_json(row: ChatMessage) -> dict[str, Any]:
+def _attachment_json(document: Attachment | None) -> dict[str, Any] | None:
+    if document is None:
+        return None
+    return {
+        "name": document.name,
+        "mime_type": document.mime_type,
+        "size_bytes": document.size_bytes,
+        "pages": document.pages,
+        "chars": document.chars,
+    }
+
+
+def _message_json(row: ChatMessage, document: Attachment | None) -> dict[str, Any]:
     citations = from_meta(row.meta)
     return {
         "id": str(row.id),
@@ -91,12 +112,13 @@ def _message_json(row: ChatMessage) -> dict[str, Any]:
         "completion_tokens": row.completion_tokens,
         "created_at": row.created_at.isoformat(),
         **({"citations": to_meta(citations)} if citations else {}),
+        "attachment": _attachment_json(document),
     }
 
 
 async def export_json(db: Database, user_id: int, conversation_id: uuid.UUID) -> str:
     """Every row of every revision and branch; `is_latest` marks the active path."""
-    conversation, rows = await _load(db, user_id, conversation_id, every_revision=True)
+    conversation, rows, documents = await _load(db, user_id, conversation_id, every_revision=True)
     document = {
         "id": str(conversation.id),
         "title": conversation.title,
@@ -107,6 +129,9 @@ async def export_json(db: Database, user_id: int, conversation_id: uuid.UUID) ->
         "last_message_at": (
             conversation.last_message_at.isoformat() if conversation.last_message_at else None
         ),
-        "messages": [_message_json(row) for row in rows],
+        "messages": [
+            _message_json(row, documents.get(row.attachment_id) if row.attachment_id else None)
+            for row in rows
+        ],
     }
     return json.dumps(document, ensure_ascii=False, indent=2)

@@ -35,9 +35,10 @@ from core.conversations.errors import (
 )
 from core.conversations.links import PlatformMessage, link_in, link_new
 from core.db.engine import Database
-from core.db.models import ChatMessage, Conversation, MessageStatus, User
+from core.db.models import Attachment, ChatMessage, Conversation, MessageStatus, User
+from core.documents.errors import DocumentDoesNotFit, DocumentGone
 from core.llm.catalog import ModelCatalog, ModelInfo
-from core.llm.context import HistoryMessage, build_context
+from core.llm.context import DocumentText, HistoryMessage, MessageTooLong, build_context
 from core.llm.tokens import TokenEstimator, default_estimator
 from core.quotas import QuotaService, Reservation
 from core.text import storable
@@ -45,6 +46,18 @@ from core.tiers import QuotaKey, Tier
 
 TITLE_WORDS = 8
 TITLE_CHARS = 60
+
+
+# The prompt row's metadata key for "only the first N characters of its document".
+DOCUMENT_LIMIT = "document_limit"
+
+
+@dataclass(frozen=True)
+class AttachmentUse:
+    """A stored document sent with a new message; `limit`: only its first part."""
+
+    id: uuid.UUID
+    limit: int | None = None
 
 
 class TurnKind(StrEnum):
@@ -82,12 +95,42 @@ def make_title(text: str) -> str:
     return title or "New chat"
 
 
-def to_history(rows: Sequence[ChatMessage]) -> list[HistoryMessage]:
+def to_history(
+    rows: Sequence[ChatMessage], documents: dict[uuid.UUID, Attachment] | None = None
+) -> list[HistoryMessage]:
+    documents = documents or {}
     return [
-        HistoryMessage(row.role, row.content, tuple(row.meta.get("images", ())))
+        HistoryMessage(
+            row.role,
+            row.content,
+            tuple(row.meta.get("images", ())),
+            _document_of(row, documents),
+        )
         for row in rows
         if row.role in ("user", "assistant")
     ]
+
+
+def _document_of(row: ChatMessage, documents: dict[uuid.UUID, Attachment]) -> DocumentText | None:
+    attachment = documents.get(row.attachment_id) if row.attachment_id else None
+    if attachment is None:
+        return None
+    return document_text(attachment, row.meta.get(DOCUMENT_LIMIT))
+
+
+def document_text(attachment: Attachment, limit: int | None = None) -> DocumentText:
+    return DocumentText(attachment.name, attachment.content, attachment.pages, limit)
+
+
+async def load_documents(
+    session: AsyncSession, rows: Sequence[ChatMessage]
+) -> dict[uuid.UUID, Attachment]:
+    """The documents of `rows`, in one query (none when no row has one)."""
+    ids = {row.attachment_id for row in rows if row.attachment_id is not None}
+    if not ids:
+        return {}
+    found = await session.scalars(select(Attachment).where(Attachment.id.in_(ids)))
+    return {attachment.id: attachment for attachment in found}
 
 
 class TurnPlanner:
@@ -128,6 +171,7 @@ class TurnPlanner:
         platform: str | None = None,
         prompt_link: PlatformMessage | None = None,
         web_search: bool = False,
+        attachment: AttachmentUse | None = None,
     ) -> Turn:
         """A new user message and its answer, at the end of the active path, or after
         `reply_to` (an earlier answer) as a new branch. `web_search`: this answer
@@ -135,6 +179,11 @@ class TurnPlanner:
         text = self._check_text(text, allow_empty=bool(images))
         async with self.db.write() as session:
             user, current = await self._lock_user(session, user_id)
+            document: Attachment | None = None
+            if attachment is not None:
+                document = await session.get(Attachment, attachment.id)
+                if document is None or document.user_id != user_id:
+                    raise DocumentGone()
             created = False
             conversation: Conversation | None = None
             if reply_to is not None:
@@ -153,7 +202,8 @@ class TurnPlanner:
                             raise ConversationNotFound()
                         conversation = None
             if conversation is None:
-                conversation = self._new_conversation(user, text, platform)
+                title = f"📎 {document.name} {text}" if document is not None else text
+                conversation = self._new_conversation(user, title, platform)
                 session.add(conversation)
                 await session.flush()
                 created = True
@@ -162,7 +212,9 @@ class TurnPlanner:
                 conversation.title = make_title(text)
             model = self.catalog.check_access(conversation.model_id, Tier(user.tier))
             system_prompt = self._system_prompt(conversation, user)
-            self._check_fits(text, images, model, system_prompt)
+            limit = attachment.limit if attachment is not None else None
+            doc_text = document_text(document, limit) if document is not None else None
+            self._check_fits(text, images, model, system_prompt, doc_text)
             self._check_capacity(conversation, 2)
 
             path = [] if created else await store.load_active_path(session, conversation.id)
@@ -178,9 +230,17 @@ class TurnPlanner:
             prompt = self._row(
                 conversation, user_id, "user", seq, parent, text, model, images=images
             )
+            if document is not None:
+                prompt.attachment_id = document.id
+                document.meta = {}  # no longer waiting for a choice
+                if limit is not None:
+                    prompt.meta = {**prompt.meta, DOCUMENT_LIMIT: limit}
             answer = self._answer_row(conversation, user_id, seq + 1, prompt, model, reservation)
             self._mark_search(answer, search)
             await self._insert(session, conversation, [prompt, answer])
+            documents = await load_documents(session, path)
+            if document is not None:
+                documents[document.id] = document
             # The same platform message delivered twice (a webhook redelivered, a
             # second poller) is answered and charged once, across processes.
             if prompt_link is not None and not await link_new(session, prompt_link, prompt.id):
@@ -197,7 +257,7 @@ class TurnPlanner:
             conversation,
             prompt,
             answer,
-            to_history([*path, prompt]),
+            to_history([*path, prompt], documents),
             model,
             system_prompt,
             reservation,
@@ -239,13 +299,14 @@ class TurnPlanner:
             )
             self._mark_search(answer, search)
             await self._insert(session, conversation, [answer])
+            documents = await load_documents(session, path)
         return Turn(
             TurnKind.REGENERATE,
             user_id,
             conversation,
             prompt,
             answer,
-            to_history(path),
+            to_history(path, documents),
             model,
             system_prompt,
             reservation,
@@ -273,7 +334,12 @@ class TurnPlanner:
             model = self.catalog.check_access(conversation.model_id, Tier(user.tier))
             system_prompt = self._system_prompt(conversation, user)
             images: Sequence[str] = old.meta.get("images", ())
-            self._check_fits(text, images, model, system_prompt)
+            # The edit keeps the message's document: the same row, not a copy.
+            kept = await load_documents(session, [old])
+            document = kept.get(old.attachment_id) if old.attachment_id else None
+            limit = old.meta.get(DOCUMENT_LIMIT)
+            doc_text = document_text(document, limit) if document is not None else None
+            self._check_fits(text, images, model, system_prompt, doc_text)
             self._check_capacity(conversation, 2)
             path = await store.load_active_path(session, conversation.id)
             self._check_idle(path)
@@ -319,6 +385,10 @@ class TurnPlanner:
                 revision=user_revision,
                 revision_type="user_edit",
             )
+            if document is not None:
+                prompt.attachment_id = document.id
+                if limit is not None:
+                    prompt.meta = {**prompt.meta, DOCUMENT_LIMIT: limit}
             answer = self._answer_row(
                 conversation,
                 user_id,
@@ -335,13 +405,15 @@ class TurnPlanner:
             await self._insert(session, conversation, [prompt, answer])
             if prompt_link is not None:  # the edited platform message now shows the edit
                 await link_in(session, prompt_link, prompt.id)
+            documents = await load_documents(session, path)
+            documents.update(kept)
         return Turn(
             TurnKind.EDIT,
             user_id,
             conversation,
             prompt,
             answer,
-            to_history([*path, prompt]),
+            to_history([*path, prompt], documents),
             model,
             system_prompt,
             reservation,
@@ -393,15 +465,22 @@ class TurnPlanner:
         images: Sequence[str],
         model: ModelInfo,
         system_prompt: str | None,
+        document: DocumentText | None = None,
     ) -> None:
         """A message too large for the model alone is refused before anything is
         written or charged."""
-        build_context(
-            [HistoryMessage("user", text, tuple(images))],
-            model=model,
-            system_prompt=system_prompt,
-            estimator=self.estimator,
-        )
+        try:
+            build_context(
+                [HistoryMessage("user", text, tuple(images), document)],
+                model=model,
+                system_prompt=system_prompt,
+                estimator=self.estimator,
+            )
+        except MessageTooLong:
+            if document is None:
+                raise
+            # Offered a choice before (core/documents): the model changed since.
+            raise DocumentDoesNotFit() from None
 
     def _check_capacity(self, conversation: Conversation, adding: int) -> None:
         if conversation.message_count + adding > self.limits.max_messages_per_conversation:

@@ -13,10 +13,64 @@ from core.llm.tokens import REPLY_PRIMING, TokenEstimator, default_estimator
 
 
 @dataclass(frozen=True)
+class DocumentText:
+    """A document sent with a user message, as the model reads it."""
+
+    name: str
+    text: str
+    pages: int | None = None
+    # Only the first `limit` characters go to the model (the person chose "the
+    # first part"); the part is marked as such. None: the whole text.
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
 class HistoryMessage:
     role: str  # "user" | "assistant"
     content: str
     images: tuple[str, ...] = ()  # data: or https URLs; sent to vision models in user turns
+    document: DocumentText | None = None  # user turns only
+
+
+def document_block(document: DocumentText) -> str:
+    """The document's text, delimited and named, as it opens its user turn."""
+    name = document.name.replace('"', "'")
+    attributes = f'name="{name}"'
+    if document.pages:
+        attributes += f' pages="{document.pages}"'
+    text = document.text
+    if document.limit is not None and document.limit < len(text):
+        share = max(1, 100 * document.limit // max(1, len(text)))
+        attributes += f' part="only the first {share}%: the rest did not fit"'
+        text = text[: document.limit]
+    return f"<document {attributes}>\n{text}\n</document>"
+
+
+def message_text(message: HistoryMessage) -> str:
+    """A message's text as the model gets it: a document first, then the words."""
+    if message.document is None or message.role != "user":
+        return message.content
+    return f"{document_block(message.document)}\n\n{message.content}".rstrip()
+
+
+def newest_room(
+    model: ModelInfo,
+    system_prompt: str | None,
+    estimator: TokenEstimator,
+    reserve_output: int | None = None,
+) -> int:
+    """Tokens left for the message being answered, once the system prompt and the
+    answer's reserve are set aside."""
+    reserve = default_reserve(model) if reserve_output is None else max(0, reserve_output)
+    used = REPLY_PRIMING
+    if system_prompt:
+        used += estimator.count_message("system", system_prompt)
+    return model.context_length - reserve - used
+
+
+def message_cost(message: HistoryMessage, model: ModelInfo, estimator: TokenEstimator) -> int:
+    rendered = _render(message, model.vision)
+    return estimator.count_message(rendered["role"], rendered["content"])
 
 
 class MessageTooLong(OneAIError):
@@ -101,11 +155,12 @@ def _render(message: HistoryMessage, vision: bool) -> dict[str, Any]:
     # Models without vision get the text only (the caller refuses images earlier anyway).
     # Images go in user turns only: OpenAI and Anthropic reject image parts from the
     # assistant, so a generated image stays out of later requests.
+    text = message_text(message)
     if not (message.images and vision and message.role == "user"):
-        return {"role": message.role, "content": message.content}
+        return {"role": message.role, "content": text}
     parts: list[dict[str, Any]] = []
-    if message.content:
-        parts.append({"type": "text", "text": message.content})
+    if text:
+        parts.append({"type": "text", "text": text})
     parts.extend({"type": "image_url", "image_url": {"url": url}} for url in message.images)
     return {"role": message.role, "content": parts}
 

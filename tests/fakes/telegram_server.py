@@ -1583,6 +1583,21 @@ class FakeTelegram(LocalServer):
         message.edit_date, message.edits = int(time.time()), message.edits + 1
         self._push("edited_message", chat, message)
 
+    def edit_caption(
+        self, user_id: int, message_id: int, caption: str | None, *, chat_id: int | None = None
+    ) -> None:
+        """The user edits the caption of their photo or document (None removes it)."""
+        chat = self.chats[user_id if chat_id is None else chat_id]
+        message = chat.messages.get(message_id)
+        if message is None or message.from_bot or message.deleted:
+            raise ValueError(f"user message {message_id} not found in chat {chat.id}")
+        if message.file is None:
+            raise ValueError(f"message {message_id} has no media to caption")
+        message.caption = caption
+        message.caption_entities = detect_entities(caption) if caption else []
+        message.edit_date, message.edits = int(time.time()), message.edits + 1
+        self._push("edited_message", chat, message)
+
     def press(
         self,
         user_id: int,

@@ -537,9 +537,11 @@ async def test_a_command_right_after_an_answer_still_gets_its_reply(app: Harness
 async def test_unknown_commands_and_media_get_a_polite_answer(app: Harness) -> None:
     unknown = await say(app, "/frobnicate now")
     assert unknown.text == "I don't know that command. /help lists what I can do."
-    only = "I can read text and photos only. Please send your question as text."
+    only = (
+        "I can read text, photos, documents and voice notes only. "
+        "Please send your question as one of those."
+    )
     assert (await bot_reply(app, lambda: app.tg.send_sticker(USER))).text == only
-    assert (await bot_reply(app, lambda: app.tg.send_document(USER))).text == only
     assert app.llm.requests_count == 0
     user = await me(app)
     assert user.current_conversation_id is None

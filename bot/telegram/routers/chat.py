@@ -1,4 +1,5 @@
-"""Text, edits, replies, voice notes and /image: everything that makes the model answer."""
+"""Text, photos, documents, voice notes, edits, replies and /image: everything
+that makes the model answer."""
 
 from __future__ import annotations
 
@@ -116,6 +117,14 @@ async def correction(
     await answerer.correct_transcript(message, user, lang, row_id, transcript)
 
 
+async def document(message: Message, bot: Bot, user: User, lang: str, answerer: Answerer) -> None:
+    if message.chat.type != "private":
+        me = await bot.me()
+        if not _addressed_in_group(message, me.username, me.id):
+            return
+    await answerer.handle_document(message, user, lang)
+
+
 async def edited(message: Message, user: User, lang: str, answerer: Answerer) -> None:
     text = _SEARCH_COMMAND.sub("", message.text or "", count=1)
     await answerer.handle_edit(message, user, lang, text=text)
@@ -130,5 +139,6 @@ def create_router() -> Router:
     router.message.register(photo, F.photo)
     router.message.register(voice, F.voice | F.audio | F.video_note)
     router.callback_query.register(edit_transcript, VoiceEdit.filter())
-    router.edited_message.register(edited, F.text)
+    router.message.register(document, F.document)
+    router.edited_message.register(edited, F.text | F.document)
     return router

@@ -3,6 +3,7 @@
 from core.db.models.access import AccessEntry, AccessInvite, AccessNote, AccessRedemption
 from core.db.models.accounts import Identity, User
 from core.db.models.admin import DisabledModel
+from core.db.models.attachments import Attachment
 from core.db.models.base import Base
 from core.db.models.billing import (
     AuditLog,
@@ -24,6 +25,7 @@ __all__ = [
     "AccessInvite",
     "AccessNote",
     "AccessRedemption",
+    "Attachment",
     "AuditLog",
     "Base",
     "Broadcast",

@@ -140,6 +140,10 @@ class ChatMessage(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # A document sent with this user message (shared by its edits).
+    attachment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("attachments.id", ondelete="SET NULL"), index=True
+    )
 
 
 class MessageLink(Base):
