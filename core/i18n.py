@@ -25,12 +25,14 @@ TEXTS: dict[str, dict[str, str]] = {
             "/export — this conversation as a Markdown file\n"
             "/usage — your quotas\n"
             "/settings — system prompt, default model, language\n"
+            "/search QUESTION — ask with a web search (where offered)\n"
             "/image PROMPT — generate an image\n"
             "/plan — plans and upgrades\n"
             "/link — one account on Telegram and Discord\n"
             "/cancel — stop what is running or being set up\n\n"
             "Edit a sent message to get a new answer; reply to an older answer to "
-            "continue from there."
+            "continue from there. Voice notes are transcribed, and documents (PDF, "
+            "DOCX, text) are read: the caption is the question."
         ),
         "cmd.start": "Welcome and your plan",
         "cmd.help": "How to use the bot",
@@ -88,12 +90,14 @@ TEXTS: dict[str, dict[str, str]] = {
             "/export — this conversation as a Markdown file\n"
             "/usage — your quotas\n"
             "/settings — system prompt, default model, language\n"
+            "/search QUESTION — ask with a web search (where offered)\n"
             "/image PROMPT — generate an image\n"
             "/plan — plans and upgrades\n"
             "/link — one account on Telegram and Discord\n"
             "/cancel — stop the answer being written\n\n"
             "Edit your message to get a new answer; under an answer 🔄 writes another "
-            "version and ◀ n/m ▶ pages through them."
+            "version and ◀ n/m ▶ pages through them. Voice messages are transcribed, "
+            "and attached documents (PDF, DOCX, text) are read."
         ),
         "history.deleted": "🗑 Deleted “{title}”.",
         "rename.usage": "Usage: /rename New title",
@@ -432,12 +436,14 @@ TEXTS: dict[str, dict[str, str]] = {
             "/export — разговор файлом Markdown\n"
             "/usage — ваши лимиты\n"
             "/settings — системный промпт, модель, язык\n"
+            "/search ВОПРОС — спросить с поиском в интернете (где он есть)\n"
             "/image ОПИСАНИЕ — создать изображение\n"
             "/plan — тарифы\n"
             "/link — один аккаунт в Telegram и Discord\n"
             "/cancel — остановить то, что выполняется\n\n"
             "Отредактируйте отправленное сообщение, чтобы получить новый ответ; "
-            "ответьте на старый ответ, чтобы продолжить с него."
+            "ответьте на старый ответ, чтобы продолжить с него. Голосовые сообщения "
+            "распознаются, а документы (PDF, DOCX, текст) читаются: подпись — это вопрос."
         ),
         "cmd.start": "Приветствие и тариф",
         "cmd.help": "Как пользоваться ботом",
@@ -495,12 +501,14 @@ TEXTS: dict[str, dict[str, str]] = {
             "/export — разговор файлом Markdown\n"
             "/usage — ваши лимиты\n"
             "/settings — системный промпт, модель по умолчанию, язык\n"
+            "/search ВОПРОС — спросить с поиском в интернете (где он есть)\n"
             "/image ЗАПРОС — нарисовать картинку\n"
             "/plan — тарифы\n"
             "/link — один аккаунт в Telegram и Discord\n"
             "/cancel — остановить ответ\n\n"
             "Отредактируйте сообщение, чтобы получить новый ответ; под ответом 🔄 пишет "
-            "другую версию, а ◀ n/m ▶ листает их."
+            "другую версию, а ◀ n/m ▶ листает их. Голосовые сообщения распознаются, "
+            "а приложенные документы (PDF, DOCX, текст) читаются."
         ),
         "history.deleted": "🗑 Удалён «{title}».",
         "rename.usage": "Использование: /rename Новое название",
