@@ -30,6 +30,11 @@ class QuotaKey(StrEnum):
     VOICE = "voice_seconds"  # seconds of voice notes, not messages
 
 
+# The keys a model's answers are counted against (a model belongs to one class);
+# the others count web searches and voice seconds.
+MODEL_QUOTA_KEYS: tuple[QuotaKey, ...] = (QuotaKey.SMALL, QuotaKey.LARGE, QuotaKey.IMAGE)
+
+
 class ResetFrequency(StrEnum):
     THREE_HOUR = "3hour"
     DAILY = "daily"

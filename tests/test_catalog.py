@@ -14,7 +14,7 @@ import pytest
 
 from core.clock import utcnow
 from core.llm.catalog import ModelCatalog, ModelInfo, ModelLocked, UnknownModel
-from core.tiers import QuotaKey, Tier
+from core.tiers import MODEL_QUOTA_KEYS, QuotaKey, Tier
 
 DEFAULT = "openai/gpt-4o-mini"
 
@@ -94,14 +94,14 @@ def test_default_model_is_free_and_small(catalog: ModelCatalog) -> None:
 
 
 def test_every_quota_key_and_tier_is_represented(catalog: ModelCatalog) -> None:
-    assert {model.quota_key for model in catalog.all()} == set(QuotaKey)
+    assert {model.quota_key for model in catalog.all()} == set(MODEL_QUOTA_KEYS)
     assert {model.min_tier for model in catalog.all()} == set(Tier)
     free = [model for model in catalog.all() if model.available_to(Tier.FREE)]
-    assert {model.quota_key for model in free} == set(QuotaKey)
+    assert {model.quota_key for model in free} == set(MODEL_QUOTA_KEYS)
 
 
 def test_all_is_ordered_by_quota_key_then_name(catalog: ModelCatalog) -> None:
-    order = list(QuotaKey)
+    order = list(MODEL_QUOTA_KEYS)
     models = catalog.all()
     keys = [(order.index(m.quota_key), m.name.casefold()) for m in models]
     assert keys == sorted(keys)
@@ -223,6 +223,10 @@ def test_override_can_replace_the_list(tmp_path: Path) -> None:
         ('{"models": [{"id": "openai/gpt-4o", "context_length": -5}]}', "context_length must"),
         ('{"models": [{"id": "openai/gpt-4o", "prompt_price": "cheap"}]}', "prompt_price is not"),
         ('{"models": [{"id": "openai/gpt-4o", "min_tier": "gold"}]}', "min_tier must be one of"),
+        (
+            '{"models": [{"id": "openai/gpt-4o", "quota_key": "web_search"}]}',
+            "quota_key must be one of small_messages, large_messages, image_generation",
+        ),
         ('{"models": [{"id": "openai/gpt-4o", "contxt": 1}]}', "unknown fields ['contxt']"),
         ('{"models": [{"id": "acme/new", "name": "New"}]}', "new model 'acme/new' is missing"),
         ('{"replace": true, "models": [{"id": "acme/new"}]}', "models[0] is missing name"),

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from core.clock import utcnow
 from core.errors import OneAIError
-from core.tiers import TIERS, QuotaKey, Tier
+from core.tiers import MODEL_QUOTA_KEYS, TIERS, QuotaKey, Tier
 
 logger = logging.getLogger(__name__)
 
@@ -395,7 +395,10 @@ def _convert(name: str, value: object) -> object:
     if name in ("prompt_price", "completion_price"):
         return _price(value)
     if name == "quota_key":
-        return _enum(QuotaKey, value)
+        key = _enum(QuotaKey, value)
+        if key not in MODEL_QUOTA_KEYS:
+            raise ValueError(f"must be one of {', '.join(MODEL_QUOTA_KEYS)}, not {value!r}")
+        return key
     if name == "min_tier":
         return _enum(Tier, value)
     if not isinstance(value, bool):  # vision, image_output

@@ -159,7 +159,13 @@ async def test_reset_quota_sets_use_to_zero_and_keeps_the_windows(services: Serv
     assert after[QuotaKey.SMALL].resets_at == before[QuotaKey.SMALL].resets_at
     assert after[QuotaKey.LARGE].used == 2
     everything = await actions.reset_quota(services, CLI_ACTOR, target)
-    assert everything.before == {"image_generation": 0, "large_messages": 2, "small_messages": 0}
+    assert everything.before == {
+        "image_generation": 0,
+        "large_messages": 2,
+        "small_messages": 0,
+        "voice_seconds": 0,
+        "web_search": 0,
+    }
     assert all(q.used == 0 for q in await services.quotas.report(target, Tier.FREE))
     rows = await _audit(services)
     assert [r.action for r in rows] == ["reset_quota", "reset_quota"]

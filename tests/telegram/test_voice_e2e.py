@@ -137,7 +137,7 @@ async def test_a_voice_note_is_transcribed_shown_and_answered(app: Harness) -> N
     [prompt] = await prompts(app)
     assert prompt.content == "What is the capital of France?"
     assert await used(app) == {"voice_seconds": 7, "small_messages": 1} | {
-        k: 0 for k in ("large_messages", "image_generation")
+        k: 0 for k in ("large_messages", "image_generation", "web_search")
     }
     # /usage shows voice in minutes.
     usage = await new_reply(app, lambda: app.tg.send_text(USER, "/usage"))
@@ -227,6 +227,7 @@ async def test_a_note_over_what_is_left_today_costs_nothing(app: Harness) -> Non
         "small_messages": 5,
         "large_messages": 0,
         "image_generation": 0,
+        "web_search": 0,
     }
 
 
