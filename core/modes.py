@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from core.entry_file import EntryFormat
 from core.errors import OneAIError
 from core.i18n import DEFAULT_LANGUAGE
 
@@ -119,53 +120,7 @@ class ModeCatalog:
 def _parse_document(
     raw: object, where: str, *, complete: bool
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Validate a modes.json-style document; returns (typed fields per entry, replace).
-
-    With `complete`, every entry must carry all required fields; otherwise only `id`
-    (an override may change a single field of a shipped mode)."""
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a JSON object with a 'modes' list")
-    unknown = {key for key in raw if key not in ("modes", "replace") and not key.startswith("_")}
-    if unknown:
-        raise ValueError(f"{where}: unknown top-level keys {sorted(unknown)}")
-    entries = raw.get("modes")
-    if not isinstance(entries, list):
-        raise ValueError(f"{where}: 'modes' must be a list")
-    replace = raw.get("replace", False)
-    if not isinstance(replace, bool):
-        raise ValueError(f"{where}: 'replace' must be true or false")
-    parsed: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for index, entry in enumerate(entries):
-        fields = _entry_fields(entry, f"{where}: modes[{index}]")
-        needed = _REQUIRED_FIELDS if complete else ("id",)
-        missing = [name for name in needed if name not in fields]
-        if missing:
-            raise ValueError(f"{where}: modes[{index}] is missing {', '.join(missing)}")
-        if fields["id"] in seen:
-            raise ValueError(f"{where}: mode {fields['id']!r} is listed twice")
-        seen.add(fields["id"])
-        parsed.append(fields)
-    return parsed, replace
-
-
-def _entry_fields(entry: object, where: str) -> dict[str, Any]:
-    """Typed values of the fields present in one entry."""
-    if not isinstance(entry, dict):
-        raise ValueError(f"{where}: expected an object")
-    unknown = {key for key in entry if key not in _ALL_FIELDS and not key.startswith("_")}
-    if unknown:
-        raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
-    label = f"{where} ({entry['id']!r})" if isinstance(entry.get("id"), str) else where
-    fields: dict[str, Any] = {}
-    for name, value in entry.items():
-        if name.startswith("_"):
-            continue
-        try:
-            fields[name] = _convert(name, value)
-        except ValueError as exc:
-            raise ValueError(f"{label}: {name} {exc}") from None
-    return fields
+    return _FORMAT.parse(raw, where, complete=complete)
 
 
 def _kwargs(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -237,3 +192,6 @@ def _apply_override(modes: list[Mode], path: Path) -> list[Mode]:
             raise ValueError(f"{where}: new mode {fields['id']!r} is missing {', '.join(missing)}")
         merged[fields["id"]] = Mode(**_kwargs(fields))
     return list(merged.values())
+
+
+_FORMAT = EntryFormat("modes", "mode", _REQUIRED_FIELDS, _ALL_FIELDS, _convert)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.clock import utcnow
+from core.entry_file import EntryFormat
 from core.errors import OneAIError
 from core.tiers import MODEL_QUOTA_KEYS, TIERS, QuotaKey, Tier
 
@@ -329,54 +330,7 @@ class ModelCatalog:
 def _parse_document(
     raw: object, where: str, *, complete: bool
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Validate a models.json-style document; returns (typed fields per entry, replace).
-
-    With `complete`, every entry must carry all required fields; otherwise only `id`
-    (an override may change a single field of a known model).
-    """
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a JSON object with a 'models' list")
-    unknown = {key for key in raw if key not in ("models", "replace") and not key.startswith("_")}
-    if unknown:
-        raise ValueError(f"{where}: unknown top-level keys {sorted(unknown)}")
-    entries = raw.get("models")
-    if not isinstance(entries, list):
-        raise ValueError(f"{where}: 'models' must be a list")
-    replace = raw.get("replace", False)
-    if not isinstance(replace, bool):
-        raise ValueError(f"{where}: 'replace' must be true or false")
-    parsed: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for index, entry in enumerate(entries):
-        fields = _entry_fields(entry, f"{where}: models[{index}]")
-        needed = _REQUIRED_FIELDS if complete else ("id",)
-        missing = [name for name in needed if name not in fields]
-        if missing:
-            raise ValueError(f"{where}: models[{index}] is missing {', '.join(missing)}")
-        if fields["id"] in seen:
-            raise ValueError(f"{where}: model {fields['id']!r} is listed twice")
-        seen.add(fields["id"])
-        parsed.append(fields)
-    return parsed, replace
-
-
-def _entry_fields(entry: object, where: str) -> dict[str, Any]:
-    """Typed values of the fields present in one entry."""
-    if not isinstance(entry, dict):
-        raise ValueError(f"{where}: expected an object")
-    unknown = {key for key in entry if key not in _ALL_FIELDS and not key.startswith("_")}
-    if unknown:
-        raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
-    label = f"{where} ({entry['id']!r})" if isinstance(entry.get("id"), str) else where
-    fields: dict[str, Any] = {}
-    for name, value in entry.items():
-        if name.startswith("_"):
-            continue
-        try:
-            fields[name] = _convert(name, value)
-        except ValueError as exc:
-            raise ValueError(f"{label}: {name} {exc}") from None
-    return fields
+    return _FORMAT.parse(raw, where, complete=complete)
 
 
 def _convert(name: str, value: object) -> object:
@@ -644,3 +598,6 @@ def _write_cache(path: Path, data: list[dict[str, Any]], *, base_url: str | None
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+_FORMAT = EntryFormat("models", "model", _REQUIRED_FIELDS, _ALL_FIELDS, _convert)
