@@ -146,7 +146,7 @@ async def run_bot(settings: Settings, *, catalog: ModelCatalog | None = None) ->
                 await platform.close()
             except Exception:
                 log.warning("closing %s failed", platform.name, exc_info=True)
-        scheduler.stop()
+        await scheduler.stop()
         await runner.cleanup()
         await payments.close()
         if stop_bus is not None:

@@ -107,6 +107,7 @@ class PlanScheduler:
         self.remind_before = timedelta(days=settings.remind_days)
         self.lock = RunLock(services, services.settings.redis.redis_url)
         self._scheduler: AsyncIOScheduler | None = None
+        self._running: set[asyncio.Task[Any]] = set()
 
     async def expire(self) -> int:
         async with self.lock.hold("expire", ttl=EXPIRE_EVERY.total_seconds()) as got:
@@ -141,13 +142,22 @@ class PlanScheduler:
 
     def _job(self, work: Callable[[], Awaitable[int]], name: str) -> Callable[[], Any]:
         async def run() -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._running.add(task)
             try:
                 await work()
+            except asyncio.CancelledError:
+                # Cut by `stop` at shutdown; the next process runs it again.
+                log.info("scheduled job %s stopped at shutdown", name)
             except Exception:
                 metrics.SCHEDULER_RUNS.labels(name, "failed").inc()
                 log.exception("scheduled job %s failed", name)
             else:
                 metrics.SCHEDULER_RUNS.labels(name, "ok").inc()
+            finally:
+                if task is not None:
+                    self._running.discard(task)
 
         return run
 
@@ -173,7 +183,16 @@ class PlanScheduler:
         scheduler.start()
         self._scheduler = scheduler
 
-    def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """No new runs; a job in progress gets `grace` seconds, then is cancelled
+        here rather than by the loop's teardown (which would log it as a crash)."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        running = list(self._running)
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=grace)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)

@@ -106,3 +106,33 @@ async def test_local_lock_admits_one_holder(services: Services) -> None:
     if services.db.engine.dialect.name == "postgresql":
         pytest.skip("PostgreSQL uses the advisory lock")
     assert await _contend(lock, lock) == (True, False, True)
+
+
+async def test_stop_lets_a_running_job_finish_and_cuts_a_stuck_one_quietly(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job still running at shutdown used to be cancelled by the loop's
+    teardown, which apscheduler logs as a crash with a traceback."""
+    scheduler = PlanScheduler(services, Payments.build(services))
+    finished: list[str] = []
+
+    async def quick() -> int:
+        await asyncio.sleep(0.05)
+        finished.append("quick")
+        return 1
+
+    async def stuck() -> int:
+        await asyncio.Event().wait()
+        return 1
+
+    jobs = [
+        asyncio.create_task(scheduler._job(quick, "quick")()),
+        asyncio.create_task(scheduler._job(stuck, "stuck")()),
+    ]
+    await asyncio.sleep(0.01)
+    with caplog.at_level("INFO", logger="payments.scheduler"):
+        await asyncio.wait_for(scheduler.stop(grace=0.3), timeout=5)
+    assert all(job.done() and not job.cancelled() for job in jobs)
+    assert finished == ["quick"]
+    assert not [r for r in caplog.records if r.levelname in {"ERROR", "CRITICAL"}]
+    assert "scheduled job stuck stopped at shutdown" in caplog.text
