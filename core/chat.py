@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 SAVE_RETRY_DELAYS = (0.2, 1.0, 3.0)
 # Then the short "failed" write is retried until the database takes it.
 SETTLE_RETRY_CAP = 30.0
+# Display marks are written together this long after the first of them (seconds),
+# at most this many a statement.
+DISPLAY_MARK_DELAY = 0.2
+DISPLAY_MARK_BATCH = 500
 
 
 class GenerationFailed(OneAIError):
@@ -304,6 +308,8 @@ class ChatService:
         self.now = now
         self._running: dict[uuid.UUID, Generation] = {}
         self._settling: set[asyncio.Task[None]] = set()
+        self._shown: set[uuid.UUID] = set()  # display marks not yet written
+        self._shown_writer: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()  # set while nothing runs here
         self._idle.set()
         self.stop_bus: RedisStopBus | None = None
@@ -465,20 +471,50 @@ class ChatService:
         finally:
             self._unregister(generation)
 
-    async def displayed(self, message_id: uuid.UUID) -> None:
-        """The answer's final state is shown: no other worker needs to show it."""
+    def displayed(self, message_id: uuid.UUID) -> None:
+        """The answer's final state is shown: no other worker needs to show it.
+
+        The marks of the answers that end within DISPLAY_MARK_DELAY are written
+        together in one statement, off the answer's path: the person may write
+        again the moment the final text shows. A crash in between leaves the row
+        pending, so another worker shows it a second time, never not at all."""
+        self._shown.add(message_id)
+        if self._shown_writer is None or self._shown_writer.done():
+            self._shown_writer = asyncio.create_task(self._write_shown_later())
+
+    async def _write_shown_later(self) -> None:
+        delay = DISPLAY_MARK_DELAY
+        while self._shown:
+            await asyncio.sleep(delay)
+            await self.flush_shown()
+            delay = min(delay * 2, SETTLE_RETRY_CAP)  # marks left: the database is away
+
+    async def flush_shown(self) -> None:
+        """Write the display marks taken so far (marks that fail are kept for the next
+        flush, or for `close`)."""
         messages = table_of(ChatMessage)
-        async with self.db.write() as session:
-            await session.execute(
-                update(messages)
-                .where(messages.c.id == message_id, messages.c.display_pending)
-                .values(display_pending=False)
-            )
+        while self._shown:
+            ids = list(self._shown)[:DISPLAY_MARK_BATCH]
+            try:
+                async with self.db.write() as session:
+                    await session.execute(
+                        update(messages)
+                        .where(messages.c.id.in_(ids), messages.c.display_pending)
+                        .values(display_pending=False)
+                    )
+            except Exception:
+                log.warning("could not record %d answers as shown", len(ids), exc_info=True)
+                return
+            self._shown.difference_update(ids)
 
     async def close(self) -> None:
-        """Stop retrying unsaved answers (the process ends; a sweep elsewhere ends them)."""
+        """Stop retrying unsaved answers (the process ends; a sweep elsewhere ends
+        them) and write the display marks still waiting."""
         for task in list(self._settling):
             await cancel_and_wait(task)
+        if self._shown_writer is not None:
+            await cancel_and_wait(self._shown_writer)
+        await self.flush_shown()
 
     async def _save(self, turn: Turn, final: FinalState) -> None:
         usage, error = final.usage, final.error

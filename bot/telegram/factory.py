@@ -33,6 +33,7 @@ from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefaul
 
 from bot.telegram.answerer import Answerer
 from bot.telegram.errors import on_error
+from bot.telegram.inline_filters import inline_filters
 from bot.telegram.middlewares import (
     AccessMiddleware,
     BanMiddleware,
@@ -211,6 +212,7 @@ def build_dispatcher(
         chat.create_router(),
         fallback.create_router(),
     )
+    inline_filters(dispatcher)
     return dispatcher, answerer
 
 

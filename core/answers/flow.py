@@ -400,27 +400,23 @@ class AnswerFlow(Generic[E]):
             # The driver showed the final state under a shield before this came
             # through: shown again elsewhere, a cut answer would get a second note.
             if generation.started:
-                await self._displayed(generation.message_id)
+                self._displayed(generation.message_id)
             raise
         finally:
             if not generation.started:  # failed before streaming: the unit goes back now
                 await self.services.chat.abandon(generation)
-                await self._displayed(generation.message_id)  # nothing to show
+                self._displayed(generation.message_id)  # nothing to show
         if generation.started and (result.delivered or result.abandoned):
             # Else (cancelled, or the final edit never landed) the saved answer stays
             # pending, and another process shows it once this one is gone.
-            await self._displayed(generation.message_id)
+            self._displayed(generation.message_id)
         if result.abandoned:
             log.info("user %s blocked the bot; the answer was dropped", user.id)
             await self.services.accounts.mark_blocked(self.platform, origin.platform_user_id)
 
-    async def _displayed(self, message_id: uuid.UUID) -> None:
+    def _displayed(self, message_id: uuid.UUID) -> None:
         """The final state is shown (or can never be: the chat is gone)."""
-        try:
-            await self.services.chat.displayed(message_id)
-        except Exception:
-            # Then another worker shows it again once this one is gone: harmless.
-            log.warning("could not record answer %s as shown", message_id, exc_info=True)
+        self.services.chat.displayed(message_id)
 
     async def _started(
         self,
