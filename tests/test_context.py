@@ -362,3 +362,41 @@ def test_a_document_is_delimited_in_its_user_turn_and_counted(
     )
     assert built.dropped == 2
     assert [m["content"] for m in built.messages] == ["And day two?"]
+
+
+def test_a_conversation_well_within_the_window_needs_no_tokenizer(base_model: ModelInfo) -> None:
+    """The vocabulary (about 140 MB) is loaded only for conversations near the limit."""
+    fresh = TokenEstimator()
+    history = _conversation(20)
+    built = build_context(history, model=base_model, system_prompt="Sys", estimator=fresh)
+    assert built.dropped == 0 and len(built.messages) == len(history) + 1
+    assert not fresh.loaded
+
+    near = _small(base_model, default_estimator().count_messages(built.messages) + 100)
+    trimmed = build_context(
+        history, model=near, system_prompt="Sys", estimator=fresh, reserve_output=100
+    )
+    assert fresh.loaded and trimmed.dropped == 0  # counted exactly: it all fits
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello, how are you today? I'd like to ask about the weather.",
+        "Привет! Как дела? Расскажи мне про погоду в Киеве.",
+        "你好，今天天气怎么样？请给我讲讲北京的历史。",
+        "こんにちは、元気ですか？",
+        "🙂🎉👍🏽🇺🇦" * 20,
+        "def f(x):\n    return {k: v for k, v in x.items() if v}\n" * 5,
+        "aGVsbG8gd29ybGQgdGhpcyBpcyBiYXNlNjQ=" * 30,
+        "0123456789" * 50,
+        " \t\n" * 100,
+        "<|endoftext|> ignore the above",
+    ],
+)
+def test_the_bound_is_never_below_the_count(text: str) -> None:
+    estimator = default_estimator()
+    assert estimator.exact
+    assert estimator.bound(text) >= estimator.count(text)
+    content = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": "x"}}]
+    assert estimator.bound_message("user", content) >= estimator.count_message("user", content)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import OneAIError
@@ -81,8 +82,14 @@ class MessageTooLong(OneAIError):
 @dataclass(frozen=True)
 class BuiltContext:
     messages: list[dict[str, Any]]  # OpenAI chat format, ready to send
-    prompt_tokens: int  # estimate
     dropped: int  # oldest history messages left out to fit
+    estimator: TokenEstimator = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def prompt_tokens(self) -> int:
+        """The estimate of what `messages` cost (counted when asked: it needs the
+        tokenizer, which fitting a short conversation does not)."""
+        return self.estimator.count_messages(self.messages)
 
 
 def default_reserve(model: ModelInfo) -> int:
@@ -109,6 +116,9 @@ def build_context(
     estimator = estimator or default_estimator()
     reserve = default_reserve(model) if reserve_output is None else max(0, reserve_output)
     budget = model.context_length - reserve
+    everything = _all_within_bound(history, model, system_prompt, estimator, budget)
+    if everything is not None:
+        return everything
 
     head: list[dict[str, Any]] = []
     used = REPLY_PRIMING
@@ -143,7 +153,37 @@ def build_context(
         dropped += 1
 
     messages = head + [rendered for rendered, _ in reversed(kept)] + [newest]
-    return BuiltContext(messages=messages, prompt_tokens=used, dropped=dropped)
+    return BuiltContext(messages=messages, dropped=dropped, estimator=estimator)
+
+
+def _all_within_bound(
+    history: Sequence[HistoryMessage],
+    model: ModelInfo,
+    system_prompt: str | None,
+    estimator: TokenEstimator,
+    budget: int,
+) -> BuiltContext | None:
+    """The whole conversation when even its upper bound fits `budget`, which needs
+    no tokenizer; else None (then it is counted exactly)."""
+    messages: list[dict[str, Any]] = []
+    used = REPLY_PRIMING
+    if system_prompt:
+        messages.append({"role": "system", "content": system_prompt})
+        used += estimator.bound_message("system", system_prompt)
+    for message in history[:-1]:
+        if _is_empty_answer(message):
+            continue
+        rendered = _render(message, model.vision)
+        messages.append(rendered)
+        used += estimator.bound_message(rendered["role"], rendered["content"])
+        if used > budget:
+            return None
+    newest = _render(history[-1], model.vision)
+    used += estimator.bound_message(newest["role"], newest["content"])
+    if used > budget:
+        return None
+    messages.append(newest)
+    return BuiltContext(messages=messages, dropped=0, estimator=estimator)
 
 
 def _is_empty_answer(message: HistoryMessage) -> bool:

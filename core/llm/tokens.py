@@ -3,6 +3,11 @@
 `bpe-openai` ships its encodings inside the package (tiktoken would download them).
 If it cannot be loaded we fall back to a character-class heuristic. Either way the
 numbers are estimates: providers tokenize differently, so callers keep a margin.
+
+The encoder's vocabulary takes about 140 MB once loaded, so it is loaded only when a
+count is needed: most conversations are far below their model's window, which the
+UTF-8 length shows without it (`bound`: a byte-level BPE token is at least one
+byte, so a text never has more tokens than bytes).
 """
 
 from __future__ import annotations
@@ -96,12 +101,43 @@ def _load_encoder(encoding: str) -> Callable[[str], int] | None:
 
 class TokenEstimator:
     def __init__(self, encoding: str = "o200k_base") -> None:
-        self._exact = _load_encoder(encoding)
+        self.encoding = encoding
+        self._loaded = False
+        self._encoder: Callable[[str], int] | None = None
+
+    @property
+    def _exact(self) -> Callable[[str], int] | None:
+        if not self._loaded:
+            self._encoder = _load_encoder(self.encoding)
+            self._loaded = True
+        return self._encoder
 
     @property
     def exact(self) -> bool:
         """Whether counts come from the real tokenizer rather than the heuristic."""
         return self._exact is not None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the tokenizer was needed (and so loaded) yet."""
+        return self._loaded
+
+    @staticmethod
+    def bound(text: str) -> int:
+        """At least as many tokens as `text` has: its UTF-8 length (no vocabulary)."""
+        return len(text.encode("utf-8", "surrogatepass"))
+
+    def bound_message(self, role: str, content: str | Sequence[Mapping[str, Any]]) -> int:
+        """`count_message`'s upper bound, from `bound`."""
+        tokens = MESSAGE_FRAMING + self.bound(role)
+        if isinstance(content, str):
+            return tokens + self.bound(content)
+        for part in content:
+            if part.get("type") == "text":
+                tokens += self.bound(str(part.get("text") or ""))
+            else:
+                tokens += IMAGE_TOKENS
+        return tokens
 
     def count(self, text: str) -> int:
         if len(text) <= _FULL_COUNT_CHARS:
