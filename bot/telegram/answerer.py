@@ -487,6 +487,9 @@ class Answerer:
     async def handle_edit(
         self, message: Message, user: User, lang: str, *, text: str | None = None
     ) -> None:
+        if message.voice is not None or message.audio is not None:
+            await self.voice.caption_edited(origin_of(message), user, lang, message.caption or "")
+            return
         if message.document is not None:  # a document's caption is its question
             text = question_of(message.caption, lang)
         elif text is None:

@@ -212,6 +212,24 @@ class VoiceFlow(Generic[E]):
             if result is None or not result.charged:
                 await voice.give_back(hold)
 
+    async def caption_edited(self, origin: Origin[E], user: User, lang: str, caption: str) -> None:
+        """The person edited the caption of their note `origin.message_id`. A note
+        sent as audio gets a new revision of its prompt (the same recording, the new
+        caption) and a new answer; a transcribed note's text is its transcript,
+        changed through ✏️ only."""
+        if origin.message_id is None:
+            return
+        linked = await self.flow.links.resolve(origin.chat_id, origin.message_id)
+        if linked is None:
+            return
+        try:
+            row = await self.services.conversations.message(user.id, linked.row_id)
+        except MessageNotFound:
+            return
+        if row.role != "user" or row.attachment_id is None:
+            return
+        await self.flow.edit_row(origin, user, lang, row.id, caption, link=self.flow.ref(origin))
+
     async def _link(self, chat_id: int, row_id: uuid.UUID, message_id: int) -> None:
         """The transcript message shows the prompt too: its ✏️ and a reply to it
         address that row."""

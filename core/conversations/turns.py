@@ -392,8 +392,9 @@ class TurnPlanner:
         prompt_link: PlatformMessage | None = None,
     ) -> Turn:
         """A new revision of a user message and a fresh answer: a new branch from
-        that message; the old branch, with all that followed, is kept."""
-        text = self._check_text(text)
+        that message; the old branch, with all that followed, is kept. A message
+        with a recording keeps it, so its text (the caption) may become empty."""
+        text = self._check_text(text, allow_empty=True)
         async with self.db.write() as session:
             user, _ = await self._lock_user(session, user_id)
             old = await store.owned_message(session, user_id, message_id)
@@ -409,7 +410,10 @@ class TurnPlanner:
             document = kept.get(old.attachment_id) if old.attachment_id else None
             limit = old.meta.get(DOCUMENT_LIMIT)
             doc_text = _document_of(old, kept)
-            self._check_fits(text, images, model, system_prompt, doc_text, _audio_of(old, kept))
+            clip = _audio_of(old, kept)
+            if not text and clip is None:
+                raise EmptyMessage()
+            self._check_fits(text, images, model, system_prompt, doc_text, clip)
             self._check_capacity(conversation, 2)
             path = await store.load_active_path(session, conversation.id)
             self._check_idle(path)
