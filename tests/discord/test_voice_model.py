@@ -104,7 +104,7 @@ async def test_an_audio_file_goes_with_its_text(discord_bot: Harness) -> None:
     alice = discord_bot.env.create_user("alice")
     mp3 = b"ID3" + b"\x00" * 40_000
     [payload] = discord_bot.env.backend.store_attachments(alice.dm_channel.id, [("memo.mp3", mp3)])
-    await alice.send_dm("Summarize this memo", attachments=[payload])
+    memo = await alice.send_dm("Summarize this memo", attachments=[payload])
     await discord_bot.quiet()
     assert discord_bot.llm.transcriptions == []
     assert discord_bot.llm.requests[-1].body["messages"] == [
@@ -119,6 +119,20 @@ async def test_an_audio_file_goes_with_its_text(discord_bot: Harness) -> None:
         ).all()
     assert prompt.content == "Summarize this memo"
     assert (await voice_used(discord_bot))["voice_seconds"] == 3  # counted by its size
+
+    # Editing the text asks again, with the same stored recording.
+    discord_bot.llm.script(Reply(text="A memo about lunch."))
+    await alice.edit(memo, "Who is speaking?")
+    await discord_bot.quiet()
+    assert discord_bot.llm.requests[-1].body["messages"] == [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Who is speaking?"}, audio_part(mp3, "mp3")],
+        }
+    ]
+    assert len(await recordings(discord_bot)) == 1
+    assert (await voice_used(discord_bot))["voice_seconds"] == 3
+    assert (await voice_used(discord_bot))["small_messages"] == 2
 
 
 @pytest.mark.parametrize("services", [(DEAF, True)], indirect=True)
