@@ -93,9 +93,7 @@ class VoiceFlow(Generic[E]):
             model = await self._model_for(user, origin.chat_id, replied_to)
             fmt = audio_format(note.mime_type, note.filename)
             if model.audio and fmt is not None:
-                await self._to_model(
-                    origin, user, lang, note, fetch, model, fmt, caption, replied_to
-                )
+                await self._to_model(origin, user, lang, note, fetch, fmt, caption, replied_to)
                 return
             if not voice.transcribes:
                 refusal = NotAudio() if model.audio else ModelDoesNotListen(model.name)
@@ -157,7 +155,6 @@ class VoiceFlow(Generic[E]):
         lang: str,
         note: VoiceNote,
         fetch: Callable[[], Awaitable[bytes | None]],
-        model: ModelInfo,
         fmt: str,
         caption: str,
         replied_to: int | None,

@@ -135,6 +135,11 @@ async def test_a_note_goes_to_a_model_that_listens_as_audio(
         exported = await export_json(app.services.db, user.id, user.current_conversation_id)
         assert '"seconds": 7' in exported and base64.b64encode(OGG).decode() not in exported
 
+        # Deleting the conversation deletes the recording stored with it.
+        await app.services.conversations.delete(user.id, user.current_conversation_id)
+        async with app.services.db.read() as session:
+            assert (await session.scalars(select(Attachment))).all() == []
+
 
 async def test_an_audio_file_without_caption_and_an_edited_caption(
     db: Database, tg: FakeTelegram, fake_llm: FakeLLM
