@@ -24,7 +24,7 @@ from core.clock import utcnow
 from core.config import LimitSettings
 from core.conversations.errors import ShuttingDown
 from core.conversations.links import PlatformMessage
-from core.conversations.turns import AttachmentUse, Turn, TurnPlanner
+from core.conversations.turns import AttachmentUse, AudioUse, Turn, TurnPlanner
 from core.db.engine import Database
 from core.db.models import ChatMessage, MessageStatus
 from core.db.models.base import table_of
@@ -340,6 +340,7 @@ class ChatService:
         prompt_link: PlatformMessage | None = None,
         web_search: bool = False,
         attachment: AttachmentUse | None = None,
+        audio: AudioUse | None = None,
     ) -> Generation:
         return await self._plan(
             lambda: self.planner.send(
@@ -353,6 +354,7 @@ class ChatService:
                 prompt_link=prompt_link,
                 web_search=web_search,
                 attachment=attachment,
+                audio=audio,
             )
         )
 

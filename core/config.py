@@ -507,10 +507,15 @@ class AccessSettings(BaseSettings):
 
 class VoiceSettings(BaseSettings):
     """Voice notes: speech to text through an OpenAI-compatible /audio/transcriptions.
-    Unset URL and key fall back to the LLM's, except on OpenRouter (no such endpoint)."""
+    Unset URL and key fall back to the LLM's, except on OpenRouter (no such endpoint).
+
+    `voice_mode` model: a note goes to the conversation's model as audio when that
+    model listens (`ModelInfo.audio`); otherwise it is transcribed as in transcribe
+    mode, where a transcription server is configured."""
 
     model_config = _section()
 
+    voice_mode: Literal["transcribe", "model"] = "transcribe"
     stt_base_url: str | None = None
     stt_api_key: SecretStr | None = None
     stt_model: str = "whisper-1"

@@ -145,7 +145,7 @@ class Services:
             # Who may use a private deployment (ACCESS_MODE), read at every check.
             access=AccessService(db, settings),
             modes=modes,
-            voice=VoiceService(db, quotas, _stt_client(settings)),
+            voice=VoiceService(db, quotas, _stt_client(settings), settings.voice.voice_mode),
             documents=DocumentService(db, catalog, settings.documents, estimator, conversations),
         )
 

@@ -292,6 +292,48 @@ async def test_refresh_updates_known_models_and_writes_cache(
     assert list(cache.parent.iterdir()) == [cache]  # no temp file left behind
 
 
+async def test_audio_input_comes_from_the_input_modalities(
+    tmp_path: Path, catalog: ModelCatalog
+) -> None:
+    """`audio`: OpenRouter lists "audio" among the model's input modalities."""
+    assert catalog.require("google/gemini-2.5-flash").audio  # shipped as listening
+    assert not catalog.require(DEFAULT).audio
+    fetch = FakeFetch(
+        [
+            _provider_item(DEFAULT, inputs=("text", "image", "audio")),
+            _provider_item("google/gemini-2.5-flash", inputs=("text", "image")),
+            _provider_item("openai/gpt-4o"),  # no architecture: keeps ours
+        ]
+    )
+    del fetch.data[2]["architecture"]
+    await catalog.refresh(fetch, tmp_path / "cache.json", timedelta(hours=24))
+    assert catalog.require(DEFAULT).audio and catalog.require(DEFAULT).vision
+    assert not catalog.require("google/gemini-2.5-flash").audio
+    assert not catalog.require("openai/gpt-4o").audio
+
+
+def test_audio_is_an_optional_true_or_false_in_the_catalog_file(tmp_path: Path) -> None:
+    override = _write(
+        tmp_path / "models.json",
+        {"models": [{"id": DEFAULT, "audio": True}, {"id": "openai/gpt-4o", "vision": False}]},
+    )
+    catalog = ModelCatalog.load(DEFAULT, override_file=override)
+    assert catalog.require(DEFAULT).audio
+    assert not catalog.require("openai/gpt-4o").audio
+    broken = _write(tmp_path / "broken.json", {"models": [{"id": DEFAULT, "audio": "yes"}]})
+    with pytest.raises(ValueError, match="audio"):
+        ModelCatalog.load(DEFAULT, override_file=broken)
+
+
+def test_only_models_that_really_listen_are_shipped_as_listening(catalog: ModelCatalog) -> None:
+    listening = {model.id for model in catalog.all() if model.audio}
+    assert listening == {
+        "google/gemini-2.5-flash",
+        "google/gemini-2.5-flash-lite",
+        "google/gemini-2.5-pro",
+    }
+
+
 async def test_second_refresh_within_max_age_uses_cache(tmp_path: Path) -> None:
     cache = tmp_path / "cache.json"
     first = ModelCatalog.load(DEFAULT)

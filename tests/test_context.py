@@ -10,13 +10,16 @@ import pytest
 
 from core.llm.catalog import ModelCatalog, ModelInfo
 from core.llm.context import (
+    AudioClip,
     BuiltContext,
     HistoryMessage,
     MessageTooLong,
     build_context,
     default_reserve,
+    message_cost,
 )
 from core.llm.tokens import (
+    AUDIO_TOKENS_PER_SECOND,
     IMAGE_TOKENS,
     REPLY_PRIMING,
     TokenEstimator,
@@ -259,6 +262,79 @@ def test_images_dropped_for_text_models(base_model: ModelInfo) -> None:
     history = [HistoryMessage("user", "What is this?", images=("https://example.com/a.png",))]
     built = build_context(history, model=text_model, system_prompt=None)
     assert built.messages == [{"role": "user", "content": "What is this?"}]
+
+
+# --- audio -------------------------------------------------------------------------------
+
+CLIP = AudioClip("T2dnUwBmYWtl", "ogg", 12)
+
+
+def test_audio_goes_as_an_input_audio_part_to_a_model_that_listens(
+    base_model: ModelInfo, estimator: TokenEstimator
+) -> None:
+    listens = dataclasses.replace(base_model, audio=True)
+    history = [
+        HistoryMessage("user", "Answer in French", audio=CLIP),
+        HistoryMessage("assistant", "Bonjour."),
+        HistoryMessage("user", "", audio=AudioClip("SUQz", "mp3", 3)),
+    ]
+    built = build_context(history, model=listens, system_prompt=None)
+    assert built.messages == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Answer in French"},
+                {"type": "input_audio", "input_audio": {"data": "T2dnUwBmYWtl", "format": "ogg"}},
+            ],
+        },
+        {"role": "assistant", "content": "Bonjour."},
+        {
+            "role": "user",
+            "content": [{"type": "input_audio", "input_audio": {"data": "SUQz", "format": "mp3"}}],
+        },
+    ]
+    # The recording counts by its seconds, not by its base64.
+    text_only = estimator.count_messages([{"role": "user", "content": "Answer in French"}])
+    assert estimator.count_messages(built.messages[:1]) == text_only
+    assert message_cost(history[0], listens, estimator) == (
+        text_only - REPLY_PRIMING + 12 * AUDIO_TOKENS_PER_SECOND
+    )
+    assert built.prompt_tokens == estimator.count_messages(built.messages) + (
+        15 * AUDIO_TOKENS_PER_SECOND
+    )
+
+
+def test_a_model_that_does_not_listen_reads_a_marker(base_model: ModelInfo) -> None:
+    assert not base_model.audio
+    history = [
+        HistoryMessage("user", "Answer in French", audio=CLIP),
+        HistoryMessage("assistant", "Bonjour.", audio=CLIP),  # never from the assistant
+        HistoryMessage("user", "", audio=AudioClip("SUQz", "mp3", 3)),
+    ]
+    built = build_context(history, model=base_model, system_prompt=None)
+    assert built.messages == [
+        {"role": "user", "content": "[voice note, 12 s]\n\nAnswer in French"},
+        {"role": "assistant", "content": "Bonjour."},
+        {"role": "user", "content": "[voice note, 3 s]"},
+    ]
+
+
+def test_a_long_recording_counts_against_the_context(base_model: ModelInfo) -> None:
+    listens = dataclasses.replace(_small(base_model, 2_000), audio=True)
+    history = [
+        HistoryMessage("user", "First", audio=AudioClip("AAAA", "ogg", 30)),  # 960 tokens
+        HistoryMessage("assistant", "Heard it."),
+        HistoryMessage("user", "Second", audio=AudioClip("BBBB", "ogg", 40)),  # 1280 tokens
+    ]
+    built = build_context(history, model=listens, system_prompt=None, reserve_output=100)
+    assert built.dropped == 2 and len(built.messages) == 1
+    with pytest.raises(MessageTooLong):
+        build_context(
+            [HistoryMessage("user", "", audio=AudioClip("CCCC", "ogg", 60))],
+            model=listens,
+            system_prompt=None,
+            reserve_output=100,
+        )
 
 
 # --- speed -------------------------------------------------------------------------------

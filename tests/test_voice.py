@@ -6,7 +6,14 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from core.config import LLMSettings, VoiceSettings
-from core.voice import STTClient, STTRejected, STTTimeout, STTUnavailable, VoiceNote
+from core.voice import (
+    STTClient,
+    STTRejected,
+    STTTimeout,
+    STTUnavailable,
+    VoiceNote,
+    audio_format,
+)
 from tests.fakes.llm_server import FakeLLM, Transcription
 
 
@@ -68,3 +75,44 @@ async def test_stt_failures_are_typed() -> None:
             await client.aclose()
     statuses = [r.status for r in server.transcriptions]
     assert statuses[:3] == [200, 500, 429] and statuses[-3:] == [400, 401, 400]
+
+
+def test_voice_mode_is_transcribe_or_model_and_anything_else_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.config import ConfigError, load_settings
+
+    assert load_settings().voice.voice_mode == "transcribe"
+    monkeypatch.setenv("VOICE_MODE", "model")
+    assert load_settings().voice.voice_mode == "model"
+    monkeypatch.setenv("VOICE_MODE", "listen")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith("configuration error: VOICE_MODE: ")
+    assert "'transcribe' or 'model'" in message
+
+
+@pytest.mark.parametrize(
+    ("mime", "name", "expected"),
+    [
+        ("audio/ogg", "voice.ogg", "ogg"),
+        ("audio/ogg; codecs=opus", "voice-message.ogg", "ogg"),
+        ("audio/mpeg", "memo.mp3", "mp3"),
+        ("audio/x-wav", "a.wav", "wav"),
+        ("audio/mp4", "a.m4a", "m4a"),
+        ("audio/x-m4a", "a.m4a", "m4a"),
+        ("audio/flac", "a.flac", "flac"),
+        ("audio/aac", "a.aac", "aac"),
+        ("audio/webm", "a.webm", "webm"),
+        ("application/octet-stream", "Song.FLAC", "flac"),
+        ("", "memo.opus", "ogg"),
+        ("audio/x-unknown", "memo.mp3", "mp3"),
+        ("audio/x-unknown", "memo.xyz", None),
+        ("video/mp4", "video_note.mp4", None),  # a round video is not sent as audio
+    ],
+)
+def test_the_audio_format_comes_from_the_type_then_the_name(
+    mime: str, name: str, expected: str | None
+) -> None:
+    assert audio_format(mime, name) == expected

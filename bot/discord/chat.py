@@ -212,6 +212,19 @@ class DiscordSurface:
         )
         return sent.id
 
+    async def show_heard(self, origin: Origin[Place], text: str) -> int | None:
+        reference = None
+        if origin.message_id is not None:
+            reference = discord.MessageReference(
+                message_id=origin.message_id, channel_id=origin.chat_id, fail_if_not_exists=False
+            )
+        channel = origin.event.channel
+        sent = await self.in_turn(
+            origin.chat_id,
+            lambda: channel.send(text, reference=reference),  # type: ignore[arg-type]
+        )
+        return sent.id
+
     async def update_transcript(self, chat_id: int, message_id: int, text: str, lang: str) -> None:
         channel = await self._channel(chat_id)
         message = channel.get_partial_message(message_id)  # type: ignore[attr-defined]
@@ -261,7 +274,7 @@ class DiscordAnswers:
             if isinstance(resolved, discord.Message) and resolved.author.id == self._me():
                 replied_to = reference.message_id
         if len(message.attachments) == 1 and is_audio(message.attachments[0]):
-            await self._voice(origin, person, message.attachments[0], replied_to)
+            await self._voice(origin, person, message.attachments[0], replied_to, text)
             return
         documents = [a for a in message.attachments if a.content_type not in IMAGE_TYPES]
         if documents:
@@ -295,8 +308,10 @@ class DiscordAnswers:
         person: Person,
         attachment: discord.Attachment,
         replied_to: int | None,
+        caption: str = "",
     ) -> None:
-        """A voice message or an audio file: transcribed, then answered."""
+        """A voice message or an audio file: transcribed (or, with VOICE_MODE=model,
+        sent as audio), then answered."""
         note = VoiceNote(
             attachment.duration,
             attachment.size,
@@ -312,7 +327,15 @@ class DiscordAnswers:
                 log.info("attachment %s could not be fetched: %s", attachment.id, exc)
                 return None
 
-        await self.voice.note(origin, person.user, person.lang, note, fetch, replied_to=replied_to)
+        await self.voice.note(
+            origin,
+            person.user,
+            person.lang,
+            note,
+            fetch,
+            replied_to=replied_to,
+            caption=caption,
+        )
 
     async def pressed_transcript_edit(self, interaction: discord.Interaction[Any]) -> None:
         """✏️ under a transcript: the modal with the transcript to correct."""

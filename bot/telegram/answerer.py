@@ -269,6 +269,18 @@ class TelegramSurface:
         )
         return sent.message_id
 
+    async def show_heard(self, origin: Origin[Message], text: str) -> int | None:
+        chat_id = origin.chat_id
+        reply_to = (
+            ReplyParameters(message_id=origin.message_id, allow_sending_without_reply=True)
+            if origin.message_id is not None
+            else None
+        )
+        sent = await self.in_turn(
+            chat_id, lambda: self.bot.send_message(chat_id, text, reply_parameters=reply_to)
+        )
+        return sent.message_id
+
     async def update_transcript(self, chat_id: int, message_id: int, text: str, lang: str) -> None:
         async def edit() -> object:
             try:
@@ -372,7 +384,8 @@ class Answerer:
         await self.flow.send(origin_of(message), user, lang, message.caption or "", images=[image])
 
     async def handle_voice(self, message: Message, user: User, lang: str) -> None:
-        """A voice note, an audio file or a round video: transcribed, then answered."""
+        """A voice note, an audio file or a round video: transcribed (or, with
+        VOICE_MODE=model, sent as audio), then answered."""
         found = voice_note_of(message)
         if found is None:
             return
@@ -393,7 +406,15 @@ class Answerer:
             if replied is not None and replied.from_user is not None and replied.from_user.is_bot
             else None
         )
-        await self.voice.note(origin_of(message), user, lang, note, fetch, replied_to=replied_to)
+        await self.voice.note(
+            origin_of(message),
+            user,
+            lang,
+            note,
+            fetch,
+            replied_to=replied_to,
+            caption=message.caption or "",
+        )
 
     async def edit_transcript(
         self, query: CallbackQuery, user: User, lang: str
@@ -466,6 +487,9 @@ class Answerer:
     async def handle_edit(
         self, message: Message, user: User, lang: str, *, text: str | None = None
     ) -> None:
+        if message.voice is not None or message.audio is not None:
+            await self.voice.caption_edited(origin_of(message), user, lang, message.caption or "")
+            return
         if message.document is not None:  # a document's caption is its question
             text = question_of(message.caption, lang)
         elif text is None:

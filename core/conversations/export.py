@@ -13,7 +13,8 @@ from core.conversations.errors import ConversationNotFound
 from core.conversations.turns import load_documents
 from core.db.engine import Database
 from core.db.models import Attachment, ChatMessage, Conversation
-from core.documents.service import attachment_label
+from core.db.models.attachments import AUDIO
+from core.documents.service import stored_label
 from core.llm.citations import from_meta, to_meta
 
 ROLE_HEADINGS = {"user": "You", "assistant": "Assistant"}
@@ -60,9 +61,10 @@ async def export_markdown(
             heading += f" ({row.model_id})"
         lines += [f"## {heading}", ""]
         document = documents.get(row.attachment_id) if row.attachment_id else None
-        if document is not None:  # the name only: the text stays out of the export
-            lines += [attachment_label(lang, document.name, document.pages), ""]
-        lines += [row.content or "_(no text)_", ""]
+        if document is not None:  # the name only: the text or sound stays out of the export
+            lines += [stored_label(lang, document), ""]
+        if row.content or document is None or document.kind != AUDIO:
+            lines += [row.content or "_(no text)_", ""]
         lines += _sources(row)
         if row.status not in ("complete", "streaming"):
             lines += [f"_This answer is {row.status}._", ""]
@@ -85,6 +87,16 @@ def _sources(row: ChatMessage) -> list[str]:
 def _attachment_json(document: Attachment | None) -> dict[str, Any] | None:
     if document is None:
         return None
+    if document.kind == AUDIO:  # what it was, not the recording itself
+        meta = document.meta if isinstance(document.meta, dict) else {}
+        return {
+            "kind": AUDIO,
+            "name": document.name,
+            "mime_type": document.mime_type,
+            "size_bytes": document.size_bytes,
+            "format": meta.get("format"),
+            "seconds": meta.get("seconds"),
+        }
     return {
         "name": document.name,
         "mime_type": document.mime_type,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
@@ -22,7 +22,7 @@ from core.conversations.errors import (
     RevisionNotFound,
 )
 from core.db.engine import Database
-from core.db.models import ChatMessage, Conversation, User
+from core.db.models import Attachment, ChatMessage, Conversation, User
 from core.text import storable
 
 if TYPE_CHECKING:
@@ -247,6 +247,13 @@ class ConversationService:
         async with self.db.write() as session:
             conversation = await store.owned_conversation(session, user_id, conversation_id)
             await self._check_idle(session, conversation_id)
+            # Its documents and recordings go with it (every message that points to
+            # one is in this conversation: edits and regenerations share the row).
+            attached = select(ChatMessage.attachment_id).where(
+                ChatMessage.conversation_id == conversation_id,
+                ChatMessage.attachment_id.is_not(None),
+            )
+            attachment_ids = set((await session.scalars(attached)).all())
             # Rows reference each other; drop the links, then the rows.
             await session.execute(
                 update(ChatMessage)
@@ -259,6 +266,15 @@ class ConversationService:
                 .where(ChatMessage.conversation_id == conversation_id)
                 .execution_options(synchronize_session=False)
             )
+            if attachment_ids:
+                await session.execute(
+                    delete(Attachment)
+                    .where(
+                        Attachment.id.in_(attachment_ids),
+                        ~exists().where(ChatMessage.attachment_id == Attachment.id),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
             await session.delete(conversation)
             await session.execute(
                 update(User)

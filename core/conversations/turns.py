@@ -36,13 +36,21 @@ from core.conversations.errors import (
 from core.conversations.links import PlatformMessage, link_in, link_new
 from core.db.engine import Database
 from core.db.models import Attachment, ChatMessage, Conversation, MessageStatus, User
+from core.db.models.attachments import AUDIO
 from core.documents.errors import DocumentDoesNotFit, DocumentGone
 from core.llm.catalog import ModelCatalog, ModelInfo
-from core.llm.context import DocumentText, HistoryMessage, MessageTooLong, build_context
+from core.llm.context import (
+    AudioClip,
+    DocumentText,
+    HistoryMessage,
+    MessageTooLong,
+    build_context,
+)
 from core.llm.tokens import TokenEstimator, default_estimator
 from core.quotas import QuotaService, Reservation
 from core.text import storable
 from core.tiers import QuotaKey, Tier
+from core.voice.errors import ModelDoesNotListen
 
 TITLE_WORDS = 8
 TITLE_CHARS = 60
@@ -58,6 +66,21 @@ class AttachmentUse:
 
     id: uuid.UUID
     limit: int | None = None
+
+
+@dataclass(frozen=True)
+class AudioUse:
+    """A recording sent with a new message to a model that listens: stored once
+    (an attachment of kind audio) in the transaction that writes the message."""
+
+    name: str
+    mime_type: str
+    size_bytes: int
+    clip: AudioClip
+
+
+# A voice note's conversation is named after its caption, or this.
+VOICE_TITLE = "🎤 Voice note"
 
 
 class TurnKind(StrEnum):
@@ -105,6 +128,7 @@ def to_history(
             row.content,
             tuple(row.meta.get("images", ())),
             _document_of(row, documents),
+            _audio_of(row, documents),
         )
         for row in rows
         if row.role in ("user", "assistant")
@@ -113,9 +137,38 @@ def to_history(
 
 def _document_of(row: ChatMessage, documents: dict[uuid.UUID, Attachment]) -> DocumentText | None:
     attachment = documents.get(row.attachment_id) if row.attachment_id else None
-    if attachment is None:
+    if attachment is None or attachment.kind == AUDIO:
         return None
     return document_text(attachment, row.meta.get(DOCUMENT_LIMIT))
+
+
+def _audio_of(row: ChatMessage, documents: dict[uuid.UUID, Attachment]) -> AudioClip | None:
+    attachment = documents.get(row.attachment_id) if row.attachment_id else None
+    return audio_clip(attachment) if attachment is not None else None
+
+
+def audio_clip(attachment: Attachment) -> AudioClip | None:
+    """The recording an attachment row holds; None for a document."""
+    if attachment.kind != AUDIO:
+        return None
+    meta = attachment.meta if isinstance(attachment.meta, dict) else {}
+    return AudioClip(attachment.content, str(meta.get("format", "")), int(meta.get("seconds", 1)))
+
+
+def audio_row(user_id: int, audio: AudioUse) -> Attachment:
+    return Attachment(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        kind=AUDIO,
+        name=audio.name[:255],
+        mime_type=audio.mime_type[:127],
+        size_bytes=audio.size_bytes,
+        pages=None,
+        chars=len(audio.clip.data),
+        content=audio.clip.data,
+        meta={"format": audio.clip.format, "seconds": audio.clip.seconds},
+        created_at=utcnow(),
+    )
 
 
 def document_text(attachment: Attachment, limit: int | None = None) -> DocumentText:
@@ -172,11 +225,14 @@ class TurnPlanner:
         prompt_link: PlatformMessage | None = None,
         web_search: bool = False,
         attachment: AttachmentUse | None = None,
+        audio: AudioUse | None = None,
     ) -> Turn:
         """A new user message and its answer, at the end of the active path, or after
         `reply_to` (an earlier answer) as a new branch. `web_search`: this answer
-        searches the web (as every answer does in a conversation with search on)."""
-        text = self._check_text(text, allow_empty=bool(images))
+        searches the web (as every answer does in a conversation with search on).
+        `audio`: a recording for the conversation's model to listen to, stored with
+        the message (the model must take audio)."""
+        text = self._check_text(text, allow_empty=bool(images) or audio is not None)
         async with self.db.write() as session:
             user, current = await self._lock_user(session, user_id)
             document: Attachment | None = None
@@ -201,20 +257,28 @@ class TurnPlanner:
                         if conversation_id is not None:
                             raise ConversationNotFound()
                         conversation = None
+            title = text
+            if document is not None:
+                title = f"📎 {document.name} {text}"
+            elif audio is not None:
+                title = text or VOICE_TITLE
             if conversation is None:
-                title = f"📎 {document.name} {text}" if document is not None else text
                 conversation = self._new_conversation(user, title, platform)
                 session.add(conversation)
                 await session.flush()
                 created = True
             elif conversation.message_count == 0:
                 # Made empty by /mode: named after its first message all the same.
-                conversation.title = make_title(text)
+                conversation.title = make_title(title)
             model = self.catalog.check_access(conversation.model_id, Tier(user.tier))
+            if audio is not None and not model.audio:
+                # The conversation's model changed since the note was routed to it.
+                raise ModelDoesNotListen(model.name)
             system_prompt = self._system_prompt(conversation, user)
             limit = attachment.limit if attachment is not None else None
             doc_text = document_text(document, limit) if document is not None else None
-            self._check_fits(text, images, model, system_prompt, doc_text)
+            clip = audio.clip if audio is not None else None
+            self._check_fits(text, images, model, system_prompt, doc_text, clip)
             self._check_capacity(conversation, 2)
 
             path = [] if created else await store.load_active_path(session, conversation.id)
@@ -235,6 +299,11 @@ class TurnPlanner:
                 document.meta = {}  # no longer waiting for a choice
                 if limit is not None:
                     prompt.meta = {**prompt.meta, DOCUMENT_LIMIT: limit}
+            elif audio is not None:
+                document = audio_row(user_id, audio)
+                session.add(document)
+                await session.flush()  # before the message that points to it
+                prompt.attachment_id = document.id
             answer = self._answer_row(conversation, user_id, seq + 1, prompt, model, reservation)
             self._mark_search(answer, search)
             await self._insert(session, conversation, [prompt, answer])
@@ -323,8 +392,9 @@ class TurnPlanner:
         prompt_link: PlatformMessage | None = None,
     ) -> Turn:
         """A new revision of a user message and a fresh answer: a new branch from
-        that message; the old branch, with all that followed, is kept."""
-        text = self._check_text(text)
+        that message; the old branch, with all that followed, is kept. A message
+        with a recording keeps it, so its text (the caption) may become empty."""
+        text = self._check_text(text, allow_empty=True)
         async with self.db.write() as session:
             user, _ = await self._lock_user(session, user_id)
             old = await store.owned_message(session, user_id, message_id)
@@ -334,12 +404,16 @@ class TurnPlanner:
             model = self.catalog.check_access(conversation.model_id, Tier(user.tier))
             system_prompt = self._system_prompt(conversation, user)
             images: Sequence[str] = old.meta.get("images", ())
-            # The edit keeps the message's document: the same row, not a copy.
+            # The edit keeps the message's document or recording: the same row, not
+            # a copy; the edited text is what goes with it.
             kept = await load_documents(session, [old])
             document = kept.get(old.attachment_id) if old.attachment_id else None
             limit = old.meta.get(DOCUMENT_LIMIT)
-            doc_text = document_text(document, limit) if document is not None else None
-            self._check_fits(text, images, model, system_prompt, doc_text)
+            doc_text = _document_of(old, kept)
+            clip = _audio_of(old, kept)
+            if not text and clip is None:
+                raise EmptyMessage()
+            self._check_fits(text, images, model, system_prompt, doc_text, clip)
             self._check_capacity(conversation, 2)
             path = await store.load_active_path(session, conversation.id)
             self._check_idle(path)
@@ -466,12 +540,13 @@ class TurnPlanner:
         model: ModelInfo,
         system_prompt: str | None,
         document: DocumentText | None = None,
+        audio: AudioClip | None = None,
     ) -> None:
         """A message too large for the model alone is refused before anything is
         written or charged."""
         try:
             build_context(
-                [HistoryMessage("user", text, tuple(images), document)],
+                [HistoryMessage("user", text, tuple(images), document, audio)],
                 model=model,
                 system_prompt=system_prompt,
                 estimator=self.estimator,

@@ -11,6 +11,7 @@ from core.config import DocumentSettings
 from core.conversations.service import ConversationService
 from core.db.engine import Database
 from core.db.models import Attachment, ChatMessage, User
+from core.db.models.attachments import AUDIO
 from core.documents.errors import DocumentGone, NotYourDocument
 from core.documents.fit import Fit, decide
 from core.documents.reader import DocumentReader
@@ -38,6 +39,15 @@ def attachment_label(lang: str, name: str, pages: int | None) -> str:
     if pages:
         return t(lang, "document.label_pages", name=name, pages=pages)
     return t(lang, "document.label", name=name)
+
+
+def stored_label(lang: str, attachment: Attachment) -> str:
+    """How history, exports and revisions name what a message came with: a
+    document (📎 report.pdf) or a recording (🎤 voice note (12 s))."""
+    if attachment.kind == AUDIO:
+        meta = attachment.meta if isinstance(attachment.meta, dict) else {}
+        return t(lang, "voice.label", seconds=meta.get("seconds", "?"))
+    return attachment_label(lang, attachment.name, attachment.pages)
 
 
 def question_of(caption: str | None, lang: str) -> str:
@@ -127,8 +137,8 @@ class DocumentService:
         )
 
     async def label_of(self, row: ChatMessage, lang: str) -> str | None:
-        """ "📎 report.pdf (12 pages)" for a prompt with a document, or for the
-        answer to one; None otherwise."""
+        """ "📎 report.pdf (12 pages)" (or "🎤 voice note (12 s)") for a prompt with a
+        document or a recording, or for the answer to one; None otherwise."""
         async with self.db.read() as session:
             prompt: ChatMessage | None = row
             if row.role == "assistant" and row.parent_message_id is not None:
@@ -138,4 +148,4 @@ class DocumentService:
             attachment = await session.get(Attachment, prompt.attachment_id)
         if attachment is None:
             return None
-        return attachment_label(lang, attachment.name, attachment.pages)
+        return stored_label(lang, attachment)

@@ -1,7 +1,7 @@
 """The models people can pick: a curated list shipped with the bot, kept current from OpenRouter.
 
 Three layers, later ones winning: the shipped `models.json`, provider data from
-OpenRouter's `/models` (context length, prices, output limit, image input), and the
+OpenRouter's `/models` (context length, prices, output limit, image and audio input), and the
 operator's override file. Provider data only updates models we already list; it
 never adds any, because the shipped list is curated.
 
@@ -47,7 +47,7 @@ _REQUIRED_FIELDS = (
     "quota_key",
     "min_tier",
 )
-_OPTIONAL_FIELDS = ("vision", "image_output", "description")
+_OPTIONAL_FIELDS = ("vision", "audio", "image_output", "description")
 _ALL_FIELDS = frozenset(_REQUIRED_FIELDS + _OPTIONAL_FIELDS)
 
 
@@ -63,6 +63,7 @@ class ModelInfo:
     quota_key: QuotaKey
     min_tier: Tier
     vision: bool = False  # accepts image input
+    audio: bool = False  # accepts audio input (`input_audio` content parts)
     image_output: bool = False  # generates images
     description: str = ""
 
@@ -355,7 +356,7 @@ def _convert(name: str, value: object) -> object:
         return key
     if name == "min_tier":
         return _enum(Tier, value)
-    if not isinstance(value, bool):  # vision, image_output
+    if not isinstance(value, bool):  # vision, audio, image_output
         raise ValueError("must be true or false")
     return value
 
@@ -456,6 +457,7 @@ def _provider_fields(item: Mapping[str, Any]) -> dict[str, Any]:
     architecture = item.get("architecture")
     if isinstance(architecture, dict) and isinstance(architecture.get("input_modalities"), list):
         fields["vision"] = "image" in architecture["input_modalities"]
+        fields["audio"] = "audio" in architecture["input_modalities"]
     return fields
 
 

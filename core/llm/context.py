@@ -10,7 +10,12 @@ from typing import Any
 
 from core.errors import OneAIError
 from core.llm.catalog import ModelInfo
-from core.llm.tokens import REPLY_PRIMING, TokenEstimator, default_estimator
+from core.llm.tokens import (
+    AUDIO_TOKENS_PER_SECOND,
+    REPLY_PRIMING,
+    TokenEstimator,
+    default_estimator,
+)
 
 
 @dataclass(frozen=True)
@@ -26,11 +31,31 @@ class DocumentText:
 
 
 @dataclass(frozen=True)
+class AudioClip:
+    """A voice note or audio file sent with a user message, as a model that listens
+    gets it: an OpenAI-format `input_audio` part."""
+
+    data: str  # base64 of the recording's bytes
+    format: str  # "ogg", "mp3", "wav", ...
+    seconds: int
+
+    @property
+    def tokens(self) -> int:
+        return self.seconds * AUDIO_TOKENS_PER_SECOND
+
+
+@dataclass(frozen=True)
 class HistoryMessage:
     role: str  # "user" | "assistant"
     content: str
     images: tuple[str, ...] = ()  # data: or https URLs; sent to vision models in user turns
     document: DocumentText | None = None  # user turns only
+    audio: AudioClip | None = None  # user turns only
+
+
+def audio_marker(seconds: int) -> str:
+    """What a model that does not listen reads in place of a recording."""
+    return f"[voice note, {seconds} s]"
 
 
 def document_block(document: DocumentText) -> str:
@@ -54,6 +79,20 @@ def message_text(message: HistoryMessage) -> str:
     return f"{document_block(message.document)}\n\n{message.content}".rstrip()
 
 
+def _listens(message: HistoryMessage, model: ModelInfo) -> bool:
+    return message.audio is not None and message.role == "user" and model.audio
+
+
+def _cost(message: HistoryMessage, model: ModelInfo, estimator: TokenEstimator) -> int:
+    """Tokens of the message as `model` gets it; a recording by its seconds."""
+    rendered = _render(message, model)
+    tokens = estimator.count_message(rendered["role"], rendered["content"])
+    if _listens(message, model):
+        assert message.audio is not None
+        tokens += message.audio.tokens
+    return tokens
+
+
 def newest_room(
     model: ModelInfo,
     system_prompt: str | None,
@@ -70,8 +109,7 @@ def newest_room(
 
 
 def message_cost(message: HistoryMessage, model: ModelInfo, estimator: TokenEstimator) -> int:
-    rendered = _render(message, model.vision)
-    return estimator.count_message(rendered["role"], rendered["content"])
+    return _cost(message, model, estimator)
 
 
 class MessageTooLong(OneAIError):
@@ -126,8 +164,8 @@ def build_context(
         head.append({"role": "system", "content": system_prompt})
         used += estimator.count_message("system", system_prompt)
 
-    newest = _render(history[-1], model.vision)
-    newest_cost = estimator.count_message(newest["role"], newest["content"])
+    newest = _render(history[-1], model)
+    newest_cost = _cost(history[-1], model, estimator)
     if used + newest_cost > budget:
         raise _too_long(history[-1], newest_cost, used + newest_cost, budget, model)
     used += newest_cost
@@ -139,8 +177,8 @@ def build_context(
         message = history[index]
         if _is_empty_answer(message):
             continue
-        rendered = _render(message, model.vision)
-        cost = estimator.count_message(rendered["role"], rendered["content"])
+        rendered = _render(message, model)
+        cost = _cost(message, model, estimator)
         if used + cost > budget:
             dropped = sum(1 for older in history[: index + 1] if not _is_empty_answer(older))
             break
@@ -191,17 +229,29 @@ def _is_empty_answer(message: HistoryMessage) -> bool:
     return message.role == "assistant" and not message.content.strip()
 
 
-def _render(message: HistoryMessage, vision: bool) -> dict[str, Any]:
+def _render(message: HistoryMessage, model: ModelInfo) -> dict[str, Any]:
     # Models without vision get the text only (the caller refuses images earlier anyway).
     # Images go in user turns only: OpenAI and Anthropic reject image parts from the
-    # assistant, so a generated image stays out of later requests.
+    # assistant, so a generated image stays out of later requests. A recording goes
+    # as an `input_audio` part to a model that listens; any other model reads a
+    # marker in its place (the conversation moved to it after the note).
     text = message_text(message)
-    if not (message.images and vision and message.role == "user"):
+    user = message.role == "user"
+    audio = message.audio if user else None
+    if audio is not None and not model.audio:
+        text = f"{audio_marker(audio.seconds)}\n\n{text}".rstrip()
+        audio = None
+    images = message.images if user and model.vision else ()
+    if not images and audio is None:
         return {"role": message.role, "content": text}
     parts: list[dict[str, Any]] = []
     if text:
         parts.append({"type": "text", "text": text})
-    parts.extend({"type": "image_url", "image_url": {"url": url}} for url in message.images)
+    parts.extend({"type": "image_url", "image_url": {"url": url}} for url in images)
+    if audio is not None:
+        parts.append(
+            {"type": "input_audio", "input_audio": {"data": audio.data, "format": audio.format}}
+        )
     return {"role": message.role, "content": parts}
 
 

@@ -29,6 +29,11 @@ REPLY_PRIMING = 3
 # Flat charge per image (or other attachment) part: a detailed 1024px image costs
 # 765 tokens on OpenAI; other providers land in the same range.
 IMAGE_TOKENS = 800
+# Audio is counted by its length, not its bytes: Gemini bills 32 tokens a second of
+# input audio (OpenAI's audio models land near 10/s), so 32/s is the safe side for
+# the context budget. `count_message` leaves `input_audio` parts to the caller, who
+# knows the seconds (core/llm/context.py).
+AUDIO_TOKENS_PER_SECOND = 32
 
 # Texts up to this many characters are counted in full. Longer ones are estimated from
 # evenly spread samples totalling this much, so counting a huge paste stays cheap.
@@ -167,6 +172,8 @@ class TokenEstimator:
         for part in content:
             if part.get("type") == "text":
                 tokens += self.count(str(part.get("text") or ""))
+            elif part.get("type") == "input_audio":
+                continue  # counted by its seconds: AUDIO_TOKENS_PER_SECOND
             else:  # image_url and other attachments
                 tokens += IMAGE_TOKENS
         return tokens

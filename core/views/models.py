@@ -13,6 +13,9 @@ from core.llm.catalog import ModelCatalog, ModelInfo
 from core.services import Services
 from core.tiers import TIERS, QuotaKey, Tier
 
+# Beside a model that listens to voice notes (VOICE_MODE=model).
+AUDIO_MARK = "🎧"
+
 
 class ModelScope(StrEnum):
     """What a pick changes. Short values: they travel in button ids."""
@@ -57,15 +60,25 @@ class ModelSwitch:
 
 
 def model_menu(
-    catalog: ModelCatalog, tier: Tier, current: str, lang: str, scope: ModelScope
+    catalog: ModelCatalog,
+    tier: Tier,
+    current: str,
+    lang: str,
+    scope: ModelScope,
+    *,
+    mark_audio: bool = False,
 ) -> ModelMenu:
-    """The catalog grouped by quota class; `current` marked; models above `tier` locked."""
+    """The catalog grouped by quota class; `current` marked; models above `tier` locked;
+    with `mark_audio` (VOICE_MODE=model), the models that listen to voice notes get 🎧."""
     index = {model.id: number for number, model in enumerate(catalog.all())}
     groups = [
         ModelGroup(
             key,
             t(lang, f"quota.{key.value}"),
-            [_choice(model, index[model.id], model.id == current, tier) for model in models],
+            [
+                _choice(model, index[model.id], model.id == current, tier, mark_audio)
+                for model in models
+            ],
         )
         for key, models in catalog.grouped().items()
     ]
@@ -74,12 +87,14 @@ def model_menu(
     return ModelMenu(scope, current, name, groups, t(lang, "model.header", model=name))
 
 
-def _choice(model: ModelInfo, index: int, current: bool, tier: Tier) -> ModelChoice:
+def _choice(
+    model: ModelInfo, index: int, current: bool, tier: Tier, mark_audio: bool
+) -> ModelChoice:
     locked = not model.available_to(tier)
     return ModelChoice(
         index,
         model.id,
-        model.name,
+        f"{model.name} {AUDIO_MARK}" if mark_audio and model.audio else model.name,
         current,
         locked,
         model.min_tier if locked else None,
@@ -104,7 +119,14 @@ async def selected_model(services: Services, user: User, scope: ModelScope) -> s
 async def menu_for(services: Services, user: User, lang: str, scope: ModelScope) -> ModelMenu:
     """The person's model menu."""
     current = await selected_model(services, user, scope)
-    return model_menu(services.catalog, Tier(user.tier), current, lang, scope)
+    return model_menu(
+        services.catalog,
+        Tier(user.tier),
+        current,
+        lang,
+        scope,
+        mark_audio=services.voice.mode == "model",
+    )
 
 
 def locked_notice(lang: str, model: ModelInfo) -> str:

@@ -1,6 +1,8 @@
 """Voice notes: per-tier limits, speech to text, and what a failure tells the person."""
 
 from core.voice.errors import (
+    ModelDoesNotListen,
+    NotAudio,
     NoteTooBig,
     NoteTooLong,
     NoteUnavailable,
@@ -12,10 +14,12 @@ from core.voice.errors import (
     VoiceDayLimit,
     VoiceDisabled,
 )
-from core.voice.service import VoiceHold, VoiceNote, VoiceService
+from core.voice.service import VoiceHold, VoiceMode, VoiceNote, VoiceService, audio_format
 from core.voice.stt import STTClient
 
 __all__ = [
+    "ModelDoesNotListen",
+    "NotAudio",
     "NoteTooBig",
     "NoteTooLong",
     "NoteUnavailable",
@@ -28,6 +32,8 @@ __all__ = [
     "VoiceDayLimit",
     "VoiceDisabled",
     "VoiceHold",
+    "VoiceMode",
     "VoiceNote",
     "VoiceService",
+    "audio_format",
 ]

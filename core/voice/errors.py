@@ -15,6 +15,31 @@ class VoiceDisabled(OneAIError):
     user_message = "Voice notes are not enabled here. Please type your message."
 
 
+class ModelDoesNotListen(OneAIError):
+    """VOICE_MODE=model, the conversation's model takes no audio and no
+    transcription server is configured: nothing is downloaded or charged."""
+
+    code = "voice_model_deaf"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"{model} can't listen to voice notes. Pick a model marked 🎧 in /model "
+            "to send them, or type your message.",
+            model=model,
+        )
+
+
+class NotAudio(OneAIError):
+    """VOICE_MODE=model without a transcription server, and a recording that is
+    not plain audio (a round video)."""
+
+    code = "voice_not_audio"
+    user_message = (
+        "Only sound recordings can go to the model as audio. "
+        "Please send a voice note or an audio file, or type your message."
+    )
+
+
 class NoteTooLong(OneAIError):
     code = "voice_too_long"
 

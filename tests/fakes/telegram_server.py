@@ -1692,12 +1692,15 @@ class FakeTelegram(LocalServer):
         duration: int = 2,
         data: bytes = b"OggS\x00fake",
         reply_to: int | None = None,
+        caption: str | None = None,
     ) -> int:
         """The user records a voice note (Voice: duration, mime_type, file_size)."""
         user, chat = self._sender(user_id, "private", None)
         stored = self._store_file(data, None, "audio/ogg", "voice")
         voice = {**stored.to_json(), "duration": duration}
-        message = self._incoming(user, chat, reply_to, media={"voice": voice}, file=stored)
+        message = self._incoming(
+            user, chat, reply_to, media={"voice": voice}, file=stored, **self._caption_of(caption)
+        )
         self._push("message", chat, message)
         return message.message_id
 

@@ -140,5 +140,5 @@ def create_router() -> Router:
     router.message.register(voice, F.voice | F.audio | F.video_note)
     router.callback_query.register(edit_transcript, VoiceEdit.filter())
     router.message.register(document, F.document)
-    router.edited_message.register(edited, F.text | F.document)
+    router.edited_message.register(edited, F.text | F.document | F.voice | F.audio)
     return router
