@@ -474,5 +474,8 @@ def test_the_bound_is_never_below_the_count(text: str) -> None:
     estimator = default_estimator()
     assert estimator.exact
     assert estimator.bound(text) >= estimator.count(text)
-    content = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": "x"}}]
+    content: list[dict[str, Any]] = [
+        {"type": "text", "text": text},
+        {"type": "image_url", "image_url": {"url": "x"}},
+    ]
     assert estimator.bound_message("user", content) >= estimator.count_message("user", content)

@@ -108,6 +108,20 @@ def newest_room(
     return model.context_length - reserve - used
 
 
+def _audio_tokens(message: HistoryMessage, model: ModelInfo) -> int:
+    """What the message's recording costs `model` (nothing if it does not listen)."""
+    return message.audio.tokens if message.audio is not None and _listens(message, model) else 0
+
+
+def _bound_cost(
+    rendered: dict[str, Any], message: HistoryMessage, model: ModelInfo, estimator: TokenEstimator
+) -> int:
+    """`_cost`'s upper bound for the rendered `message` (no tokenizer)."""
+    return estimator.bound_message(rendered["role"], rendered["content"]) + _audio_tokens(
+        message, model
+    )
+
+
 def message_cost(message: HistoryMessage, model: ModelInfo, estimator: TokenEstimator) -> int:
     return _cost(message, model, estimator)
 
@@ -122,12 +136,13 @@ class BuiltContext:
     messages: list[dict[str, Any]]  # OpenAI chat format, ready to send
     dropped: int  # oldest history messages left out to fit
     estimator: TokenEstimator = field(repr=False, compare=False)
+    audio_tokens: int = 0  # of the recordings sent, which the parts do not tell
 
     @functools.cached_property
     def prompt_tokens(self) -> int:
         """The estimate of what `messages` cost (counted when asked: it needs the
         tokenizer, which fitting a short conversation does not)."""
-        return self.estimator.count_messages(self.messages)
+        return self.estimator.count_messages(self.messages) + self.audio_tokens
 
 
 def default_reserve(model: ModelInfo) -> int:
@@ -166,12 +181,13 @@ def build_context(
 
     newest = _render(history[-1], model)
     newest_cost = _cost(history[-1], model, estimator)
+    audio = _audio_tokens(history[-1], model)
     if used + newest_cost > budget:
         raise _too_long(history[-1], newest_cost, used + newest_cost, budget, model)
     used += newest_cost
 
     # Walk from the newest backwards so each message is rendered and counted once.
-    kept: list[tuple[dict[str, Any], int]] = []
+    kept: list[tuple[dict[str, Any], int, int]] = []
     dropped = 0
     for index in range(len(history) - 2, -1, -1):
         message = history[index]
@@ -182,7 +198,7 @@ def build_context(
         if used + cost > budget:
             dropped = sum(1 for older in history[: index + 1] if not _is_empty_answer(older))
             break
-        kept.append((rendered, cost))
+        kept.append((rendered, cost, _audio_tokens(message, model)))
         used += cost
 
     # After trimming, a conversation should open with the user, not a dangling answer.
@@ -190,8 +206,9 @@ def build_context(
         used -= kept.pop()[1]
         dropped += 1
 
-    messages = head + [rendered for rendered, _ in reversed(kept)] + [newest]
-    return BuiltContext(messages=messages, dropped=dropped, estimator=estimator)
+    messages = head + [rendered for rendered, _, _ in reversed(kept)] + [newest]
+    audio += sum(tokens for _, _, tokens in kept)
+    return BuiltContext(messages, dropped, estimator, audio)
 
 
 def _all_within_bound(
@@ -205,23 +222,25 @@ def _all_within_bound(
     no tokenizer; else None (then it is counted exactly)."""
     messages: list[dict[str, Any]] = []
     used = REPLY_PRIMING
+    audio = 0
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
         used += estimator.bound_message("system", system_prompt)
     for message in history[:-1]:
         if _is_empty_answer(message):
             continue
-        rendered = _render(message, model.vision)
+        rendered = _render(message, model)
         messages.append(rendered)
-        used += estimator.bound_message(rendered["role"], rendered["content"])
+        used += _bound_cost(rendered, message, model, estimator)
+        audio += _audio_tokens(message, model)
         if used > budget:
             return None
-    newest = _render(history[-1], model.vision)
-    used += estimator.bound_message(newest["role"], newest["content"])
+    newest = _render(history[-1], model)
+    used += _bound_cost(newest, history[-1], model, estimator)
     if used > budget:
         return None
     messages.append(newest)
-    return BuiltContext(messages=messages, dropped=0, estimator=estimator)
+    return BuiltContext(messages, 0, estimator, audio + _audio_tokens(history[-1], model))
 
 
 def _is_empty_answer(message: HistoryMessage) -> bool:

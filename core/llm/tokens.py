@@ -140,6 +140,8 @@ class TokenEstimator:
         for part in content:
             if part.get("type") == "text":
                 tokens += self.bound(str(part.get("text") or ""))
+            elif part.get("type") == "input_audio":
+                continue  # as in count_message
             else:
                 tokens += IMAGE_TOKENS
         return tokens
