@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+import bot  # noqa: F401  -- first: aiogram is imported as the bot imports it (lazy models)
 from core.config import DatabaseSettings, LimitSettings, LLMSettings, Settings
 from core.db.engine import Database, null_pool_engine
 from core.db.migrate import upgrade_head
