@@ -28,23 +28,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from razorpay.errors import BadRequestError as RazorpayBadRequest
 from sqlalchemy import select
-from yookassa.domain.exceptions import ApiError as YooApiError
-from yookassa.domain.exceptions import (
-    BadRequestError as YooBadRequest,
-)
-from yookassa.domain.exceptions import (
-    ForbiddenError as YooForbidden,
-)
-from yookassa.domain.exceptions import (
-    NotFoundError as YooNotFound,
-)
-from yookassa.domain.exceptions import (
-    UnauthorizedError as YooUnauthorized,
-)
 
 from core.clock import utcnow
 from core.db.engine import Database
@@ -59,6 +46,9 @@ from payments import razorpay_provider, stars, yookassa_provider
 from payments.ledger import PAID_KINDS, Ledger, LedgerEntry, platform_of, refund_key
 from payments.razorpay_provider import RazorpayProvider
 from payments.yookassa_provider import YooKassaProvider
+
+if TYPE_CHECKING:
+    from yookassa.domain.exceptions import ApiError as YooApiError
 
 log = logging.getLogger(__name__)
 
@@ -569,6 +559,12 @@ class Refunds:
 
     async def _yookassa(self, target: _Target, claim: _Claim) -> _Answer:
         assert self.yookassa is not None
+        # Imported with the shop's provider only (the SDK is large).
+        from yookassa.domain.exceptions import BadRequestError as YooBadRequest
+        from yookassa.domain.exceptions import ForbiddenError as YooForbidden
+        from yookassa.domain.exceptions import NotFoundError as YooNotFound
+        from yookassa.domain.exceptions import UnauthorizedError as YooUnauthorized
+
         try:
             refund = await self.yookassa.create_refund(
                 target.charge_id,

@@ -14,7 +14,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from aiohttp import web
@@ -22,10 +22,6 @@ from requests.adapters import HTTPAdapter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from urllib3.util.retry import Retry
-from yookassa import Configuration
-from yookassa import Payment as YooPayment
-from yookassa import Refund as YooRefund
-from yookassa.client import ApiClient
 
 from core.clock import utcnow
 from core.config import YooKassaSettings
@@ -38,6 +34,9 @@ from payments.ledger import Ledger, LedgerEntry, Order, platform_of, refund_key
 from payments.plans import PlanCatalog
 from payments.sdk import SdkRunner
 from payments.webhook_events import first_sighting, mark_processed
+
+if TYPE_CHECKING:
+    from yookassa.client import ApiClient
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +74,8 @@ class _TimeoutAdapter(HTTPAdapter):
 def _bound_sdk_requests(timeout: float) -> None:
     """The SDK builds a requests session per call (ApiClient.get_session): build it
     the SDK's way (retries on 202 Accepted, same backoff) with a timeout."""
+
+    from yookassa.client import ApiClient
 
     def get_session(client: ApiClient) -> requests.Session:
         session = requests.Session()
@@ -141,8 +142,13 @@ class YooKassaProvider:
         self.proxies = _networks(settings.trusted_proxies)
         self.sdk = SdkRunner(PROVIDER, settings.request_timeout)
         secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
+        # Imported only when a shop is configured: the SDK takes ~9 MB of memory.
+        import yookassa
+
+        self._payments = yookassa.Payment
+        self._refunds = yookassa.Refund
         # The SDK keeps its configuration in class attributes: one shop per process.
-        Configuration.configure(
+        yookassa.Configuration.configure(
             settings.shop_id, secret, api_url=settings.api_url.rstrip("/"), max_attempts=3
         )
         _bound_sdk_requests(settings.request_timeout)
@@ -161,7 +167,7 @@ class YooKassaProvider:
             user_id, PROVIDER, tier, amount, "RUB", meta={"platform": platform}
         )
         params = self._payment_params(order, plan.name)
-        created = await self.sdk.call(YooPayment.create, params, order.idempotence_key)
+        created = await self.sdk.call(self._payments.create, params, order.idempotence_key)
         url = _attr(created, "confirmation", "confirmation_url")
         if not created.id or not url:
             raise YooKassaError("YooKassa answered without a payment id or link")
@@ -235,7 +241,7 @@ class YooKassaProvider:
                     }
                 ],
             }
-        return await self.sdk.call(YooRefund.create, params, idempotence_key)
+        return await self.sdk.call(self._refunds.create, params, idempotence_key)
 
     # -- webhook ------------------------------------------------------------------------
 
@@ -308,7 +314,7 @@ class YooKassaProvider:
         return done
 
     async def _payment(self, payment_id: str) -> bool:
-        payment = await self.sdk.call(YooPayment.find_one, payment_id)
+        payment = await self.sdk.call(self._payments.find_one, payment_id)
         order = await self.ledger.order_by_payment(PROVIDER, str(payment.id))
         if order is None:
             log.warning("yookassa payment %s: no order of ours", payment_id)
@@ -362,7 +368,7 @@ class YooKassaProvider:
         return True
 
     async def _refund(self, refund_id: str) -> bool:
-        refund = await self.sdk.call(YooRefund.find_one, refund_id)
+        refund = await self.sdk.call(self._refunds.find_one, refund_id)
         status = str(refund.status)
         payment_id = str(refund.payment_id)
         if status == "canceled":
@@ -445,7 +451,7 @@ class YooKassaProvider:
                 continue
             try:
                 params = self._payment_params(order, plan.name, saved_method=str(method))
-                created = await self.sdk.call(YooPayment.create, params, order.idempotence_key)
+                created = await self.sdk.call(self._payments.create, params, order.idempotence_key)
             except Exception:
                 log.exception("yookassa renewal of subscription %d failed; will retry", sub.id)
                 await self.ledger.move_order(order.id, "charging", "created")
