@@ -310,6 +310,7 @@ class ChatService:
         self._settling: set[asyncio.Task[None]] = set()
         self._shown: set[uuid.UUID] = set()  # display marks not yet written
         self._shown_writer: asyncio.Task[None] | None = None
+        self._flushes: list[Callable[[], Awaitable[None]]] = []
         self._idle = asyncio.Event()  # set while nothing runs here
         self._idle.set()
         self.stop_bus: RedisStopBus | None = None
@@ -491,6 +492,22 @@ class ChatService:
             await self.flush_shown()
             delay = min(delay * 2, SETTLE_RETRY_CAP)  # marks left: the database is away
 
+    def flush_on_close(self, flush: Callable[[], Awaitable[None]]) -> None:
+        """`flush` writes bookkeeping held back to be written together (a
+        platform's message links): `flush_pending` runs it."""
+        self._flushes.append(flush)
+
+    async def flush_pending(self) -> None:
+        """Write what waits to be written together: the display marks and what
+        `flush_on_close` registered. Before this worker signs off, since another
+        one then acts on what it finds (or misses) in the database."""
+        for flush in self._flushes:
+            try:
+                await flush()
+            except Exception:
+                log.warning("could not write held-back bookkeeping", exc_info=True)
+        await self.flush_shown()
+
     async def flush_shown(self) -> None:
         """Write the display marks taken so far (marks that fail are kept for the next
         flush, or for `close`)."""
@@ -516,7 +533,7 @@ class ChatService:
             await cancel_and_wait(task)
         if self._shown_writer is not None:
             await cancel_and_wait(self._shown_writer)
-        await self.flush_shown()
+        await self.flush_pending()
 
     async def _save(self, turn: Turn, final: FinalState) -> None:
         usage, error = final.usage, final.error

@@ -200,7 +200,7 @@ class Services:
         if self._admin is not None:
             await cancel_and_wait(self._admin)
         # Before this worker signs off: once it is gone, another shows its unmarked answers.
-        await self.chat.flush_shown()
+        await self.chat.flush_pending()
         if self._live is not None:
             await cancel_and_wait(self._live)
             # A clean exit: this worker is gone at once, not after its timeout.

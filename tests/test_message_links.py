@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from core.conversations.links import Linked, MessageLinks, PlatformMessage, link_in
@@ -26,13 +27,28 @@ async def test_parts_added_one_by_one_read_back_in_order(services: Services) -> 
     [(_, answer)] = await _answers(services, 1)
     with count_queries(services.db) as queries:
         await links.add(7, answer, 100, 0)
-    # One upsert: no delete before the insert.
+        await links.add(7, answer, 101, 1)
+        await links.add(7, answer, 102, 2)
+        assert queries.count == 0  # held back, off the answer's path
+        await links.flush()
+    # One upsert for all three: no delete before the insert.
     assert queries.count == 1
-    await links.add(7, answer, 101, 1)
-    await links.add(7, answer, 102, 2)
     assert await links.parts(7, answer) == ["100", "101", "102"]
     assert await links.resolve(7, 101) == Linked(answer, 1)
     assert await links.parts(8, answer) == []  # another chat shows nothing
+
+
+async def test_added_links_are_written_within_the_delay_and_read_back_at_once(
+    services: Services,
+) -> None:
+    links = MessageLinks(services.db, "telegram")
+    other = MessageLinks(services.db, "telegram")  # another process's view
+    [(_, answer)] = await _answers(services, 1)
+    await links.add(7, answer, 100, 0)
+    assert await links.resolve(7, 100) == Linked(answer, 0)  # this process: at once
+    await links.add(7, answer, 101, 1)
+    await asyncio.sleep(MessageLinks.ADD_DELAY + 0.3)
+    assert await other.parts(7, answer) == ["100", "101"]  # others: within the delay
 
 
 async def test_a_message_added_to_another_row_moves_there(services: Services) -> None:
