@@ -75,6 +75,8 @@ STREAM_RANGE = 100_000
 WARM_USER = 3_000_001
 IDLE_USER = 3_000_002
 LONG_USER = 3_000_003
+FINAL_USER = 3_000_004
+FINAL_MESSAGES = 10  # last token -> final edit, at the bot's default edit interval
 
 ANSWER_TIMEOUT = 60.0  # one answer during the throughput run
 STREAMS_TIMEOUT = 600.0  # all answers of the concurrent-streams run
@@ -314,21 +316,34 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
+class TokenMarks(dict[str, float]):
+    """time.monotonic() of each generation's first text chunk, keyed by its prompt;
+    `last` holds when its last one came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: dict[str, float] = {}
+
+
 @contextmanager
-def first_tokens(llm: LLMClient) -> Iterator[dict[str, float]]:
-    """time.monotonic() of each generation's first text chunk out of the LLM client,
-    keyed by its prompt (every prompt in the run is unique)."""
-    marks: dict[str, float] = {}
+def first_tokens(llm: LLMClient) -> Iterator[TokenMarks]:
+    """time.monotonic() of each generation's first and last text chunk out of the
+    LLM client, keyed by its prompt (every prompt in the run is unique)."""
+    marks = TokenMarks()
     original = llm.stream_chat
 
     async def timed(
         model: str, messages: list[dict[str, Any]], **kwargs: Any
     ) -> AsyncGenerator[StreamChunk, None]:
         first = True
+        prompt = _last_user_text(messages)
         async for chunk in original(model, messages, **kwargs):
-            if first and chunk.text:
-                first = False
-                marks[_last_user_text(messages)] = time.monotonic()
+            if chunk.text:
+                now = time.monotonic()
+                if first:
+                    first = False
+                    marks[prompt] = now
+                marks.last[prompt] = now
             yield chunk
 
     llm.stream_chat = timed  # type: ignore[method-assign]
@@ -390,10 +405,13 @@ class Overheads:
 
     plain: list[float] = field(default_factory=list)
     after_notice: list[float] = field(default_factory=list)
+    finals: list[float] = field(default_factory=list)  # last token -> final state
 
-    def add(self, seen: Seen, first_token: float) -> None:
+    def add(self, seen: Seen, first_token: float, last_token: float | None = None) -> None:
         delay = seen.first_post - first_token
         (self.after_notice if seen.notice else self.plain).append(delay)
+        if last_token is not None:
+            self.finals.append(seen.final - last_token)
 
     def lines(self, label: str, target: str = "  target < 10 ms") -> list[str]:
         every = self.plain + self.after_notice
@@ -417,7 +435,7 @@ async def converse(
     watcher: Watcher,
     user_ids: Iterable[int],
     messages: int,
-    marks: dict[str, float] | None = None,
+    marks: TokenMarks | None = None,
     pause: float = 0.0,
 ) -> tuple[float, Overheads]:
     """Each person sends `messages` texts, the next one `pause` s after the answer to
@@ -435,7 +453,7 @@ async def converse(
             except TimeoutError:
                 raise RuntimeError(f"user {user_id}: no final answer to {prompt!r}") from None
             if marks is not None and prompt in marks:
-                overheads.add(seen, marks[prompt])
+                overheads.add(seen, marks[prompt], marks.last.get(prompt))
             await asyncio.sleep(pause)
 
     started = time.perf_counter()
@@ -773,6 +791,22 @@ async def run(args: argparse.Namespace, url: str) -> None:
         print(f"   joined text intact  {intact!s:>8}  (whitespace-normalized); 429s: {floods}")
 
 
+async def final_latency(services: Services, llm: FakeLLM) -> Overheads:
+    """One person, the bot's defaults (1 s edit interval): how long after the LLM's
+    last token the final state reaches the server, for 2 s answers."""
+    llm.default = Reply(chunks=FAST_CHUNKS, chunk_delay=0.1)
+    await returning_users(services, [FINAL_USER])
+    async with FakeTelegram(per_chat_interval=1.0, global_per_second=30) as tg:
+        add_users(tg, [FINAL_USER])
+        async with oneai_bot(services, tg) as watcher:
+            with first_tokens(services.llm) as marks:
+                _, overheads = await converse(
+                    tg, watcher, [FINAL_USER], FINAL_MESSAGES, marks, pause=1.5
+                )
+    llm.default = Reply(chunks=FAST_CHUNKS)
+    return overheads
+
+
 async def throughput(args: argparse.Namespace, services: Services, llm: FakeLLM) -> None:
     echo_before = await echo_throughput(args.users, args.messages)
     floor = await floor_throughput(services.llm, llm, args.users, args.messages, args.edit_interval)
@@ -780,8 +814,21 @@ async def throughput(args: argparse.Namespace, services: Services, llm: FakeLLM)
         services, llm, args.users, args.messages, args.edit_interval
     )
     echo_after = await echo_throughput(args.users, args.messages)
+    finals = await final_latency(services, llm)
     report_throughput(
         args.users, args.messages, args.edit_interval, (echo_before, echo_after), floor, figures
+    )
+    print(
+        f"   LLM's last token -> final state at the server (edit interval {args.edit_interval:g} s)"
+    )
+    for label, seconds in (
+        ("one person, idle", figures.idle_overheads.finals),
+        (f"{args.users} people", figures.overheads.finals),
+    ):
+        print(f"   {label:<32}{ms_summary(seconds)}, max {max(seconds, default=0) * 1000:.0f} ms")
+    print(
+        f"   {'bot defaults (1 s interval)':<32}{ms_summary(finals.finals)}, "
+        f"max {max(finals.finals, default=0) * 1000:.0f} ms  target <= 1000 ms"
     )
 
 
