@@ -196,11 +196,7 @@ class DiscordSurface:
         return True
 
     async def show_transcript(self, origin: Origin[Place], text: str, lang: str) -> int | None:
-        reference = None
-        if origin.message_id is not None:
-            reference = discord.MessageReference(
-                message_id=origin.message_id, channel_id=origin.chat_id, fail_if_not_exists=False
-            )
+        reference = _reply_reference(origin)
         channel = origin.event.channel
         sent = await self.in_turn(
             origin.chat_id,
@@ -213,11 +209,7 @@ class DiscordSurface:
         return sent.id
 
     async def show_heard(self, origin: Origin[Place], text: str) -> int | None:
-        reference = None
-        if origin.message_id is not None:
-            reference = discord.MessageReference(
-                message_id=origin.message_id, channel_id=origin.chat_id, fail_if_not_exists=False
-            )
+        reference = _reply_reference(origin)
         channel = origin.event.channel
         sent = await self.in_turn(
             origin.chat_id,
@@ -575,3 +567,12 @@ class DiscordAnswers:
         await self.documents.use_model(
             origin, person.user, person.lang, attachment_id, chosen.id, ack
         )
+
+
+def _reply_reference(origin: Origin[Place]) -> discord.MessageReference | None:
+    """A reply to the person's message, if there is one (and if it is still there)."""
+    if origin.message_id is None:
+        return None
+    return discord.MessageReference(
+        message_id=origin.message_id, channel_id=origin.chat_id, fail_if_not_exists=False
+    )

@@ -252,11 +252,7 @@ class TelegramSurface:
 
     async def show_transcript(self, origin: Origin[Message], text: str, lang: str) -> int | None:
         chat_id = origin.chat_id
-        reply_to = (
-            ReplyParameters(message_id=origin.message_id, allow_sending_without_reply=True)
-            if origin.message_id is not None
-            else None
-        )
+        reply_to = _reply_to(origin)
         sent = await self.in_turn(
             chat_id,
             lambda: self.bot.send_message(
@@ -271,11 +267,7 @@ class TelegramSurface:
 
     async def show_heard(self, origin: Origin[Message], text: str) -> int | None:
         chat_id = origin.chat_id
-        reply_to = (
-            ReplyParameters(message_id=origin.message_id, allow_sending_without_reply=True)
-            if origin.message_id is not None
-            else None
-        )
+        reply_to = _reply_to(origin)
         sent = await self.in_turn(
             chat_id, lambda: self.bot.send_message(chat_id, text, reply_parameters=reply_to)
         )
@@ -609,3 +601,10 @@ class Answerer:
             await query.answer(t(lang, "stale_button"), show_alert=True)
             return
         await self.documents.use_model(origin, user, lang, attachment_id, model.id, ack)
+
+
+def _reply_to(origin: Origin[Message]) -> ReplyParameters | None:
+    """A reply to the person's message, if there is one (sent even if it is gone)."""
+    if origin.message_id is None:
+        return None
+    return ReplyParameters(message_id=origin.message_id, allow_sending_without_reply=True)
