@@ -189,7 +189,12 @@ class Arm:
 async def running(client: discord.Client, args: Any, storm: float = 0.0) -> AsyncIterator[Arm]:
     rest, original = Rest(storm), router.dispatch
     dispatch = lambda *a, **kw: rest.dispatch(original, *a, **kw)  # noqa: E731
-    async with simcord.run(client, settle_timeout=STREAMS_TIMEOUT, check_errors=False) as env:
+    # The bot is an AutoShardedBot that learns its shard count from Discord: one here.
+    sharded = isinstance(client, discord.AutoShardedClient) and client.shard_count is None
+    shards = 1 if sharded else None
+    async with simcord.run(
+        client, settle_timeout=STREAMS_TIMEOUT, check_errors=False, shard_count=shards
+    ) as env:
         clock = simcord_clock(env) if args.simcord_clock else real_time(env)
         with clock, patched(router, "dispatch", dispatch):
             yield Arm(env, rest)
