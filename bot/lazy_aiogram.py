@@ -54,6 +54,14 @@ def import_aiogram() -> bool:
     finally:
         defaults["defer_build"] = False
         BaseModel.model_rebuild = rebuild  # type: ignore[method-assign]
+    if not names:
+        # This aiogram passed no names to keep: build its models now, as it would.
+        log.warning("aiogram's models could not be deferred; building them at import")
+        for module in (aiogram.types, aiogram.methods):
+            for value in vars(module).values():
+                if isinstance(value, type) and issubclass(value, BaseModel):
+                    value.model_rebuild(raise_errors=False)
+        return False
     # The methods name the types too (some only for type checkers).
     for value in vars(aiogram.methods).values():
         if isinstance(value, type) and issubclass(value, BaseModel):
