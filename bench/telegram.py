@@ -759,6 +759,8 @@ def report_streams(count: int, figures: StreamFigures) -> None:
         f"   peak RSS            {figures.rss_after / 1024:8.1f} MiB  ({figures.rss_after} KiB; "
         f"{figures.rss_before / 1024:.1f} MiB before the streams; the fakes' share included)"
     )
+    grown = max(0, figures.rss_after - figures.rss_before) / count
+    print(f"   RSS per stream      {grown:8.1f} KiB  (peak growth / streams)  target <= 100 KiB")
 
 
 async def run(args: argparse.Namespace, url: str) -> None:
