@@ -86,3 +86,12 @@ async def test_link_in_points_an_edited_prompt_at_its_new_row(services: Services
     async with services.db.write() as session:
         await link_in(session, ref, later)
     assert await links.resolve(7, 55) == Linked(later, 0)
+
+
+async def test_closing_writes_what_waits_and_leaves_no_writer(services: Services) -> None:
+    links = MessageLinks(services.db, "telegram")
+    [(_, answer)] = await _answers(services, 1)
+    await links.add(7, answer, 100, 0)
+    await links.aclose()
+    assert links._writer is not None and links._writer.done()
+    assert await MessageLinks(services.db, "telegram").parts(7, answer) == ["100"]

@@ -116,6 +116,13 @@ class MessageLinks:
                 if self._added.get(key) == value:
                     del self._added[key]
 
+    async def aclose(self) -> None:
+        """Write what waits, with no writer left behind (the process stops)."""
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        await self.flush()
+
     async def _write_later(self) -> None:
         delay = self.ADD_DELAY
         while self._added:
