@@ -54,7 +54,7 @@ from core.broadcast.model import (
     Status,
     Unreachable,
 )
-from core.broadcast.pacing import Pacer
+from core.broadcast.pacing import WINDOW, Pacer
 from core.broadcast.store import BroadcastStore, Claim
 from core.clock import utcnow
 from core.db.engine import Database
@@ -396,7 +396,7 @@ class BroadcastEngine:
             # The platform counts calls per second: the last second of the process
             # that sent before may still be in its window, so begin after it.
             for pacer in self._pacers.values():
-                pacer.hold(1.0)
+                pacer.hold(WINDOW)
         await self._launch(broadcast_id)
         return True
 
