@@ -134,17 +134,7 @@ class TokenEstimator:
 
     def bound_message(self, role: str, content: str | Sequence[Mapping[str, Any]]) -> int:
         """`count_message`'s upper bound, from `bound`."""
-        tokens = MESSAGE_FRAMING + self.bound(role)
-        if isinstance(content, str):
-            return tokens + self.bound(content)
-        for part in content:
-            if part.get("type") == "text":
-                tokens += self.bound(str(part.get("text") or ""))
-            elif part.get("type") == "input_audio":
-                continue  # as in count_message
-            else:
-                tokens += IMAGE_TOKENS
-        return tokens
+        return _message_tokens(role, content, self.bound)
 
     def count(self, text: str) -> int:
         if len(text) <= _FULL_COUNT_CHARS:
@@ -168,23 +158,31 @@ class TokenEstimator:
         return total
 
     def count_message(self, role: str, content: str | Sequence[Mapping[str, Any]]) -> int:
-        tokens = MESSAGE_FRAMING + self.count(role)
-        if isinstance(content, str):
-            return tokens + self.count(content)
-        for part in content:
-            if part.get("type") == "text":
-                tokens += self.count(str(part.get("text") or ""))
-            elif part.get("type") == "input_audio":
-                continue  # counted by its seconds: AUDIO_TOKENS_PER_SECOND
-            else:  # image_url and other attachments
-                tokens += IMAGE_TOKENS
-        return tokens
+        return _message_tokens(role, content, self.count)
 
     def count_messages(self, messages: Sequence[Mapping[str, Any]]) -> int:
         total = REPLY_PRIMING
         for message in messages:
             total += self.count_message(str(message["role"]), message.get("content") or "")
         return total
+
+
+def _message_tokens(
+    role: str, content: str | Sequence[Mapping[str, Any]], count: Callable[[str], int]
+) -> int:
+    """A chat message's tokens with `count` for its texts: the framing, the role,
+    the text parts, and a flat charge for an image part."""
+    tokens = MESSAGE_FRAMING + count(role)
+    if isinstance(content, str):
+        return tokens + count(content)
+    for part in content:
+        if part.get("type") == "text":
+            tokens += count(str(part.get("text") or ""))
+        elif part.get("type") == "input_audio":
+            continue  # counted by its seconds: AUDIO_TOKENS_PER_SECOND
+        else:  # image_url and other attachments
+            tokens += IMAGE_TOKENS
+    return tokens
 
 
 @functools.cache
