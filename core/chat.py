@@ -489,8 +489,10 @@ class ChatService:
         delay = DISPLAY_MARK_DELAY
         while self._shown:
             await asyncio.sleep(delay)
-            await self.flush_shown()
-            delay = min(delay * 2, SETTLE_RETRY_CAP)  # marks left: the database is away
+            if await self.flush_shown():
+                delay = DISPLAY_MARK_DELAY  # marks taken during the write: soon too
+            else:
+                delay = min(delay * 2, SETTLE_RETRY_CAP)  # the database is away
 
     def flush_on_close(self, flush: Callable[[], Awaitable[None]]) -> None:
         """`flush` writes bookkeeping held back to be written together (a
@@ -508,9 +510,9 @@ class ChatService:
                 log.warning("could not write held-back bookkeeping", exc_info=True)
         await self.flush_shown()
 
-    async def flush_shown(self) -> None:
-        """Write the display marks taken so far (marks that fail are kept for the next
-        flush, or for `close`)."""
+    async def flush_shown(self) -> bool:
+        """Write the display marks taken so far; False if the database refused them
+        (they are kept for the next flush, or for `close`)."""
         messages = table_of(ChatMessage)
         while self._shown:
             ids = list(self._shown)[:DISPLAY_MARK_BATCH]
@@ -523,8 +525,9 @@ class ChatService:
                     )
             except Exception:
                 log.warning("could not record %d answers as shown", len(ids), exc_info=True)
-                return
+                return False
             self._shown.difference_update(ids)
+        return True
 
     async def close(self) -> None:
         """Stop retrying unsaved answers (the process ends; a sweep elsewhere ends
