@@ -467,8 +467,9 @@ def add_users(tg: FakeTelegram, user_ids: Iterable[int]) -> None:
 
 
 async def returning_users(services: Services, user_ids: Iterable[int]) -> None:
-    """Create the accounts as the bot would on first contact, with quota to spare:
-    the free plan's monthly messages would end a long run early."""
+    """Create the accounts as the bot would on first contact, with quota to spare
+    (the free plan's monthly messages would end a long run early), and one earlier
+    exchange each: a returning person writes into a conversation they already have."""
     ids = list(user_ids)
     for user_id in ids:
         await services.accounts.upsert(
@@ -486,6 +487,13 @@ async def returning_users(services: Services, user_ids: Iterable[int]) -> None:
             assert account is not None
             await services.quotas.ensure_rows(session, account.id, Tier(account.tier))
         await session.execute(update(UsageQuota).values(quota_limit=10**9))
+    for user_id in ids:
+        account = await services.accounts.by_identity("telegram", str(user_id))
+        assert account is not None
+        if account.current_conversation_id is None:
+            generation = await services.chat.send(account.id, "Hello")
+            async for _delta in generation.stream():
+                pass
 
 
 # -- scenarios -----------------------------------------------------------------------

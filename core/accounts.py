@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from core.clock import utcnow
 from core.db.engine import Database
 from core.db.models import Identity, User
+from core.recent_accounts import RecentAccounts
 from core.text import storable
 from core.tiers import Tier
 
@@ -35,6 +37,7 @@ class AccountService:
     def __init__(self, db: Database, now: Callable[[], datetime] = utcnow) -> None:
         self.db = db
         self._now = now
+        self.recent = RecentAccounts(db.engine.sync_engine)
 
     async def upsert(self, profile: PlatformProfile) -> User:
         """The user behind a platform account, created on first contact.
@@ -46,22 +49,30 @@ class AccountService:
         name = storable(profile.display_name) if profile.display_name else profile.display_name
         if (username, name) != (profile.username, profile.display_name):
             profile = dataclasses.replace(profile, username=username, display_name=name)
-        async with self.db.read() as session:
-            row = (
-                await session.execute(
-                    select(User, Identity.last_seen_at)
-                    .join(Identity, Identity.user_id == User.id)
-                    .where(
-                        Identity.platform == profile.platform,
-                        Identity.platform_user_id == profile.platform_user_id,
+        known = self.recent.get(profile.platform, profile.platform_user_id)
+        generation = self.recent.generation
+        if known is not None:
+            row: tuple[User, datetime | None] | Any = (known.user, known.seen_at)
+        else:
+            async with self.db.read() as session:
+                row = (
+                    await session.execute(
+                        select(User, Identity.last_seen_at)
+                        .join(Identity, Identity.user_id == User.id)
+                        .where(
+                            Identity.platform == profile.platform,
+                            Identity.platform_user_id == profile.platform_user_id,
+                        )
                     )
-                )
-            ).one_or_none()
+                ).one_or_none()
         now = self._now()
         if row is not None:
-            user, seen = row
+            user: User = row[0]
+            seen: datetime | None = row[1]
             if seen is None or now - seen > SEEN_RESOLUTION:
-                await self._touch(profile, user.id, now)
+                await self._touch(profile, user.id, now)  # clears `recent`
+            else:
+                self.recent.keep(profile.platform, profile.platform_user_id, user, seen, generation)
             return user
         try:
             return await self._create(profile, now)

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import logs, metrics
 from core.clock import utcnow
@@ -26,6 +27,7 @@ from core.conversations.errors import ShuttingDown
 from core.conversations.links import PlatformMessage
 from core.conversations.turns import AttachmentUse, AudioUse, Turn, TurnPlanner
 from core.db.engine import Database
+from core.db.held import HeldWrites, write_carrying
 from core.db.models import ChatMessage, MessageStatus
 from core.db.models.base import table_of
 from core.errors import OneAIError
@@ -308,9 +310,17 @@ class ChatService:
         self.now = now
         self._running: dict[uuid.UUID, Generation] = {}
         self._settling: set[asyncio.Task[None]] = set()
-        self._shown: set[uuid.UUID] = set()  # display marks not yet written
-        self._shown_writer: asyncio.Task[None] | None = None
-        self._flushes: list[Callable[[], Awaitable[None]]] = []
+        # Display marks not yet written (see `displayed`).
+        self._shown: HeldWrites[uuid.UUID, None] = HeldWrites(
+            db,
+            self._write_shown,
+            delay=DISPLAY_MARK_DELAY,
+            batch=DISPLAY_MARK_BATCH,
+            what="display marks",
+        )
+        # Bookkeeping held back to be written together; an answer's settling
+        # transaction carries what is due (see core/db/held.py).
+        self._held: list[HeldWrites[Any, Any]] = [self._shown]
         self._idle = asyncio.Event()  # set while nothing runs here
         self._idle.set()
         self.stop_bus: RedisStopBus | None = None
@@ -481,61 +491,35 @@ class ChatService:
         together in one statement, off the answer's path: the person may write
         again the moment the final text shows. A crash in between leaves the row
         pending, so another worker shows it a second time, never not at all."""
-        self._shown.add(message_id)
-        if self._shown_writer is None or self._shown_writer.done():
-            self._shown_writer = asyncio.create_task(self._write_shown_later())
+        self._shown.put(message_id, None)
 
-    async def _write_shown_later(self) -> None:
-        delay = DISPLAY_MARK_DELAY
-        while self._shown:
-            await asyncio.sleep(delay)
-            if await self.flush_shown():
-                delay = DISPLAY_MARK_DELAY  # marks taken during the write: soon too
-            else:
-                delay = min(delay * 2, SETTLE_RETRY_CAP)  # the database is away
+    async def _write_shown(self, session: AsyncSession, marks: dict[uuid.UUID, None]) -> None:
+        messages = table_of(ChatMessage)
+        await session.execute(
+            update(messages)
+            .where(messages.c.id.in_(list(marks)), messages.c.display_pending)
+            .values(display_pending=False)
+        )
 
-    def flush_on_close(self, flush: Callable[[], Awaitable[None]]) -> None:
-        """`flush` writes bookkeeping held back to be written together (a
-        platform's message links): `flush_pending` runs it."""
-        self._flushes.append(flush)
+    def hold(self, held: HeldWrites[Any, Any]) -> None:
+        """`held` (a platform's message links) is written with the display marks:
+        carried by the answers' settling transactions, and by `flush_pending`."""
+        self._held.append(held)
 
     async def flush_pending(self) -> None:
-        """Write what waits to be written together: the display marks and what
-        `flush_on_close` registered. Before this worker signs off, since another
-        one then acts on what it finds (or misses) in the database."""
-        for flush in self._flushes:
+        """Write what waits to be written together. Before this worker signs off,
+        since another one then acts on what it finds (or misses) in the database."""
+        for held in self._held:
             try:
-                await flush()
+                await held.aclose()
             except Exception:
-                log.warning("could not write held-back bookkeeping", exc_info=True)
-        await self.flush_shown()
-
-    async def flush_shown(self) -> bool:
-        """Write the display marks taken so far; False if the database refused them
-        (they are kept for the next flush, or for `close`)."""
-        messages = table_of(ChatMessage)
-        while self._shown:
-            ids = list(self._shown)[:DISPLAY_MARK_BATCH]
-            try:
-                async with self.db.write() as session:
-                    await session.execute(
-                        update(messages)
-                        .where(messages.c.id.in_(ids), messages.c.display_pending)
-                        .values(display_pending=False)
-                    )
-            except Exception:
-                log.warning("could not record %d answers as shown", len(ids), exc_info=True)
-                return False
-            self._shown.difference_update(ids)
-        return True
+                log.warning("could not write held-back %s", held.what, exc_info=True)
 
     async def close(self) -> None:
         """Stop retrying unsaved answers (the process ends; a sweep elsewhere ends
         them) and write the display marks still waiting."""
         for task in list(self._settling):
             await cancel_and_wait(task)
-        if self._shown_writer is not None:
-            await cancel_and_wait(self._shown_writer)
         await self.flush_pending()
 
     async def _save(self, turn: Turn, final: FinalState) -> None:
@@ -561,7 +545,7 @@ class ChatService:
     async def _end_row(self, turn: Turn, values: dict[str, Any], *, release: bool) -> None:
         """Move the answer row out of `streaming` with `values`; with `release`, its
         unit goes back. A row someone else ended already is left as it is."""
-        async with self.db.write() as session:
+        async with write_carrying(self.db, self._held) as session:
             # On the table, not the entity: no ORM objects to synchronize here, and
             # the ORM's bulk-update path costs more than the statement.
             messages = table_of(ChatMessage)

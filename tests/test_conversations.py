@@ -4,6 +4,7 @@ LLM over HTTP."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -13,6 +14,7 @@ from core.conversations.errors import (
     NotARevisionTarget,
 )
 from core.conversations.export import export_json, export_markdown
+from core.conversations.links import PlatformMessage
 from core.services import Services
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.support.chat import all_rows, check_invariants, finish, new_user
@@ -211,6 +213,39 @@ async def test_load_active_path_is_one_query(services: Services) -> None:
         path = await services.conversations.active_path(gen.turn.conversation.id)
     assert len(path) == 10
     assert log.count == 1
+
+
+async def test_a_message_at_the_end_is_planned_in_four_statements(services: Services) -> None:
+    """User lock with the path, quota, both rows, and the prompt's link: the
+    conversation's count and time are the database's to keep (migration 0013)."""
+    user_id = await new_user(services)
+    await finish(await services.chat.send(user_id, "a"))
+    with count_queries(services.db) as log:
+        gen = await services.chat.send(
+            user_id, "b", prompt_link=PlatformMessage("test", "1", uuid.uuid4().hex)
+        )
+    await finish(gen)
+    assert log.count == 4, log.statements
+    assert not any(s.startswith("UPDATE conversations") for s in log.statements)
+
+
+async def test_the_database_counts_a_conversations_rows_and_its_last_message_time(
+    services: Services,
+) -> None:
+    user_id = await new_user(services)
+    first = await services.chat.send(user_id, "a")
+    await finish(first)
+    conversation_id = first.turn.conversation.id
+    assert first.turn.conversation.message_count == 2  # the object is told as well
+    regen = await services.chat.regenerate(user_id, first.message_id)
+    await finish(regen)
+    second = await services.chat.send(user_id, "b")
+    await finish(second)
+    stored = await services.conversations.get(user_id, conversation_id)
+    rows = await all_rows(services.db, conversation_id)
+    assert stored.message_count == len(rows) == 5  # revisions count too
+    assert stored.last_message_at == max(r.created_at for r in rows)
+    assert stored.updated_at == stored.last_message_at
 
 
 async def test_list_rename_delete(services: Services) -> None:

@@ -153,7 +153,7 @@ class AnswerFlow(Generic[E]):
 
     def __post_init__(self) -> None:
         self.links = MessageLinks(self.services.db, self.surface.platform)
-        self.services.chat.flush_on_close(self.links.aclose)
+        self.services.chat.hold(self.links.held)
         self._idle.set()
 
     @property

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.engine import Database
+from core.db.held import HeldWrites
 from core.db.models import ChatMessage, MessageLink
 from core.db.models.base import table_of
 from core.db.upsert import insert_ignore, insert_new, insert_or_update
@@ -75,65 +75,57 @@ class Linked:
 class MessageLinks:
     """The links of one platform. `add` (a streaming answer's next part) is written
     with the others that come within ADD_DELAY, in one statement off the answer's
-    path; every read here writes what waits first, so this process never misses
-    its own links. A crash in between loses only where a cut answer was shown (its
-    end is then posted below its prompt instead of into its message)."""
+    path, carried by an answer's settling transaction when one comes within
+    RIDE_WAIT (core/db/held.py); every read here writes what waits first, so this
+    process never misses its own links. A crash in between loses only where a cut
+    answer was shown (its end is then posted below its prompt instead of into its
+    message)."""
 
     ADD_DELAY = 0.2  # seconds
+    BATCH = 500  # links in one statement at most
 
     def __init__(self, db: Database, platform: str) -> None:
         self.db = db
         self.platform = platform
-        self._added: dict[tuple[str, str], tuple[uuid.UUID, int]] = {}
-        self._writer: asyncio.Task[None] | None = None
+        # (chat, platform message) -> (row, part)
+        self.held: HeldWrites[tuple[str, str], tuple[uuid.UUID, int]] = HeldWrites(
+            db, self._write, delay=self.ADD_DELAY, batch=self.BATCH, what="message links"
+        )
+
+    async def _write(
+        self, session: AsyncSession, batch: dict[tuple[str, str], tuple[uuid.UUID, int]]
+    ) -> None:
+        await insert_or_update(
+            session,
+            table_of(MessageLink),
+            [
+                {
+                    "platform": self.platform,
+                    "chat_id": chat,
+                    "platform_message_id": message,
+                    "chat_message_id": row_id,
+                    "part": part,
+                }
+                for (chat, message), (row_id, part) in batch.items()
+            ],
+            _KEY,
+            ["chat_message_id", "part"],
+        )
 
     async def flush(self) -> None:
         """Write the links `add` took so far (kept for the next try if it fails)."""
-        while self._added:
-            batch = dict(self._added)
-            try:
-                async with self.db.write() as session:
-                    await insert_or_update(
-                        session,
-                        table_of(MessageLink),
-                        [
-                            {
-                                "platform": self.platform,
-                                "chat_id": chat,
-                                "platform_message_id": message,
-                                "chat_message_id": row_id,
-                                "part": part,
-                            }
-                            for (chat, message), (row_id, part) in batch.items()
-                        ],
-                        _KEY,
-                        ["chat_message_id", "part"],
-                    )
-            except Exception:
-                log.warning("could not write %d message links", len(batch), exc_info=True)
-                raise
-            for key, value in batch.items():
-                if self._added.get(key) == value:
-                    del self._added[key]
+        try:
+            await self.held.flush()
+        except Exception:
+            log.warning("could not write %d message links", len(self.held), exc_info=True)
+            raise
 
     async def aclose(self) -> None:
         """Write what waits, with no writer left behind (the process stops)."""
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
-        await self.flush()
-
-    async def _write_later(self) -> None:
-        delay = self.ADD_DELAY
-        while self._added:
-            await asyncio.sleep(delay)
-            try:
-                await self.flush()
-            except Exception:
-                delay = min(delay * 2, 30.0)  # the database is away: try again later
+        await self.held.aclose()
 
     async def _settled(self) -> None:
-        if self._added:
+        if self.held:
             await self.flush()
 
     async def resolve(self, chat_id: int | str, message_id: int | str) -> Linked | None:
@@ -228,9 +220,7 @@ class MessageLinks:
         """One more platform message shows part `part` of `row_id`, whose earlier
         parts are linked already: `show` without rewriting their links. Written
         within ADD_DELAY (see the class)."""
-        self._added[(str(chat_id), str(message_id))] = (row_id, part)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_later())
+        self.held.put((str(chat_id), str(message_id)), (row_id, part))
 
     async def displays(self, row_id: uuid.UUID) -> list[tuple[str, list[str]]]:
         """Every chat showing a row, with its messages in order."""

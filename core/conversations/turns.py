@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.clock import utcnow
 from core.config import LimitSettings
@@ -234,7 +235,9 @@ class TurnPlanner:
         the message (the model must take audio)."""
         text = self._check_text(text, allow_empty=bool(images) or audio is not None)
         async with self.db.write() as session:
-            user, current = await self._lock_user(session, user_id)
+            user, current, current_path = await self._lock_user(
+                session, user_id, with_path=not new_conversation
+            )
             document: Attachment | None = None
             if attachment is not None:
                 document = await session.get(Attachment, attachment.id)
@@ -281,7 +284,12 @@ class TurnPlanner:
             self._check_fits(text, images, model, system_prompt, doc_text, clip)
             self._check_capacity(conversation, 2)
 
-            path = [] if created else await store.load_active_path(session, conversation.id)
+            if created:
+                path = []
+            elif conversation is current and current_path is not None:
+                path = current_path
+            else:
+                path = await store.load_active_path(session, conversation.id)
             self._check_idle(path)
             if reply_to is not None:
                 path = await self._cut_after(session, conversation, path, reply_to)
@@ -337,7 +345,7 @@ class TurnPlanner:
     async def regenerate(self, user_id: int, message_id: uuid.UUID) -> Turn:
         """A new revision of an answer, from the same prompt; the old one is kept."""
         async with self.db.write() as session:
-            user, _ = await self._lock_user(session, user_id)
+            user, _, _ = await self._lock_user(session, user_id)
             old = await store.owned_message(session, user_id, message_id)
             if old.role != "assistant" or old.parent_message_id is None:
                 raise NotARevisionTarget()
@@ -396,7 +404,7 @@ class TurnPlanner:
         with a recording keeps it, so its text (the caption) may become empty."""
         text = self._check_text(text, allow_empty=True)
         async with self.db.write() as session:
-            user, _ = await self._lock_user(session, user_id)
+            user, _, _ = await self._lock_user(session, user_id)
             old = await store.owned_message(session, user_id, message_id)
             if old.role != "user":
                 raise NotARevisionTarget()
@@ -576,45 +584,61 @@ class TurnPlanner:
     # -- loading ----------------------------------------------------------------------
 
     async def _lock_user(
-        self, session: AsyncSession, user_id: int
-    ) -> tuple[User, Conversation | None]:
+        self, session: AsyncSession, user_id: int, *, with_path: bool = False
+    ) -> tuple[User, Conversation | None, list[ChatMessage] | None]:
         """Lock the user's row: their concurrent requests queue here on PostgreSQL
         (SQLite's write transaction already serializes them). The same query counts
-        their answers streaming now, for the concurrency bound."""
+        their answers streaming now, for the concurrency bound. `with_path`: the
+        current conversation's active path comes along too (one row per message),
+        saving a second query for the common case of a message at its end."""
         streaming = (
             select(func.count())
             .select_from(ChatMessage)
-            .where(ChatMessage.user_id == User.id, ChatMessage.status == MessageStatus.STREAMING)
+            .where(ChatMessage.user_id == user_id, ChatMessage.status == MessageStatus.STREAMING)
+            .correlate(None)  # counted once, not once per path row joined below
             .scalar_subquery()
         )
         # The current conversation comes along, so the session's identity map serves
         # the later lookup of it without another query.
-        row = (
-            await session.execute(
-                select(User, streaming, Conversation)
+        query = (
+            select(User, streaming, Conversation)
+            .outerjoin(
+                Conversation,
+                and_(
+                    Conversation.id == User.current_conversation_id,
+                    Conversation.user_id == User.id,
+                ),
+            )
+            .where(User.id == user_id)
+            .with_for_update(of=User)
+        )
+        if with_path:
+            query = (
+                query.add_columns(ChatMessage)
                 .outerjoin(
-                    Conversation,
+                    ChatMessage,
                     and_(
-                        Conversation.id == User.current_conversation_id,
-                        Conversation.user_id == User.id,
+                        ChatMessage.conversation_id == Conversation.id,
+                        ChatMessage.is_latest.is_(True),
                     ),
                 )
-                .where(User.id == user_id)
-                .with_for_update(of=User)
+                .order_by(ChatMessage.sequence_number)
             )
-        ).one_or_none()
-        if row is None:
+        rows = (await session.execute(query)).all()
+        if not rows:
             raise ConversationNotFound()
+        row = rows[0]
         user: User = row[0]
         running: int = row[1]
         current: Conversation | None = row[2]
+        path = [r[3] for r in rows if r[3] is not None] if with_path else None
         if user.is_banned:
             raise UserBanned()
         if running >= self.limits.max_concurrent_generations:
             raise TooManyGenerations(
                 await store.streaming_answers(session, ChatMessage.user_id == user_id)
             )
-        return user, current
+        return user, current, path
 
     async def _cut_after(
         self,
@@ -727,8 +751,10 @@ class TurnPlanner:
         self, session: AsyncSession, conversation: Conversation, rows: list[ChatMessage]
     ) -> None:
         session.add_all(rows)
-        now = self._now()
-        conversation.message_count += len(rows)
-        conversation.last_message_at = now
-        conversation.updated_at = now
         await session.flush()
+        # The database counted the rows (migration 0013's trigger): the object is
+        # told, without an UPDATE of its own.
+        last = rows[-1].created_at
+        set_committed_value(conversation, "message_count", conversation.message_count + len(rows))
+        set_committed_value(conversation, "last_message_at", last)
+        set_committed_value(conversation, "updated_at", last)
