@@ -22,7 +22,9 @@ with --simcord-clock on simcord's (see bench/simcord_clock.py for why).
 
     python -m bench.discord [--users 50] [--messages 4] [--streams 10,200] [--storm 0.3]
 
-Not a test: figures vary with the machine; compare ratios, not absolutes.
+Not a test: figures vary with the machine; compare ratios, not absolutes. Every
+client settles the garbage collector once built, as `oneai run` does
+(core/heap.py), so no arm gains on another from the collector's settings.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from sqlalchemy import update
 from bench.simcord_clock import patched, real_time, simcord_clock
 from bench.telegram import Overheads, QuietLLM, Seen
 from bot.discord.factory import build_client
+from core import heap
 from core.accounts import PlatformProfile
 from core.config import DatabaseSettings, DiscordSettings, LimitSettings, LLMSettings, Settings
 from core.db.migrate import upgrade_head_async
@@ -192,6 +195,7 @@ async def running(client: discord.Client, args: Any, storm: float = 0.0) -> Asyn
     # The bot is an AutoShardedBot that learns its shard count from Discord: one here.
     sharded = isinstance(client, discord.AutoShardedClient) and client.shard_count is None
     shards = 1 if sharded else None
+    heap.settle()  # as `oneai run` does once built, for every arm alike
     async with simcord.run(
         client, settle_timeout=STREAMS_TIMEOUT, check_errors=False, shard_count=shards
     ) as env:
@@ -236,7 +240,9 @@ def oneai_services(url: str, llm: MarkedLLM, config: DiscordSettings) -> Service
 
 
 async def returning(services: Services, group: list[Person]) -> None:
-    """Accounts as first contact makes them, with quota to spare for long runs."""
+    """Accounts as first contact makes them, with quota to spare for long runs, and
+    one earlier exchange each: a returning person writes into a conversation they
+    already have."""
     for person in group:
         await services.accounts.upsert(PlatformProfile("discord", str(person.user_id)))
     async with services.db.write() as session:
@@ -245,6 +251,13 @@ async def returning(services: Services, group: list[Person]) -> None:
             assert account is not None
             await services.quotas.ensure_rows(session, account.id, Tier(account.tier))
         await session.execute(update(UsageQuota).values(quota_limit=10**9))
+    for person in group:
+        account = await services.accounts.by_identity("discord", str(person.user_id))
+        assert account is not None
+        if account.current_conversation_id is None:
+            generation = await services.chat.send(account.id, "Hello")
+            async for _delta in generation.stream():
+                pass
 
 
 # -- parts 1 and 3: people in conversation ---------------------------------------------

@@ -22,7 +22,8 @@ Everything speaks real HTTP: the bots poll a fake Bot API server
 
 Not a test: figures vary with the machine; compare ratios, not absolutes. The fake
 servers share the bot's process and event loop, so their work (and memory) is in
-every figure.
+every figure. Every bot settles the garbage collector once built, as `oneai run`
+does (core/heap.py), so no arm gains on another from the collector's settings.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.telegram.factory import build_bot, build_dispatcher
+from core import heap
 from core.accounts import PlatformProfile
 from core.config import DatabaseSettings, LimitSettings, LLMSettings, Settings, TelegramSettings
 from core.db.migrate import upgrade_head_async
@@ -236,6 +238,7 @@ async def echo_bot(tg: FakeTelegram) -> AsyncIterator[Watcher]:
     router.message.register(_echo, F.text)
     dispatcher = Dispatcher()
     dispatcher.include_router(router)
+    heap.settle()  # as `oneai run` does once built, for every arm alike
     async with (
         polling(tg, dispatcher, bot),
         Watcher(tg, is_post=is_echo, is_final=is_echo) as watcher,
@@ -284,6 +287,7 @@ async def floor_bot(
     bot = Bot(tg.token, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.url)))
     dispatcher = Dispatcher()
     dispatcher.include_router(_floor_router(llm, edit_interval))
+    heap.settle()
     async with (
         polling(tg, dispatcher, bot),
         Watcher(tg, is_post=is_answer_post, is_final=is_final_answer) as watcher,
@@ -299,6 +303,7 @@ async def oneai_bot(
     config = TelegramSettings(bot_token=SecretStr(tg.token), api_url=tg.url, **settings)
     bot = build_bot(config)
     dispatcher, _answerer = build_dispatcher(services, bot, settings=config)
+    heap.settle()
     async with (
         polling(tg, dispatcher, bot),
         Watcher(tg, is_post=is_answer_post, is_final=is_final_answer) as watcher,

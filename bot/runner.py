@@ -19,6 +19,7 @@ from aiohttp import web
 from bot.http import PLATFORMS_KEY, build_app
 from bot.http_server import serve_http
 from bot.startup import summary
+from core import heap
 from core.config import Settings
 from core.db.migrate import prepare_database
 from core.llm.catalog import ModelCatalog
@@ -125,6 +126,7 @@ async def run_bot(settings: Settings, *, catalog: ModelCatalog | None = None) ->
         await services.broadcasts.open(take_over=settings.redis.redis_url is None)
         if settings.payments.scheduler_enabled:
             scheduler.start()
+        heap.settle()  # what start-up built lives as long as the process
         tasks = [asyncio.create_task(p.serve(), name=p.name) for p in platforms]
         await serve_http(runner, settings.http)
         for line in summary(settings):

@@ -176,6 +176,18 @@ class InlineConnection:
             self._conn.close()
 
 
+def begin_now(connection: Any, statement: str) -> bool:
+    """Run BEGIN on an InlineConnection at once; False if SQLite is busy (another
+    process writes), for the caller to wait its turn the patient way."""
+    try:
+        connection._conn.execute(statement)
+    except sqlite3.OperationalError as error:
+        if _is_busy(error):
+            return False
+        raise
+    return True
+
+
 def connector(path: str, busy_timeout: float) -> Callable[[], Any]:
     """An `async_creator` for `create_async_engine`: connections to `path`."""
 
