@@ -225,7 +225,7 @@ async def test_a_message_at_the_end_is_planned_in_four_statements(services: Serv
             user_id, "b", prompt_link=PlatformMessage("test", "1", uuid.uuid4().hex)
         )
     await finish(gen)
-    assert log.count == 4, log.statements
+    assert log.count == 4, "\n".join(s[:70] for s in log.statements)
     assert not any(s.startswith("UPDATE conversations") for s in log.statements)
 
 

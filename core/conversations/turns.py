@@ -12,9 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import BindParameter, Select, and_, bindparam, func, insert, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core.clock import utcnow
@@ -38,6 +41,7 @@ from core.conversations.links import PlatformMessage, link_in, link_new
 from core.db.engine import Database
 from core.db.models import Attachment, ChatMessage, Conversation, MessageStatus, User
 from core.db.models.attachments import AUDIO
+from core.db.models.base import table_of
 from core.documents.errors import DocumentDoesNotFit, DocumentGone
 from core.llm.catalog import ModelCatalog, ModelInfo
 from core.llm.context import (
@@ -187,6 +191,71 @@ async def load_documents(
     return {attachment.id: attachment for attachment in found}
 
 
+_MESSAGES = table_of(ChatMessage)
+# (attribute, column) of every column: `meta` is stored as "metadata".
+_COLUMNS = tuple((attr.key, attr.columns[0].name) for attr in sa_inspect(ChatMessage).column_attrs)
+
+
+def _lock_query(with_path: bool) -> Select[Any]:
+    """The user's row locked, the answers they have streaming, their current
+    conversation (the session's identity map then serves a later lookup of it) and
+    with `with_path` its active path. Built once: only the user's id changes."""
+    user_id: BindParameter[int] = bindparam("user_id")
+    streaming = (
+        select(func.count())
+        .select_from(ChatMessage)
+        .where(ChatMessage.user_id == user_id, ChatMessage.status == MessageStatus.STREAMING)
+        .correlate(None)  # counted once, not once per path row joined below
+        .scalar_subquery()
+    )
+    query = (
+        select(User, streaming, Conversation)
+        .outerjoin(
+            Conversation,
+            and_(
+                Conversation.id == User.current_conversation_id,
+                Conversation.user_id == User.id,
+            ),
+        )
+        .where(User.id == user_id)
+        .with_for_update(of=User)
+    )
+    if not with_path:
+        return query
+    return (
+        query.add_columns(ChatMessage)
+        .outerjoin(
+            ChatMessage,
+            and_(ChatMessage.conversation_id == Conversation.id, ChatMessage.is_latest.is_(True)),
+        )
+        .order_by(ChatMessage.sequence_number)
+        # What `send` reads of the path (idle check, parent, history, documents);
+        # the rest of each row is never read.
+        .options(
+            load_only(
+                ChatMessage.id,
+                ChatMessage.conversation_id,
+                ChatMessage.role,
+                ChatMessage.content,
+                ChatMessage.sequence_number,
+                ChatMessage.status,
+                ChatMessage.worker_id,
+                ChatMessage.heartbeat_at,
+                ChatMessage.meta,
+                ChatMessage.attachment_id,
+            )
+        )
+    )
+
+
+_LOCK = _lock_query(False)
+_LOCK_WITH_PATH = _lock_query(True)
+
+
+def _columns(row: ChatMessage) -> dict[str, Any]:
+    return {column: getattr(row, key) for key, column in _COLUMNS}
+
+
 class TurnPlanner:
     def __init__(
         self,
@@ -235,8 +304,9 @@ class TurnPlanner:
         the message (the model must take audio)."""
         text = self._check_text(text, allow_empty=bool(images) or audio is not None)
         async with self.db.write() as session:
+            # A reply may move the path: it loads it whole, on its own.
             user, current, current_path = await self._lock_user(
-                session, user_id, with_path=not new_conversation
+                session, user_id, with_path=not new_conversation and reply_to is None
             )
             document: Attachment | None = None
             if attachment is not None:
@@ -589,42 +659,10 @@ class TurnPlanner:
         """Lock the user's row: their concurrent requests queue here on PostgreSQL
         (SQLite's write transaction already serializes them). The same query counts
         their answers streaming now, for the concurrency bound. `with_path`: the
-        current conversation's active path comes along too (one row per message),
-        saving a second query for the common case of a message at its end."""
-        streaming = (
-            select(func.count())
-            .select_from(ChatMessage)
-            .where(ChatMessage.user_id == user_id, ChatMessage.status == MessageStatus.STREAMING)
-            .correlate(None)  # counted once, not once per path row joined below
-            .scalar_subquery()
-        )
-        # The current conversation comes along, so the session's identity map serves
-        # the later lookup of it without another query.
-        query = (
-            select(User, streaming, Conversation)
-            .outerjoin(
-                Conversation,
-                and_(
-                    Conversation.id == User.current_conversation_id,
-                    Conversation.user_id == User.id,
-                ),
-            )
-            .where(User.id == user_id)
-            .with_for_update(of=User)
-        )
-        if with_path:
-            query = (
-                query.add_columns(ChatMessage)
-                .outerjoin(
-                    ChatMessage,
-                    and_(
-                        ChatMessage.conversation_id == Conversation.id,
-                        ChatMessage.is_latest.is_(True),
-                    ),
-                )
-                .order_by(ChatMessage.sequence_number)
-            )
-        rows = (await session.execute(query)).all()
+        current conversation's active path comes along too (one row per message,
+        with what a message at its end reads of them), saving a second query."""
+        query = _LOCK_WITH_PATH if with_path else _LOCK
+        rows = (await session.execute(query, {"user_id": user_id})).all()
         if not rows:
             raise ConversationNotFound()
         row = rows[0]
@@ -713,6 +751,17 @@ class TurnPlanner:
             platform_message_ids={},
             meta={"images": list(images)} if images else {},
             created_at=now,
+            # Every column set, so that `_insert` writes all rows with one statement.
+            error_code=None,
+            prompt_tokens=None,
+            completion_tokens=None,
+            quota_key=None,
+            quota_window_start=None,
+            worker_id=None,
+            heartbeat_at=None,
+            display_pending=False,
+            finished_at=None,
+            attachment_id=None,
         )
 
     def _answer_row(
@@ -750,8 +799,13 @@ class TurnPlanner:
     async def _insert(
         self, session: AsyncSession, conversation: Conversation, rows: list[ChatMessage]
     ) -> None:
-        session.add_all(rows)
-        await session.flush()
+        # One INSERT of all rows on the table, not the unit of work: the rows stay
+        # plain objects, which is all a turn needs of them, and the session skips
+        # the bookkeeping of tracking them. What the session does track is written
+        # first, as the unit of work would have ordered it.
+        if session.new or session.dirty:
+            await session.flush()
+        await session.execute(insert(_MESSAGES), [_columns(row) for row in rows])
         # The database counted the rows (migration 0013's trigger): the object is
         # told, without an UPDATE of its own.
         last = rows[-1].created_at
