@@ -5,7 +5,9 @@ batch is due, and the next write transaction that offers to `carry` it writes it
 before its commit: under load one comes within milliseconds, so the batch costs no
 transaction of its own. If none comes within RIDE_WAIT, the batch is written in a
 transaction of its own. A batch leaves the holder only once its transaction has
-committed; one that fails stays for the next try.
+committed; one that fails stays for the next try. A carried batch is written under a
+savepoint, so one the database refuses never fails the transaction carrying it: it
+rolls back alone and is written in a transaction of its own from then on.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class HeldWrites(Generic[K, V]):
         self._due = False
         self._riding = False  # a transaction carries a batch now
         self._rides = 0  # batches carried so far
+        self._alone = False  # a ride failed: written in transactions of its own
         self._writer: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -65,16 +68,25 @@ class HeldWrites(Generic[K, V]):
             async with self.db.write() as session:
                 await self._write(session, batch)
             self._written(batch)
+        self._alone = False
 
     async def carry(self, session: AsyncSession) -> Callable[[], None] | None:
         """Write a due batch in the caller's transaction; the caller calls what this
         returns once that transaction has committed (until then the batch is kept)."""
-        if not self._due or self._riding or not self._held:
+        if not self._due or self._riding or self._alone or not self._held:
             return None
         batch = self._take()
         self._riding = True
         try:
-            await self._write(session, batch)
+            # Under a savepoint: a batch the database refuses (a link to a row
+            # deleted meanwhile) must not fail the answer that carries it.
+            async with session.begin_nested():
+                await self._write(session, batch)
+        except Exception:
+            log.warning("could not write %d %s", len(batch), self.what, exc_info=True)
+            self.dropped()
+            self._alone = True  # until a write of its own gets through
+            return None
         except BaseException:
             self.dropped()
             raise
