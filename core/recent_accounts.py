@@ -4,10 +4,10 @@ not read their user row again.
 An entry is dropped when it ages out (`TTL`) and the whole map is cleared whenever
 this process writes to `users` or `identities`: at the statement, and again when its
 connection goes back to the pool, after the commit, so that a read racing the write
-cannot keep the old row. Another
-process's write is seen within `TTL`. What must be exact (plan, ban and quota at the
-moment of an answer) is read again under the user's lock in the answer's own
-transaction; this map only spares the lookup that tells who is writing.
+cannot keep the old row. Another process's write is seen within `TTL`. What must be
+exact (plan, ban and quota at the moment of an answer) is read again under the
+user's lock in the answer's own transaction; this map only spares the lookup that
+tells who is writing.
 """
 
 from __future__ import annotations

@@ -52,9 +52,6 @@ class HeldWrites(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._held)
 
-    def __contains__(self, key: K) -> bool:
-        return key in self._held
-
     def put(self, key: K, value: V) -> None:
         self._held[key] = value
         if self._writer is None or self._writer.done():

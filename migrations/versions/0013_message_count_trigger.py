@@ -22,26 +22,23 @@ down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_SQLITE = """
-CREATE TRIGGER chat_messages_counted AFTER INSERT ON chat_messages
-FOR EACH ROW BEGIN
+# The same bookkeeping on both databases, once per inserted row.
+_COUNT = """
     UPDATE conversations
     SET message_count = message_count + 1,
         last_message_at = NEW.created_at,
         updated_at = NEW.created_at
     WHERE id = NEW.conversation_id;
-END
 """
 
-_POSTGRESQL_FUNCTION = """
+_SQLITE = f"""
+CREATE TRIGGER chat_messages_counted AFTER INSERT ON chat_messages
+FOR EACH ROW BEGIN{_COUNT}END
+"""
+
+_POSTGRESQL_FUNCTION = f"""
 CREATE FUNCTION chat_messages_counted() RETURNS trigger AS $$
-BEGIN
-    UPDATE conversations
-    SET message_count = message_count + 1,
-        last_message_at = NEW.created_at,
-        updated_at = NEW.created_at
-    WHERE id = NEW.conversation_id;
-    RETURN NULL;
+BEGIN{_COUNT}    RETURN NULL;
 END
 $$ LANGUAGE plpgsql
 """
@@ -61,10 +58,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(
-        "DROP TRIGGER IF EXISTS chat_messages_counted ON chat_messages"
-        if op.get_bind().dialect.name == "postgresql"
-        else "DROP TRIGGER IF EXISTS chat_messages_counted"
-    )
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS chat_messages_counted ON chat_messages")
         op.execute("DROP FUNCTION IF EXISTS chat_messages_counted()")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS chat_messages_counted")
