@@ -213,6 +213,34 @@ async def test_finish_reason_then_eof_without_done_is_complete(llm: FakeLLM) -> 
         assert text_of(await collect(client)) == "all here"
 
 
+async def test_answers_in_a_row_share_one_connection(llm: FakeLLM) -> None:
+    """The body is read to its end after [DONE], so the connection returns to the
+    pool: no new TCP (and, against a real provider, TLS) handshake before each answer."""
+    llm.default = Reply(text="once more")
+    async with client_for(llm) as client:
+        for _ in range(3):
+            assert text_of(await collect(client)) == "once more"
+    assert len(llm.requests) == 3
+    assert len({request.peer for request in llm.requests}) == 1
+
+
+async def test_a_body_held_open_after_done_ends_the_answer_within_the_drain_bound(
+    llm: FakeLLM,
+) -> None:
+    llm.default = Reply(text="all here", hold_after_done=30.0)
+    async with client_for(llm) as client:
+        started = time.monotonic()
+        assert text_of(await collect(client)) == "all here"
+        assert time.monotonic() - started < 2.0
+        # That connection was given up; the next answer opens another one.
+        llm.default = Reply(text="again")
+        assert text_of(await collect(client)) == "again"
+    first, second = llm.requests
+    assert first.peer != second.peer
+    await first.wait_finished()
+    assert first.client_disconnected
+
+
 # -- broken streams ----------------------------------------------------------------
 
 

@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 _MAX_FIRST_TOKEN_RETRIES = 1
 # Backstop for httpx's own read/write/pool timeouts; the asyncio deadlines fire first.
 _HTTPX_BACKSTOP = 5.0
+# After `[DONE]` the body's end is read for at most this long (and this many lines),
+# so the connection goes back to the pool; past either, it is closed.
+_DRAIN_SECONDS = 0.25
+_DRAIN_LINES = 16
 
 
 @dataclass(frozen=True)
@@ -322,6 +326,7 @@ class LLMClient:
         data: list[str] = []
         # httpx types aiter_lines as an iterator, but it is a generator we must close.
         lines = cast(AsyncGenerator[str, None], response.aiter_lines())
+        line: str | None = ""
         async with contextlib.aclosing(lines):
             while not done:
                 deadline = loop.time() + self._idle_timeout if got_token else first_token_deadline
@@ -342,6 +347,8 @@ class LLMClient:
                 field, _, value = line.partition(":")
                 if field == "data":
                     data.append(value.removeprefix(" "))
+            if done and line is not None:
+                await _drain(lines, loop.time() + _DRAIN_SECONDS)
         if not done and finish_reason is None:
             raise StreamInterrupted(reason="ended_early")
 
@@ -392,6 +399,16 @@ async def _next_line(lines: AsyncIterator[str], deadline: float, phase: TimeoutP
         raise LLMTimeout(phase=phase) from None
     except httpx.HTTPError as exc:
         raise StreamInterrupted(reason="connection_lost", error=type(exc).__name__) from None
+
+
+async def _drain(lines: AsyncIterator[str], deadline: float) -> None:
+    """Read what follows `[DONE]` up to the body's end. A response closed before
+    its end takes its connection with it, and the next answer would wait for a new
+    TCP and TLS handshake before its first token."""
+    with contextlib.suppress(StopAsyncIteration, TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout_at(deadline):
+            for _ in range(_DRAIN_LINES):
+                await anext(lines)
 
 
 def _parse_event(payload: str) -> tuple[StreamChunk | None, bool]:

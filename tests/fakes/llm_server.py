@@ -158,6 +158,8 @@ class Reply:
     usage: dict[str, Any] | None = None  # default: computed from the request and deltas
     finish_reason: str = "stop"
     send_done: bool = True  # end with `data: [DONE]`
+    # Seconds between `data: [DONE]` and the body's end (a proxy that holds the stream).
+    hold_after_done: float = 0.0
     images: list[str] = field(default_factory=list)  # image URLs of a non-streamed answer
     # Web-search sources (`url_citation(...)`), streamed in a delta of their own after
     # the content, as OpenRouter's web plugin sends them; in `message` when not streamed.
@@ -217,6 +219,7 @@ class RecordedRequest:
     chunks_sent: int = 0  # delta chunks written
     finished: bool = False  # the handler is done, whatever the outcome
     client_disconnected: bool = False  # the client went away before the answer ended
+    peer: Any = None  # the client's (host, port): one per TCP connection
     _done: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     async def wait_finished(self) -> RecordedRequest:
@@ -401,6 +404,7 @@ class FakeLLM(LocalServer):
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
             reply=reply,
+            peer=request.transport.get_extra_info("peername") if request.transport else None,
         )
         self.requests.append(record)
         self._arrived.set()
@@ -471,6 +475,7 @@ class FakeLLM(LocalServer):
                 await response.write(chunk([], usage=self._usage(record.body, reply, len(deltas))))
             if reply.send_done:
                 await response.write(b"data: [DONE]\n\n")
+                await self._pause(request, reply.hold_after_done)
         except (_ClientGone, ConnectionError):
             record.client_disconnected = True
         return response
