@@ -57,6 +57,8 @@ _HTTPX_BACKSTOP = 5.0
 # so the connection goes back to the pool; past either, it is closed.
 _DRAIN_SECONDS = 0.25
 _DRAIN_LINES = 16
+# Idle connections kept for the next answers.
+_KEEP_IDLE = 20
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,11 @@ class LLMClient:
         self._owns_http = http is None
         # httpx allows 100 connections by default: the 101st concurrent answer
         # would wait for a free one. Every streaming answer holds one connection.
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+        # Idle ones are kept for the next answers (no new TCP and TLS handshake),
+        # but few: httpcore's pool walks every connection for each idle one at each
+        # request and response (encode/httpcore#928), which at 1,000 streams and
+        # 100 idle cost half again the CPU of the streams themselves.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=_KEEP_IDLE)
         self._http = (
             http if http is not None else httpx.AsyncClient(timeout=self._timeout, limits=limits)
         )
