@@ -32,6 +32,7 @@ from pathlib import Path
 import httpx
 from aiohttp import web
 
+from bench.telegram import percentile
 from core.llm.client import LLMClient
 from tests.fakes.llm_server import FakeLLM, Reply
 
@@ -83,10 +84,10 @@ async def answers(
 
 
 def summary(arm: Arm) -> str:
-    ordered = sorted(arm.first_token_ms)
-    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    firsts = arm.first_token_ms
     return (
-        f"first token median {statistics.median(ordered):6.2f} ms, p95 {p95:6.2f} ms; "
+        f"first token median {statistics.median(firsts):6.2f} ms, "
+        f"p95 {percentile(firsts, 0.95):6.2f} ms; "
         f"CPU {arm.cpu_ms:5.2f} ms/answer; {arm.connections} connection(s)"
     )
 
