@@ -4,7 +4,7 @@ for each answer, in one run.
 The fake LLM (tests/fakes/llm_server.py) serves HTTPS on 127.0.0.1 with a
 self-signed certificate made here by the `openssl` command. Both arms use the
 production LLMClient; they differ only in the pool: `kept` keeps idle connections
-(as the client does), `new` keeps none, so every answer pays a TCP and TLS
+(as many as the client does), `new` keeps none, so every answer pays a TCP and TLS
 handshake, which is what happened while a stream's body was closed before its end.
 Printed per arm: the time from the request to the first token, CPU per answer
 (client and server share the process, so both ends of each handshake count) and
@@ -33,7 +33,7 @@ import httpx
 from aiohttp import web
 
 from bench.telegram import percentile
-from core.llm.client import LLMClient
+from core.llm.client import _KEEP_IDLE, LLMClient
 from tests.fakes.llm_server import FakeLLM, Reply
 
 MODEL = "openai/gpt-4o-mini"
@@ -113,10 +113,10 @@ async def main() -> None:
         url = f"https://127.0.0.1:{port}/v1"
         verify = ssl.create_default_context(cafile=str(cert))
         try:
-            await answers(fake, url, verify, 20, 20)  # warm-up
+            await answers(fake, url, verify, _KEEP_IDLE, 20)  # warm-up
             print(f"{args.answers} answers in a row over TLS on 127.0.0.1, {args.rounds} rounds")
             for index in range(args.rounds):
-                kept = await answers(fake, url, verify, 20, args.answers)
+                kept = await answers(fake, url, verify, _KEEP_IDLE, args.answers)
                 new = await answers(fake, url, verify, 0, args.answers)
                 ratio = statistics.median(kept.first_token_ms) / statistics.median(
                     new.first_token_ms
