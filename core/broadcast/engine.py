@@ -480,8 +480,14 @@ class BroadcastEngine:
         an error to retry) gives the recipient back to the hold."""
         claim, hold.claim, hold.delay = hold.claim, None, 0.0
         assert claim is not None
-        if claim.tries and not await self.store.reclaim(claim, self.worker_id):
+        if not pacer.paused and claim.tries and not await self.store.reclaim(claim, self.worker_id):
             return  # taken over or stopped meanwhile
+        if pacer.paused:
+            # Another worker's 429 came since this worker's turn (this step runs as
+            # a task of its own, and a retry first confirms its claim): the call
+            # waits for the pause's end and a new turn, or it would only meet a 429.
+            hold.claim = claim
+            return
         claim.tries += 1
         try:
             await sender.send(claim.address, run.content)

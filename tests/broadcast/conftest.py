@@ -94,6 +94,8 @@ class RecordingSender:
     too_long: int | None = None
     sent: list[tuple[str, Content, float]] = field(default_factory=list)
     calls: int = 0
+    # Every call as it started (event loop time), and whether it was answered 429.
+    started: list[tuple[float, bool]] = field(default_factory=list)
 
     @property
     def limits(self) -> SendLimits:
@@ -106,11 +108,14 @@ class RecordingSender:
 
     async def send(self, address: str, content: Content) -> None:
         self.calls += 1
+        at = asyncio.get_running_loop().time()
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.floods > 0:
             self.floods -= 1
+            self.started.append((at, True))
             raise RetryAfter(self.flood_seconds)
+        self.started.append((at, False))
         if address in self.blocked:
             raise Unreachable("bot was blocked by the user")
         if address in self.rejected:

@@ -142,6 +142,29 @@ async def test_a_429_pauses_every_worker_for_its_retry_after(
     assert len(sender.sent) == 20
 
 
+async def test_no_call_starts_while_a_429_is_waited_out(
+    db: Database, engine: BroadcastEngine
+) -> None:
+    """A worker whose turn came just before another worker's 429 does not call
+    during that 429's wait: the platform would only answer 429 again."""
+    await add_people(db, 40)
+    sender = RecordingSender(per_second=100_000, concurrency=4, floods=6, flood_seconds=0.1)
+    engine.add_sender(sender)
+    draft = await engine.create_draft(None, "hi")
+    await engine.start(draft.id)
+    await engine.wait(draft.id)
+    assert (await engine.progress(draft.id)).sent == 40
+    floods = [at for at, flooded in sender.started if flooded]
+    assert len(floods) == 6
+    early = [
+        (round(at - flood, 4), flooded)
+        for flood in floods
+        for at, flooded in sender.started
+        if flood < at < flood + 0.1
+    ]
+    assert early == []
+
+
 async def test_the_rate_stays_within_the_platform_limit(
     db: Database, engine: BroadcastEngine
 ) -> None:
