@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import logs, metrics
@@ -277,6 +277,20 @@ class Generation:
             status, charged, self._error = MessageStatus.FAILED, False, AnswerNotSaved()
         self.result = GenerationResult(status, self.text, self._error, charged, self._usage)
         _measure(self, status)
+
+
+_MESSAGES = table_of(ChatMessage)
+# Ends an answer row. On the table, not the entity: no ORM objects to synchronize,
+# and the ORM's bulk-update path costs more than the statement. Built once: the SET
+# clause comes from the keys of each call's parameters.
+_END_ROW = (
+    update(_MESSAGES)
+    .where(
+        _MESSAGES.c.id == bindparam("row_id"),
+        _MESSAGES.c.status == MessageStatus.STREAMING,
+    )
+    .returning(_MESSAGES.c.id)
+)
 
 
 def _measure(generation: Generation, status: str) -> None:
@@ -546,15 +560,14 @@ class ChatService:
         """Move the answer row out of `streaming` with `values`; with `release`, its
         unit goes back. A row someone else ended already is left as it is."""
         async with write_carrying(self.db, self._held) as session:
-            # On the table, not the entity: no ORM objects to synchronize here, and
-            # the ORM's bulk-update path costs more than the statement.
-            messages = table_of(ChatMessage)
-            rows = messages.c
             ended = await session.execute(
-                update(messages)
-                .where(rows.id == turn.answer.id, rows.status == MessageStatus.STREAMING)
-                .values(**values, finished_at=self.now(), heartbeat_at=None)
-                .returning(rows.id)
+                _END_ROW,
+                {
+                    **values,
+                    "finished_at": self.now(),
+                    "heartbeat_at": None,
+                    "row_id": turn.answer.id,
+                },
             )
             # Only the writer that moved the row out of `streaming` settles its unit.
             if ended.first() is not None and release:
