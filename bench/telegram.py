@@ -785,10 +785,11 @@ def report_throughput(
         print(f"   {line}")
     print("\n3. SQL statements per message")
     print(
-        f"   returning person:   {figures.statements:6.1f}  "
+        f"   returning person:   {figures.statements:6.2f}  "
         "(identity lookup, quota, rows, context, links; throughput run)  target <= 6"
     )
-    print(f"   write transactions: {figures.writes:6.1f}  target <= 2")
+    each = " / ".join(f"{f.writes:.3f}" for _, f in rounds)
+    print(f"   write transactions: {figures.writes:6.2f}  target <= 2  (rounds: {each})")
     print(f"   LLM's last token -> final state at the server (edit interval {edit_interval:g} s)")
     for label, seconds in (
         ("one person, idle", figures.idle_overheads.finals),
