@@ -335,7 +335,6 @@ class ChatService:
         # Bookkeeping held back to be written together; an answer's settling
         # transaction carries what is due (see core/db/held.py).
         self._held: list[HeldWrites[Any, Any]] = [self._shown]
-        planner.held = self._held  # plans carry them too
         self._idle = asyncio.Event()  # set while nothing runs here
         self._idle.set()
         self.stop_bus: RedisStopBus | None = None
@@ -518,7 +517,7 @@ class ChatService:
 
     def hold(self, held: HeldWrites[Any, Any]) -> None:
         """`held` (a platform's message links) is written with the display marks:
-        carried by the answers' plans and settles, and by `flush_pending`."""
+        carried by the answers' settling transactions, and by `flush_pending`."""
         self._held.append(held)
 
     async def flush_pending(self) -> None:

@@ -1,4 +1,4 @@
-"""Bookkeeping held back (message links, display marks) rides in an answer's plan or
+"""Bookkeeping held back (message links, display marks) rides in an answer's own
 settling transaction once due, instead of a transaction of its own; a batch whose
 ride fails is kept and written alone."""
 
@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.conversations.errors import ConversationBusy
 from core.conversations.links import MessageLinks
 from core.db.engine import Database
 from core.db.held import RIDE_WAIT, HeldWrites, write_carrying
@@ -49,31 +48,6 @@ async def test_a_due_link_rides_the_next_answers_settling_transaction(services: 
     assert len(begun) == 2  # the plan and the settle, nothing of its own
     assert not links.held
     assert await MessageLinks(services.db, "telegram").parts(7, first.message_id) == ["100"]
-    await links.aclose()
-
-
-async def test_a_due_link_rides_the_next_answers_plan(services: Services) -> None:
-    """Where everyone answers at once the settles come in bursts: the plans of the
-    next answers, which fall between them, carry what is due too."""
-    links = MessageLinks(services.db, "telegram")
-    services.chat.hold(links.held)
-    user_id, other = await new_user(services), await new_user(services)
-    first = await services.chat.send(user_id, "a")
-    await finish(first)
-    streaming = await services.chat.send(other, "b")
-    await links.add(7, first.message_id, 100, 0)
-    await asyncio.sleep(links.ADD_DELAY + 0.05)  # due, waiting for a ride
-    # A plan refused (the person's answer still streams) takes nothing with it.
-    with pytest.raises(ConversationBusy):
-        await services.chat.send(other, "c")
-    assert len(links.held) == 1
-    with write_transactions(services.db) as begun:
-        second = await services.chat.send(user_id, "d")  # planned, not yet streamed
-    assert len(begun) == 1  # the plan, nothing of its own
-    assert not links.held
-    assert await MessageLinks(services.db, "telegram").parts(7, first.message_id) == ["100"]
-    await finish(second)
-    await finish(streaming)
     await links.aclose()
 
 

@@ -75,7 +75,7 @@ class Linked:
 class MessageLinks:
     """The links of one platform. `add` (a streaming answer's next part) is written
     with the others that come within ADD_DELAY, in one statement off the answer's
-    path, carried by an answer's plan or settling transaction when one comes within
+    path, carried by an answer's settling transaction when one comes within
     RIDE_WAIT (core/db/held.py); every read here writes what waits first, so this
     process never misses its own links. A crash in between loses only where a cut
     answer was shown (its end is then posted below its prompt instead of into its

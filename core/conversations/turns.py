@@ -39,7 +39,6 @@ from core.conversations.errors import (
 )
 from core.conversations.links import PlatformMessage, link_in, link_new
 from core.db.engine import Database
-from core.db.held import HeldWrites, write_carrying
 from core.db.models import Attachment, ChatMessage, Conversation, MessageStatus, User
 from core.db.models.attachments import AUDIO
 from core.db.models.base import table_of
@@ -280,10 +279,6 @@ class TurnPlanner:
         # The default chat mode's prompt: what a conversation without a mode gets
         # when the person set no prompt of their own.
         self.default_prompt: str | None = None
-        # Bookkeeping held back (ChatService's): a plan's transaction carries what
-        # is due, as an answer's settle does. Where everyone answers at once, the
-        # settles come in bursts, and the plans of the next answers fall between.
-        self.held: list[HeldWrites[Any, Any]] = []
 
     # -- the three ways to start a generation ------------------------------------
 
@@ -308,7 +303,7 @@ class TurnPlanner:
         `audio`: a recording for the conversation's model to listen to, stored with
         the message (the model must take audio)."""
         text = self._check_text(text, allow_empty=bool(images) or audio is not None)
-        async with write_carrying(self.db, self.held) as session:
+        async with self.db.write() as session:
             # A reply may move the path: it loads it whole, on its own.
             user, current, current_path = await self._lock_user(
                 session, user_id, with_path=not new_conversation and reply_to is None
@@ -419,7 +414,7 @@ class TurnPlanner:
 
     async def regenerate(self, user_id: int, message_id: uuid.UUID) -> Turn:
         """A new revision of an answer, from the same prompt; the old one is kept."""
-        async with write_carrying(self.db, self.held) as session:
+        async with self.db.write() as session:
             user, _, _ = await self._lock_user(session, user_id)
             old = await store.owned_message(session, user_id, message_id)
             if old.role != "assistant" or old.parent_message_id is None:
@@ -478,7 +473,7 @@ class TurnPlanner:
         that message; the old branch, with all that followed, is kept. A message
         with a recording keeps it, so its text (the caption) may become empty."""
         text = self._check_text(text, allow_empty=True)
-        async with write_carrying(self.db, self.held) as session:
+        async with self.db.write() as session:
             user, _, _ = await self._lock_user(session, user_id)
             old = await store.owned_message(session, user_id, message_id)
             if old.role != "user":
