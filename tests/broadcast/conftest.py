@@ -111,11 +111,11 @@ class RecordingSender:
         at = asyncio.get_running_loop().time()
         if self.delay:
             await asyncio.sleep(self.delay)
-        if self.floods > 0:
+        flooded = self.floods > 0
+        self.started.append((at, flooded))
+        if flooded:
             self.floods -= 1
-            self.started.append((at, True))
             raise RetryAfter(self.flood_seconds)
-        self.started.append((at, False))
         if address in self.blocked:
             raise Unreachable("bot was blocked by the user")
         if address in self.rejected:
