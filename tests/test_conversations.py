@@ -7,14 +7,20 @@ import json
 import uuid
 
 import pytest
+from sqlalchemy import update
 
+from core.conversations import store
 from core.conversations.errors import (
+    BlockingAnswer,
+    ConversationBusy,
     ConversationNotFound,
     MessageNotFound,
     NotARevisionTarget,
 )
 from core.conversations.export import export_json, export_markdown
 from core.conversations.links import PlatformMessage
+from core.conversations.path import PathMessage
+from core.db.models import Attachment, ChatMessage, MessageStatus
 from core.services import Services
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.support.chat import all_rows, check_invariants, finish, new_user
@@ -227,6 +233,51 @@ async def test_a_message_at_the_end_is_planned_in_four_statements(services: Serv
     await finish(gen)
     assert log.count == 4, "\n".join(s[:70] for s in log.statements)
     assert not any(s.startswith("UPDATE conversations") for s in log.statements)
+
+
+async def test_the_path_read_with_the_lock_is_the_stored_path(services: Services) -> None:
+    """The active path the lock query brings as one JSON value holds what the stored
+    rows hold: ids, order, nested metadata, a document, and a streaming answer's
+    worker and heartbeat (to the microsecond); other revisions stay out."""
+    user_id = await new_user(services)
+    first = await services.chat.send(user_id, "a")
+    await finish(first)
+    await finish(await services.chat.regenerate(user_id, first.message_id))  # a revision
+    await finish(await services.chat.send(user_id, 'ü \u2603 "quoted"\n'))
+    streaming = await services.chat.send(user_id, "c")  # left streaming
+    async with services.db.write() as session:
+        document = Attachment(
+            user_id=user_id,
+            name="r.pdf",
+            mime_type="application/pdf",
+            size_bytes=3,
+            pages=1,
+            chars=3,
+            content="abc",
+        )
+        session.add(document)
+        await session.flush()
+        await session.execute(
+            update(ChatMessage)
+            .where(ChatMessage.id == streaming.turn.prompt.id)
+            .values(attachment_id=document.id, meta={"images": ["x"], "n": [1, {"k": None}]})
+        )
+    async with services.db.write() as session:
+        _, current, path = await services.chat.planner._lock_user(session, user_id, with_path=True)
+        assert current is not None
+        stored = await store.load_active_path(session, current.id)
+    fields = PathMessage._fields
+    assert path is not None and len(path) == len(stored) == 6
+    assert [tuple(getattr(m, f) for f in fields) for m in path] == [
+        tuple(getattr(m, f) for f in fields) for m in stored
+    ]
+    last = path[-1]
+    assert last.status == MessageStatus.STREAMING and last.worker_id is not None
+    assert last.heartbeat_at is not None and last.heartbeat_at.tzinfo is not None
+    with pytest.raises(ConversationBusy) as busy:  # read from the JSON path, in `send`
+        await services.chat.send(user_id, "d")
+    assert busy.value.blocking == (BlockingAnswer(last.id, last.worker_id, last.heartbeat_at),)
+    await finish(streaming)
 
 
 async def test_the_database_counts_a_conversations_rows_and_its_last_message_time(

@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import BindParameter, Select, and_, bindparam, func, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import load_only
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core.clock import utcnow
@@ -38,6 +37,7 @@ from core.conversations.errors import (
     UserBanned,
 )
 from core.conversations.links import PlatformMessage, link_in, link_new
+from core.conversations.path import PathEntry, active_path_json, read_path
 from core.db.engine import Database
 from core.db.models import Attachment, ChatMessage, Conversation, MessageStatus, User
 from core.db.models.attachments import AUDIO
@@ -124,7 +124,7 @@ def make_title(text: str) -> str:
 
 
 def to_history(
-    rows: Sequence[ChatMessage], documents: dict[uuid.UUID, Attachment] | None = None
+    rows: Sequence[PathEntry], documents: dict[uuid.UUID, Attachment] | None = None
 ) -> list[HistoryMessage]:
     documents = documents or {}
     return [
@@ -140,14 +140,14 @@ def to_history(
     ]
 
 
-def _document_of(row: ChatMessage, documents: dict[uuid.UUID, Attachment]) -> DocumentText | None:
+def _document_of(row: PathEntry, documents: dict[uuid.UUID, Attachment]) -> DocumentText | None:
     attachment = documents.get(row.attachment_id) if row.attachment_id else None
     if attachment is None or attachment.kind == AUDIO:
         return None
     return document_text(attachment, row.meta.get(DOCUMENT_LIMIT))
 
 
-def _audio_of(row: ChatMessage, documents: dict[uuid.UUID, Attachment]) -> AudioClip | None:
+def _audio_of(row: PathEntry, documents: dict[uuid.UUID, Attachment]) -> AudioClip | None:
     attachment = documents.get(row.attachment_id) if row.attachment_id else None
     return audio_clip(attachment) if attachment is not None else None
 
@@ -181,7 +181,7 @@ def document_text(attachment: Attachment, limit: int | None = None) -> DocumentT
 
 
 async def load_documents(
-    session: AsyncSession, rows: Sequence[ChatMessage]
+    session: AsyncSession, rows: Sequence[PathEntry]
 ) -> dict[uuid.UUID, Attachment]:
     """The documents of `rows`, in one query (none when no row has one)."""
     ids = {row.attachment_id for row in rows if row.attachment_id is not None}
@@ -222,30 +222,7 @@ def _lock_query(with_path: bool) -> Select[Any]:
     )
     if not with_path:
         return query
-    return (
-        query.add_columns(ChatMessage)
-        .outerjoin(
-            ChatMessage,
-            and_(ChatMessage.conversation_id == Conversation.id, ChatMessage.is_latest.is_(True)),
-        )
-        .order_by(ChatMessage.sequence_number)
-        # What `send` reads of the path (idle check, parent, history, documents);
-        # the rest of each row is never read.
-        .options(
-            load_only(
-                ChatMessage.id,
-                ChatMessage.conversation_id,
-                ChatMessage.role,
-                ChatMessage.content,
-                ChatMessage.sequence_number,
-                ChatMessage.status,
-                ChatMessage.worker_id,
-                ChatMessage.heartbeat_at,
-                ChatMessage.meta,
-                ChatMessage.attachment_id,
-            )
-        )
-    )
+    return query.add_columns(active_path_json())
 
 
 _LOCK = _lock_query(False)
@@ -354,15 +331,19 @@ class TurnPlanner:
             self._check_fits(text, images, model, system_prompt, doc_text, clip)
             self._check_capacity(conversation, 2)
 
-            if created:
-                path = []
-            elif conversation is current and current_path is not None:
-                path = current_path
-            else:
-                path = await store.load_active_path(session, conversation.id)
-            self._check_idle(path)
+            path: Sequence[PathEntry]
             if reply_to is not None:
-                path = await self._cut_after(session, conversation, path, reply_to)
+                rows = await store.load_active_path(session, conversation.id)
+                self._check_idle(rows)
+                path = await self._cut_after(session, conversation, rows, reply_to)
+            else:
+                if created:
+                    path = []
+                elif conversation is current and current_path is not None:
+                    path = current_path
+                else:
+                    path = await store.load_active_path(session, conversation.id)
+                self._check_idle(path)
             search = self._searches(conversation, web_search)
             reservation = await self.quotas.reserve(
                 session, user_id, Tier(user.tier), self._quota_key(model, search)
@@ -640,7 +621,7 @@ class TurnPlanner:
             raise ConversationFull()
 
     @staticmethod
-    def _check_idle(path: Sequence[ChatMessage]) -> None:
+    def _check_idle(path: Sequence[PathEntry]) -> None:
         if path and path[-1].status == MessageStatus.STREAMING:
             last = path[-1]
             raise ConversationBusy([BlockingAnswer(last.id, last.worker_id, last.heartbeat_at)])
@@ -655,21 +636,20 @@ class TurnPlanner:
 
     async def _lock_user(
         self, session: AsyncSession, user_id: int, *, with_path: bool = False
-    ) -> tuple[User, Conversation | None, list[ChatMessage] | None]:
+    ) -> tuple[User, Conversation | None, list[PathEntry] | None]:
         """Lock the user's row: their concurrent requests queue here on PostgreSQL
         (SQLite's write transaction already serializes them). The same query counts
         their answers streaming now, for the concurrency bound. `with_path`: the
-        current conversation's active path comes along too (one row per message,
-        with what a message at its end reads of them), saving a second query."""
+        current conversation's active path comes along too (what a message at its
+        end reads of each message, as one JSON value), saving a second query."""
         query = _LOCK_WITH_PATH if with_path else _LOCK
-        rows = (await session.execute(query, {"user_id": user_id})).all()
-        if not rows:
+        row = (await session.execute(query, {"user_id": user_id})).first()
+        if row is None:
             raise ConversationNotFound()
-        row = rows[0]
         user: User = row[0]
         running: int = row[1]
         current: Conversation | None = row[2]
-        path = [r[3] for r in rows if r[3] is not None] if with_path else None
+        path: list[PathEntry] | None = list(read_path(row[3])) if with_path else None
         if user.is_banned:
             raise UserBanned()
         if running >= self.limits.max_concurrent_generations:
@@ -721,7 +701,7 @@ class TurnPlanner:
         user_id: int,
         role: str,
         seq: int,
-        parent: ChatMessage | None,
+        parent: PathEntry | None,
         content: str,
         model: ModelInfo,
         *,
