@@ -401,6 +401,31 @@ def test_first_token_is_posted_at_once_even_with_a_long_interval() -> None:
     virtual(main())
 
 
+def test_a_burst_of_deltas_does_not_hold_back_the_first_post() -> None:
+    """Deltas that are all there at once (one network read) are read on while the
+    first post is in flight, not before it starts: the first post carries the first
+    token, and every delta is still read at once."""
+
+    async def main() -> None:
+        read: list[int] = []
+        sink = FakeSink(min_interval=1.0, delay=0.3)
+
+        async def burst() -> AsyncIterator[str]:
+            for i in range(50):
+                read.append(len(sink.calls))
+                yield f"d{i} "
+
+        result = await driver().run(sink, burst())
+        first = sink.done("send")[0]
+        assert (first.at, first.text) == (0.0, "d0 ")
+        assert read[-1] > read[0]  # the post started while the burst was read
+        assert [c.op for c in updates(sink.calls)] == ["send", "finish"]
+        assert sink.done("finish")[0].at == pytest.approx(1.3)  # after the 0.3 s post
+        assert sink.visible() == result.text == "".join(f"d{i} " for i in range(50))
+
+    virtual(main())
+
+
 def test_edits_are_spaced_per_chat_and_show_the_newest_text() -> None:
     async def main() -> None:
         deltas = [f"t{i} " for i in range(500)]

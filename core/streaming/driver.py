@@ -209,6 +209,11 @@ class _Stream(Generic[Part]):
                 self.text += delta
                 self.has_text.set()
                 self.changed.set()
+                if not self.shown:
+                    # Until the first post is back, a burst of deltas is read one
+                    # loop turn at a time: the post (and, on this loop, whatever
+                    # serves it) goes first. Reading is not held up in time.
+                    await asyncio.sleep(0)
 
     async def keep_typing(self, interval: float) -> None:
         while True:
