@@ -87,7 +87,10 @@ class Outbox:
     async def claim(self, platforms: set[str | None], limit: int = 50) -> list[OutgoingMessage]:
         now = self._now()
         free = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now)
-        async with self.db.write() as session:
+        # Looked for in a read: a poll that finds nothing due (most of them) takes
+        # no write lock. The claim below re-checks each row, so one that another
+        # sender claimed in between is left to it.
+        async with self.db.read() as session:
             ids = (
                 await session.scalars(
                     select(OutboxMessage.id)
@@ -101,13 +104,21 @@ class Outbox:
                     .limit(limit)
                 )
             ).all()
-            if not ids:
-                return []
-            # Conditional on still being free: a concurrent sender's claim wins the row.
+        if not ids:
+            return []
+        async with self.db.write() as session:
+            # Each row checked again: a concurrent sender's claim (or a hand-over to
+            # another platform) since the read wins the row.
             rows = (
                 await session.execute(
                     update(OutboxMessage)
-                    .where(OutboxMessage.id.in_(ids), OutboxMessage.sent_at.is_(None), free)
+                    .where(
+                        OutboxMessage.id.in_(ids),
+                        OutboxMessage.sent_at.is_(None),
+                        OutboxMessage.attempts < MAX_ATTEMPTS,
+                        _platform_in(platforms),
+                        free,
+                    )
                     .values(
                         claimed_until=now + timedelta(seconds=CLAIM_SECONDS),
                         attempts=OutboxMessage.attempts + 1,
