@@ -12,7 +12,8 @@ Everything speaks real HTTP: the bots poll a fake Bot API server
    and OneAI; in rounds of the floor then OneAI, the ratio being the median of the
    rounds' ratios (a slow spell of a noisy machine falls on both arms of a round);
 2. first-token overhead: the LLM client's first token -> the answer's sendMessage
-   reaching the fake server (both on time.monotonic);
+   reaching the fake server (both on time.monotonic): one person alone, 50 people
+   reading between answers, and the saturated throughput run, each beside the floor's;
 3. SQL statements per message, identity lookup and message links included;
 4. concurrent streams under Telegram-like flood limits with the bot's default
    pacing, a few (each chat's interval binds) and many (the global budget
@@ -84,6 +85,10 @@ FINAL_MESSAGES = 10  # last token -> final edit, at the bot's default edit inter
 ANSWER_TIMEOUT = 60.0  # one answer during the throughput run
 STREAMS_TIMEOUT = 600.0  # all answers of the concurrent-streams run
 IDLE_MESSAGES = 20  # first-token overhead with one person and nothing else running
+# First-token overhead with as many people reading between answers: the load the
+# bot meets in use, where the throughput run keeps the machine saturated.
+PACED_MESSAGES = 3
+PACED_READ = 2.0  # seconds each person reads an answer before writing again
 ANSWER_OPS = ("sendMessage", "editMessageText")
 DEFAULT_GLOBAL_RATE = TelegramSettings().global_edits_per_second  # the bot's budget, calls/s
 
@@ -419,7 +424,7 @@ class Overheads:
         if last_token is not None:
             self.finals.append(seen.final - last_token)
 
-    def lines(self, label: str, target: str = "  target < 10 ms") -> list[str]:
+    def lines(self, label: str, target: str = "  target median < 5, p95 < 10") -> list[str]:
         every = self.plain + self.after_notice
         lines = [f"{label:<32}{ms_summary(every)}{target}"]
         if self.after_notice:
@@ -443,13 +448,18 @@ async def converse(
     messages: int,
     marks: TokenMarks | None = None,
     pause: float = 0.0,
+    stagger: bool = False,
 ) -> tuple[float, Overheads]:
     """Each person sends `messages` texts, the next one `pause` s after the answer to
-    the previous is final. Returns the elapsed seconds and, given the first-token
-    marks, each answer's first-token -> first-sendMessage delay."""
+    the previous is final; `stagger`: the people start spread over one pause, as
+    people who do not write in step. Returns the elapsed seconds and, given the
+    first-token marks, each answer's first-token -> first-sendMessage delay."""
     overheads = Overheads()
+    people = list(user_ids)
 
     async def person(user_id: int) -> None:
+        if stagger:
+            await asyncio.sleep(pause * people.index(user_id) / len(people))
         for index in range(messages):
             prompt = f"Question {index} from {user_id}"
             answered = watcher.expect(user_id)
@@ -463,7 +473,7 @@ async def converse(
             await asyncio.sleep(pause)
 
     started = time.perf_counter()
-    await asyncio.gather(*(person(user_id) for user_id in user_ids))
+    await asyncio.gather(*(person(user_id) for user_id in people))
     return time.perf_counter() - started, overheads
 
 
@@ -519,6 +529,9 @@ async def echo_throughput(users: int, messages: int) -> float:
 class Rate:
     per_second: float  # answers/s
     cpu_ms: float  # process CPU time per answer (the fakes' share included)
+    overheads: Overheads  # first token -> first sendMessage, under the same load
+    paced: Overheads  # the same, people reading PACED_READ s between answers
+    idle: Overheads  # the same, one person alone
 
 
 async def floor_throughput(
@@ -527,14 +540,22 @@ async def floor_throughput(
     fake.default = Reply(chunks=FAST_CHUNKS)
     async with FakeTelegram(per_chat_interval=None, global_per_second=None) as tg:
         user_ids = [THROUGHPUT_USERS + i for i in range(users)]
-        add_users(tg, [*user_ids, WARM_USER])
+        readers = [THROUGHPUT_USERS + users + i for i in range(users)]
+        add_users(tg, [*user_ids, *readers, WARM_USER])
         async with floor_bot(tg, llm, edit_interval) as watcher:
             await converse(tg, watcher, [WARM_USER], 5)
-            cpu = time.process_time()
-            elapsed, _ = await converse(tg, watcher, user_ids, messages)
-            cpu = time.process_time() - cpu
+            with first_tokens(llm) as marks:
+                cpu = time.process_time()
+                elapsed, overheads = await converse(tg, watcher, user_ids, messages, marks)
+                cpu = time.process_time() - cpu
+                _, paced = await converse(
+                    tg, watcher, readers, PACED_MESSAGES, marks, pause=PACED_READ, stagger=True
+                )
+                _, idle = await converse(
+                    tg, watcher, [WARM_USER], IDLE_MESSAGES, marks, pause=2 * edit_interval
+                )
     done = users * messages
-    return Rate(done / elapsed, 1000 * cpu / done)
+    return Rate(done / elapsed, 1000 * cpu / done, overheads, paced, idle)
 
 
 @dataclass
@@ -545,6 +566,7 @@ class PipelineFigures:
     writes: float  # write transactions per message
     overheads: Overheads  # under load
     idle_overheads: Overheads
+    paced_overheads: Overheads  # people reading PACED_READ s between answers
     calls: Counter[str]  # per answer, by method
     notices: Counter[str]  # sendMessage texts that were not answers
 
@@ -562,9 +584,10 @@ async def pipeline_throughput(
     llm.default = Reply(chunks=FAST_CHUNKS)
     user_ids = [first_user + i for i in range(users)]
     warm, idle_user = first_user + users, first_user + users + 1
-    await returning_users(services, [*user_ids, warm, idle_user])
+    readers = [first_user + users + 2 + i for i in range(users)]
+    await returning_users(services, [*user_ids, warm, idle_user, *readers])
     async with FakeTelegram(per_chat_interval=None, global_per_second=None) as tg:
-        add_users(tg, [*user_ids, warm, idle_user])
+        add_users(tg, [*user_ids, warm, idle_user, *readers])
         # The global budget is lifted too: at 25/s it alone would cap the run at
         # 12.5 answers/s. The per-chat interval stays part of the pipeline.
         async with oneai_bot(
@@ -580,6 +603,9 @@ async def pipeline_throughput(
                 # for the chat's turn after the final edit, which is pacing, not overhead.
                 _, idle = await converse(
                     tg, watcher, [idle_user], IDLE_MESSAGES, marks, pause=2 * edit_interval
+                )
+                _, paced = await converse(
+                    tg, watcher, readers, PACED_MESSAGES, marks, pause=PACED_READ, stagger=True
                 )
         timed = set(user_ids)
         calls = Counter(c.method for c in tg.calls if c.chat_id in timed)
@@ -597,6 +623,7 @@ async def pipeline_throughput(
         sql.writes / done,
         overheads,
         idle,
+        paced,
         per_answer,
         notices,
     )
@@ -699,11 +726,15 @@ async def long_answer(services: Services, llm: FakeLLM) -> tuple[int, int, bool,
 
 def merged(rounds: list[PipelineFigures]) -> PipelineFigures:
     """The rounds as one run: every latency sample, the mean of the per-answer counts."""
-    overheads, idle = Overheads(), Overheads()
+    overheads, idle, paced = Overheads(), Overheads(), Overheads()
     calls: Counter[str] = Counter()
     notices: Counter[str] = Counter()
     for figures in rounds:
-        for into, part in ((overheads, figures.overheads), (idle, figures.idle_overheads)):
+        for into, part in (
+            (overheads, figures.overheads),
+            (idle, figures.idle_overheads),
+            (paced, figures.paced_overheads),
+        ):
             into.plain += part.plain
             into.after_notice += part.after_notice
             into.finals += part.finals
@@ -716,6 +747,7 @@ def merged(rounds: list[PipelineFigures]) -> PipelineFigures:
         statistics.mean(f.writes for f in rounds),
         overheads,
         idle,
+        paced,
         calls,
         notices,
     )
@@ -734,6 +766,11 @@ def report_throughput(
     floor_cpu = statistics.median(rate.cpu_ms for rate, _ in rounds)
     figures = merged([f for _, f in rounds])
     baseline = statistics.mean(echo)
+    floor_overheads, floor_paced, floor_idle = Overheads(), Overheads(), Overheads()
+    for rate, _ in rounds:
+        floor_overheads.plain += rate.overheads.plain
+        floor_paced.plain += rate.paced.plain
+        floor_idle.plain += rate.idle.plain
     print(f"\n1. Throughput: {users} people x {messages} messages, each waiting for the answer")
     print("   fake Telegram without flood limits; LLM answers at once in 20 chunks")
     print(
@@ -776,11 +813,19 @@ def report_throughput(
             print(f"   extra notices: {n} x {text!r}")
     print(
         "\n2. First-token overhead: LLM client's first token -> sendMessage at the fake server"
-        " (time.monotonic on both sides; every round)"
+        " (time.monotonic on both sides; every round).\n   Reading: each person reads an "
+        f"answer {PACED_READ:g} s before writing again, the people starting spread over "
+        f"{PACED_READ:g} s.\n   Saturated: the throughput run above,"
+        "\n   where the bot's and the fakes' work queue on one busy event loop; the floor "
+        "shows what that queueing costs a bot with no work of its own."
     )
     for line in [
         *figures.idle_overheads.lines(f"one person, idle (reads {2 * edit_interval:g} s)"),
-        *figures.overheads.lines(f"{users} people"),
+        *floor_idle.lines("  the floor, one person", target=""),
+        *figures.paced_overheads.lines(f"{users} people, reading {PACED_READ:g} s"),
+        *floor_paced.lines(f"  the floor, {users} reading", target=""),
+        *figures.overheads.lines(f"{users} people, saturated", target=""),
+        *floor_overheads.lines(f"  the floor, {users} saturated", target=""),
     ]:
         print(f"   {line}")
     print("\n3. SQL statements per message")
