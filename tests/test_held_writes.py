@@ -5,34 +5,16 @@ ride fails is kept and written alone."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.conversations.links import MessageLinks
-from core.db.engine import Database
 from core.db.held import RIDE_WAIT, HeldWrites, write_carrying
 from core.services import Services
 from tests.support.chat import finish, new_user
-
-
-@contextmanager
-def write_transactions(db: Database) -> Iterator[list[int]]:
-    begun: list[int] = []
-
-    def on_begin(conn: Any) -> None:
-        if conn.get_execution_options().get("oneai_write"):
-            begun.append(1)
-
-    event.listen(db.engine.sync_engine, "begin", on_begin)
-    try:
-        yield begun
-    finally:
-        event.remove(db.engine.sync_engine, "begin", on_begin)
+from tests.support.queries import write_transactions
 
 
 async def test_a_due_link_rides_the_next_answers_settling_transaction(services: Services) -> None:

@@ -4,47 +4,27 @@ senders polling at once never both take a notice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
-from sqlalchemy import event
 
 from core.accounts import AccountService, PlatformProfile
 from core.db.engine import Database
 from core.outbox import Outbox
-
-
-@contextmanager
-def write_transactions(db: Database) -> Iterator[list[int]]:
-    """Counts the write transactions (`Database.write()`) begun in the block."""
-    begun = [0]
-
-    def _begin(conn: Any) -> None:
-        if conn.get_execution_options().get("oneai_write"):
-            begun[0] += 1
-
-    event.listen(db.engine.sync_engine, "begin", _begin)
-    try:
-        yield begun
-    finally:
-        event.remove(db.engine.sync_engine, "begin", _begin)
+from tests.support.queries import write_transactions
 
 
 async def test_a_poll_with_nothing_due_takes_no_write_lock(db: Database) -> None:
     outbox = Outbox(db)
     with write_transactions(db) as begun:
         assert await outbox.claim({"telegram", None}) == []
-    assert begun == [0]
+    assert not begun
     user = await AccountService(db).upsert(PlatformProfile("telegram", "1"))
     async with db.write() as session:
         outbox.add(session, user.id, "plan.activated", {"tier": "pro"})
     with write_transactions(db) as begun:
         (claimed,) = await outbox.claim({"telegram", None})
-    assert begun == [1] and claimed.attempts == 1
+    assert len(begun) == 1 and claimed.attempts == 1
     with write_transactions(db) as begun:  # claimed: no longer due
         assert await outbox.claim({"telegram", None}) == []
-    assert begun == [0]
+    assert not begun
 
 
 async def test_senders_polling_at_once_take_each_notice_once(db: Database) -> None:

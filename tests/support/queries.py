@@ -35,3 +35,19 @@ def count_queries(db: Database) -> Iterator[QueryLog]:
         yield log
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", _before)
+
+
+@contextmanager
+def write_transactions(db: Database) -> Iterator[list[int]]:
+    """One entry per write transaction (`Database.write()`) begun in the block."""
+    begun: list[int] = []
+
+    def on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get("oneai_write"):
+            begun.append(1)
+
+    event.listen(db.engine.sync_engine, "begin", on_begin)
+    try:
+        yield begun
+    finally:
+        event.remove(db.engine.sync_engine, "begin", on_begin)
