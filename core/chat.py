@@ -104,6 +104,7 @@ class Generation:
         self._status = MessageStatus.STREAMING
         self._started = False
         self._began = 0.0  # time.monotonic() when streaming started
+        self._ending = False  # the text is complete; the answer is being saved
         self.citations: list[Citation] = []  # web-search sources, deduplicated
 
     @property
@@ -115,13 +116,19 @@ class Generation:
         return self._started
 
     @property
+    def ending(self) -> bool:
+        """The text is complete and the answer is being saved (an `EndingSource`)."""
+        return self._ending
+
+    @property
     def outcome(self) -> Outcome | None:
         """How the answer ended (for the final message), once its stream is over."""
         result = self.result
         return None if result is None else Outcome(result.status, result.error)
 
     def __aiter__(self) -> AsyncIterator[str]:
-        """The text deltas (`stream()`); with `outcome`, an `AnswerSource`."""
+        """The text deltas (`stream()`); with `outcome` and `ending`, an
+        `AnswerSource` and an `EndingSource`."""
         return self.stream()
 
     def stop(self) -> None:
@@ -167,6 +174,7 @@ class Generation:
                     yield piece
         finally:
             self._reading = None
+            self._ending = True
             heartbeat.cancel()
             await asyncio.shield(self._settle())
 

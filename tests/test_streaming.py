@@ -24,6 +24,7 @@ from core.streaming import (
     ChatThrottle,
     ChatUnavailable,
     DriverResult,
+    EndingSource,
     Outcome,
     RateLimiter,
     RetryLater,
@@ -746,6 +747,59 @@ def test_the_sources_own_outcome_reaches_finish() -> None:
         assert result.status == StreamStatus.COMPLETE
         assert result.outcome == Outcome("cancelled")
         assert sink.final == (["half an answer"], "cancelled")
+
+    virtual(main())
+
+
+class SavingSource:
+    """Deltas 0.1 s apart, then a save of `save` seconds before the iteration ends."""
+
+    def __init__(self, deltas: list[str], save: float) -> None:
+        self.deltas = deltas
+        self.save = save
+        self._ending = False
+
+    async def _iterate(self) -> AsyncIterator[str]:
+        try:
+            for delta in self.deltas:
+                await asyncio.sleep(0.1)
+                yield delta
+        finally:
+            self._ending = True
+            await asyncio.sleep(self.save)
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._iterate()
+
+
+class TellingSource(SavingSource):
+    """The same, telling when its text is complete (an EndingSource)."""
+
+    @property
+    def ending(self) -> bool:
+        return self._ending
+
+
+@pytest.mark.parametrize("tells", [True, False])
+def test_text_that_came_while_the_answer_is_saved_waits_for_the_final_call(
+    tells: bool,
+) -> None:
+    """Once the source says its text is complete, the text since the last call is
+    shown by the final call, not by an edit of its own while the save runs."""
+
+    async def main() -> None:
+        sink = FakeSink(min_interval=0.5)
+        kind = TellingSource if tells else SavingSource
+        source = kind(["a ", "b ", "c ", "d "], save=2.0)
+        assert isinstance(source, EndingSource) == tells
+        result = await driver().run(sink, source)
+        ops = [(c.op, c.at) for c in updates(sink.calls)]
+        if tells:
+            assert [op for op, _ in ops] == ["send", "finish"]
+            assert [at for _, at in ops] == pytest.approx([0.1, 2.4])
+        else:  # plain deltas: the newest text goes out at the next turn
+            assert [op for op, _ in ops] == ["send", "edit", "finish"]
+        assert sink.visible() == result.text == "a b c d "
 
     virtual(main())
 

@@ -11,6 +11,7 @@ from core.streaming.driver import DriverResult, StreamDriver
 from core.streaming.sink import (
     AnswerSource,
     ChatUnavailable,
+    EndingSource,
     Outcome,
     RetryLater,
     Sink,
@@ -27,6 +28,7 @@ __all__ = [
     "ChatThrottle",
     "ChatUnavailable",
     "DriverResult",
+    "EndingSource",
     "Outcome",
     "RateLimiter",
     "RetryLater",

@@ -21,14 +21,17 @@ Rules, and where they are kept:
    whose text changed, post the next one, delete parts the text no longer
    needs), so an answer past the limit goes on in a new message, the earlier one
    gets its final text, and nothing is cut.
-6. When the deltas end (run out, raise, or the task is cancelled) the final state
+6. Once an `EndingSource` says its text is complete, the next call is the final
+   one: the text that came since the last call waits for it, instead of taking a
+   call of its own while the answer is being saved.
+7. When the deltas end (run out, raise, or the task is cancelled) the final state
    is delivered: earlier parts synced, extra parts deleted, then `finish` with
    the answer's `Outcome` (the source's own, for an `AnswerSource`), retried
    until it succeeds or `final_timeout` passes (then logged).
-7. `run` returns a `DriverResult`; an exception from the deltas becomes status
+8. `run` returns a `DriverResult`; an exception from the deltas becomes status
    FAILED and `result.error`. Cancelling `run` delivers the final state (status
    CANCELLED) under a shield, then re-raises CancelledError.
-8. `ChatUnavailable` from the sink (the person blocked the bot) ends everything at
+9. `ChatUnavailable` from the sink (the person blocked the bot) ends everything at
    once: no more calls, the deltas stop being read, `result.abandoned` is True.
 """
 
@@ -43,6 +46,7 @@ from typing import Any, Generic, Literal, TypeVar
 from core.streaming.sink import (
     AnswerSource,
     ChatUnavailable,
+    EndingSource,
     Outcome,
     RetryLater,
     Sink,
@@ -236,6 +240,9 @@ class _Stream(Generic[Part]):
         while not self.delivered:
             await self._news(interval)
             async with self.driver.chats.turn(self.sink.chat_key) as gate:
+                if self.status is None and self.shown and self._ending():
+                    self.changed.clear()
+                    continue  # the final call comes next (rule 6)
                 await self.driver.limiter.acquire()
                 # Cleared only now: whatever arrived during the waits is shown below.
                 self.changed.clear()
@@ -274,6 +281,9 @@ class _Stream(Generic[Part]):
                 self._streak = 0
                 if not self.delivered and self._next_op(final) is not None:
                     self.changed.set()
+
+    def _ending(self) -> bool:
+        return isinstance(self.deltas, EndingSource) and self.deltas.ending
 
     async def _news(self, interval: float) -> None:
         """Until there may be something new to show. Before the first post, at once

@@ -82,6 +82,17 @@ class AnswerSource(Protocol):
     def outcome(self) -> Outcome | None: ...
 
 
+@runtime_checkable
+class EndingSource(Protocol):
+    """Deltas that tell when the text is complete but the iteration is not over yet
+    (the answer is being saved): `ending` is True from then on."""
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    @property
+    def ending(self) -> bool: ...
+
+
 class Sink(Protocol[Part]):
     """One answer on one platform. `Part` is what a message shows: a string, or the
     sink's rendered form (e.g. text + entities); the driver only compares parts
