@@ -280,6 +280,23 @@ async def test_the_path_read_with_the_lock_is_the_stored_path(services: Services
     await finish(streaming)
 
 
+async def test_metadata_that_json_would_refuse_still_reads_as_before(services: Services) -> None:
+    """SQLite keeps a JSON column as text; what the column type reads (NaN from
+    Python's json.dumps) the path reads too, instead of failing every later turn."""
+    if not services.db.is_sqlite:
+        pytest.skip("PostgreSQL refuses NaN in a json value on the way in")
+    user_id = await new_user(services)
+    first = await services.chat.send(user_id, "a")
+    await finish(first)
+    async with services.db.write() as session:
+        await session.execute(
+            update(ChatMessage)
+            .where(ChatMessage.id == first.turn.prompt.id)
+            .values(meta={"score": float("nan")})
+        )
+    await finish(await services.chat.send(user_id, "b"))  # planned with the path
+
+
 async def test_the_database_counts_a_conversations_rows_and_its_last_message_time(
     services: Services,
 ) -> None:

@@ -10,6 +10,7 @@ count of streaming answers, the conversation and its path.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -74,7 +75,6 @@ _COLUMNS = (
     ChatMessage.meta,
     ChatMessage.attachment_id,
 )
-_META = _COLUMNS.index(ChatMessage.meta)
 
 
 class _rows_as_json(FunctionElement[Any]):
@@ -88,8 +88,8 @@ class _rows_as_json(FunctionElement[Any]):
 @compiles(_rows_as_json)
 def _sqlite_rows(element: _rows_as_json, compiler: SQLCompiler, **kw: Any) -> str:
     columns = [compiler.process(column, **kw) for column in element.clauses]
-    # A JSON column is text in SQLite: json() embeds it as a value, not a string.
-    columns[_META] = f"json({columns[_META]})"
+    # A JSON column is text in SQLite and comes as a string (`read_path` parses it
+    # as the column's own type would, NaN and all, where json() would refuse it).
     return f"json_group_array(json_array({', '.join(columns)}))"
 
 
@@ -125,6 +125,12 @@ def _utc(value: str | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _meta(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):  # SQLite: the column's text
+        value = json.loads(value)
+    return value if isinstance(value, dict) else {}
+
+
 def read_path(value: Sequence[Sequence[Any]] | None) -> list[PathMessage]:
     """The aggregate's rows in path order (an aggregate keeps no order of its own)."""
     if not value:
@@ -138,7 +144,7 @@ def read_path(value: Sequence[Sequence[Any]] | None) -> list[PathMessage]:
             row[4],
             row[5],
             _utc(row[6]),
-            row[7] if isinstance(row[7], dict) else {},
+            _meta(row[7]),
             _uuid(row[8]),
         )
         for row in sorted(value, key=itemgetter(3))
