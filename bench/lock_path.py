@@ -28,6 +28,7 @@ from sqlalchemy import Select, and_
 from sqlalchemy.orm import load_only
 
 from core.config import DatabaseSettings, LimitSettings, LLMSettings, Settings
+from core.conversations.path import _COLUMNS
 from core.conversations.turns import _LOCK, _LOCK_WITH_PATH
 from core.db.migrate import upgrade_head_async
 from core.db.models import ChatMessage, Conversation
@@ -45,20 +46,8 @@ _JOINED = (
         and_(ChatMessage.conversation_id == Conversation.id, ChatMessage.is_latest.is_(True)),
     )
     .order_by(ChatMessage.sequence_number)
-    .options(
-        load_only(
-            ChatMessage.id,
-            ChatMessage.conversation_id,
-            ChatMessage.role,
-            ChatMessage.content,
-            ChatMessage.sequence_number,
-            ChatMessage.status,
-            ChatMessage.worker_id,
-            ChatMessage.heartbeat_at,
-            ChatMessage.meta,
-            ChatMessage.attachment_id,
-        )
-    )
+    # The columns the JSON value holds, and the one the join needs.
+    .options(load_only(ChatMessage.conversation_id, *_COLUMNS))
 )
 
 

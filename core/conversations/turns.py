@@ -636,7 +636,7 @@ class TurnPlanner:
 
     async def _lock_user(
         self, session: AsyncSession, user_id: int, *, with_path: bool = False
-    ) -> tuple[User, Conversation | None, list[PathEntry] | None]:
+    ) -> tuple[User, Conversation | None, Sequence[PathEntry] | None]:
         """Lock the user's row: their concurrent requests queue here on PostgreSQL
         (SQLite's write transaction already serializes them). The same query counts
         their answers streaming now, for the concurrency bound. `with_path`: the
@@ -649,7 +649,7 @@ class TurnPlanner:
         user: User = row[0]
         running: int = row[1]
         current: Conversation | None = row[2]
-        path: list[PathEntry] | None = list(read_path(row[3])) if with_path else None
+        path = read_path(row[3]) if with_path else None
         if user.is_banned:
             raise UserBanned()
         if running >= self.limits.max_concurrent_generations:

@@ -168,6 +168,8 @@ class _Stream(Generic[Part]):
         self.driver = driver
         self.sink = sink
         self.deltas = deltas
+        # The source's own `ending` (rule 6), when it has one.
+        self._ends: EndingSource | None = deltas if isinstance(deltas, EndingSource) else None
         self.text = ""
         self.status: StreamStatus | None = None  # set once the deltas ended
         self.outcome: Outcome | None = None
@@ -283,7 +285,7 @@ class _Stream(Generic[Part]):
                     self.changed.set()
 
     def _ending(self) -> bool:
-        return isinstance(self.deltas, EndingSource) and self.deltas.ending
+        return self._ends is not None and self._ends.ending
 
     async def _news(self, interval: float) -> None:
         """Until there may be something new to show. Before the first post, at once
