@@ -160,3 +160,52 @@ async def test_a_write_gives_up_after_the_busy_timeout(path: str) -> None:
     # The other writer's row is there, ours is not.
     with sqlite3.connect(path) as conn:
         assert [v for (v,) in conn.execute("SELECT v FROM t")] == ["other"]
+
+
+async def test_a_session_closes_without_yielding_and_a_cancelled_one_returns_its_connection(
+    path: str,
+) -> None:
+    """On inline SQLite a session is closed where its block ends, not in a shielded
+    task of its own: the close never waits, so no cancellation can cut it short and
+    the connection is back in the pool before anything else runs."""
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    pool = db.engine.sync_engine.pool
+    turns = 0
+    running = True
+
+    async def other_task() -> None:
+        nonlocal turns
+        while running:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_task())
+    try:
+        async with db.read() as session:
+            await session.execute(text("SELECT v FROM t"))
+            assert pool.checkedout() == 1  # type: ignore[attr-defined]
+            before = turns
+        assert (turns, pool.checkedout()) == (before, 0)  # type: ignore[attr-defined]
+
+        entered = asyncio.Event()
+
+        async def writer() -> None:
+            async with db.write() as session:
+                await session.execute(text("INSERT INTO t (v) VALUES ('cut')"))
+                entered.set()
+                await asyncio.sleep(10)
+
+        task = asyncio.create_task(writer())
+        await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.checkedout() == 0  # type: ignore[attr-defined]
+        async with db.read() as session:
+            assert (await session.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+        async with db.write() as session:  # the write lock was let go too
+            await session.execute(text("INSERT INTO t (v) VALUES ('after')"))
+    finally:
+        running = False
+        await other
+        await db.dispose()

@@ -804,6 +804,33 @@ def test_text_that_came_while_the_answer_is_saved_waits_for_the_final_call(
     virtual(main())
 
 
+def test_the_pusher_does_not_look_every_interval_while_the_answer_is_saved() -> None:
+    """Once the source is ending, nothing goes out before the final call: the pusher
+    waits for the reader to end instead of waking every interval during the save."""
+
+    async def main(tells: bool) -> int:
+        loop = asyncio.get_running_loop()
+        timers: list[float] = []
+        call_at = loop.call_at
+
+        def counting(when: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            timers.append(loop.time())
+            return call_at(when, *args, **kwargs)
+
+        loop.call_at = counting  # type: ignore[method-assign,assignment]
+        sink = FakeSink(min_interval=0.05)
+        kind = TellingSource if tells else SavingSource
+        source = kind(["a ", "b "], save=2.0)
+        result = await driver().run(sink, source)
+        assert sink.visible() == result.text == "a b "
+        # Timers set while the save runs (0.2 s to 2.2 s): the source's own sleep
+        # and, for a source that does not tell, the pusher's looks.
+        return sum(0.25 < at < 2.15 for at in timers)
+
+    assert virtual(main(tells=True)) == 0
+    assert virtual(main(tells=False)) > 30
+
+
 def test_stop_leaves_a_part_whose_text_was_complete_when_the_next_one_came() -> None:
     """A part posted as the last one shows Stop; when the answer goes on in a new
     part at exactly its end (its text unchanged), it is still edited to drop Stop."""

@@ -62,8 +62,15 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for queries. Commits nothing."""
-        async with self._reader() as session:
+        if not self.is_sqlite:
+            async with self._reader() as session:
+                yield session
+            return
+        session = self._reader()
+        try:
             yield session
+        finally:
+            await _close_inline(session)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -72,11 +79,24 @@ class Database:
             async with self._writer() as session, session.begin():
                 yield session
             return
-        async with self._write_lock, self._writer() as session, session.begin():
-            yield session
+        async with self._write_lock:
+            session = self._writer()
+            try:
+                async with session.begin():
+                    yield session
+            finally:
+                await _close_inline(session)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def _close_inline(session: AsyncSession) -> None:
+    """Close a session on inline SQLite. `AsyncSession.__aexit__` closes in a task
+    of its own under a shield, so that a cancellation cannot cut the close short
+    while it waits on the network; an inline connection never waits (its rollback
+    and pool return run where they are called), so the close completes as it is."""
+    await session.close()
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -231,7 +231,9 @@ class _Stream(Generic[Part]):
                 except Exception:
                     log.debug("typing status failed in chat %r", self.sink.chat_key, exc_info=True)
             try:
-                await asyncio.wait_for(self.has_text.wait(), interval)
+                # A timeout scope, not wait_for: no task of its own per answer.
+                async with asyncio.timeout(interval):
+                    await self.has_text.wait()
                 return
             except TimeoutError:
                 pass
@@ -290,13 +292,18 @@ class _Stream(Generic[Part]):
     async def _news(self, interval: float) -> None:
         """Until there may be something new to show. Before the first post, at once
         (the first token is never held back). After it, the next call waits its
-        turn anyway: look again every `interval`, or as soon as the deltas end.
+        turn anyway: look again every `interval`, or as soon as the deltas end
+        (only the latter once the source is ending).
         Waiting on the reader rather than on an event also lets a simulated clock
         see a streaming answer as one wait on the network."""
         reader = self.reader
         while not self.changed.is_set():
             if not self.shown or reader is None or reader.done():
                 await self.changed.wait()
+            elif self._ending():
+                # Nothing goes out before the final call (rule 6), which comes
+                # when the reader ends: no need to look every interval meanwhile.
+                await asyncio.wait({reader})
             else:
                 await asyncio.wait({reader}, timeout=interval)
 
