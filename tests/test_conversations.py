@@ -7,7 +7,7 @@ import json
 import uuid
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from core.conversations import store
 from core.conversations.errors import (
@@ -20,6 +20,7 @@ from core.conversations.errors import (
 from core.conversations.export import export_json, export_markdown
 from core.conversations.links import PlatformMessage
 from core.conversations.path import PathMessage
+from core.conversations.turns import _LOCK, _LOCK_WITH_PATH
 from core.db.models import Attachment, ChatMessage, MessageStatus
 from core.services import Services
 from tests.fakes.llm_server import FakeLLM, Reply
@@ -233,6 +234,44 @@ async def test_a_message_at_the_end_is_planned_in_four_statements(services: Serv
     await finish(gen)
     assert log.count == 4, "\n".join(s[:70] for s in log.statements)
     assert not any(s.startswith("UPDATE conversations") for s in log.statements)
+
+
+async def test_the_count_of_streaming_answers_reads_only_streaming_rows(
+    services: Services,
+) -> None:
+    """The lock query counts a person's streaming answers from the partial index of
+    them (migration 0014), not from every message the person ever had, and reads
+    the path from the index of active rows, not every revision: the same count
+    either way, plans that name the indexes on SQLite."""
+    user_id = await new_user(services)
+    for text in ("a", "b", "c"):
+        await finish(await services.chat.send(user_id, text))
+    streaming = await services.chat.send(user_id, "d")  # left streaming
+    async with services.db.read() as session:
+        running = (await session.execute(_LOCK, {"user_id": user_id})).one()[1]
+        counted = await session.scalar(
+            select(func.count())
+            .select_from(ChatMessage)
+            .where(
+                ChatMessage.user_id == user_id,
+                ChatMessage.status == MessageStatus.STREAMING,
+            )
+        )
+        assert running == counted == 1
+        if services.db.is_sqlite:
+            connection = await session.connection()
+            compiled = _LOCK.compile(dialect=connection.dialect)
+            params = tuple(user_id for _ in compiled.positiontup or ())
+            plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params)
+            details = [row[-1] for row in plan]
+            assert any("ix_chat_messages_user_streaming" in d for d in details), details
+            # The path of the lock query with it reads the index of active rows.
+            compiled = _LOCK_WITH_PATH.compile(dialect=connection.dialect)
+            params = tuple(user_id for _ in compiled.positiontup or ())
+            plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params)
+            details = [row[-1] for row in plan]
+            assert any("uq_chat_messages_active_seq" in d for d in details), details
+    await finish(streaming)
 
 
 async def test_the_path_read_with_the_lock_is_the_stored_path(services: Services) -> None:

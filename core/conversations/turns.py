@@ -14,7 +14,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BindParameter, Select, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -196,6 +207,9 @@ _MESSAGES = table_of(ChatMessage)
 _COLUMNS = tuple((attr.key, attr.columns[0].name) for attr in sa_inspect(ChatMessage).column_attrs)
 
 
+_STREAMING: ColumnElement[str] = literal_column(f"'{MessageStatus.STREAMING}'")
+
+
 def _lock_query(with_path: bool) -> Select[Any]:
     """The user's row locked, the answers they have streaming, their current
     conversation (the session's identity map then serves a later lookup of it) and
@@ -204,7 +218,8 @@ def _lock_query(with_path: bool) -> Select[Any]:
     streaming = (
         select(func.count())
         .select_from(ChatMessage)
-        .where(ChatMessage.user_id == user_id, ChatMessage.status == MessageStatus.STREAMING)
+        # The status as a literal, for the partial index of streaming answers.
+        .where(ChatMessage.user_id == user_id, ChatMessage.status == _STREAMING)
         .correlate(None)  # counted once, not once per path row joined below
         .scalar_subquery()
     )

@@ -78,6 +78,15 @@ class ChatMessage(Base):
             sqlite_where=text("status = 'streaming'"),
             postgresql_where=text("status = 'streaming'"),
         ),
+        # A person's answers streaming now, counted under the lock on their row at
+        # every message: the query names the status as a literal, so both
+        # databases read only these rows.
+        Index(
+            "ix_chat_messages_user_streaming",
+            "user_id",
+            sqlite_where=text("status = 'streaming'"),
+            postgresql_where=text("status = 'streaming'"),
+        ),
         # Answers saved but maybe not shown yet (see `display_pending`).
         Index(
             "ix_chat_messages_display_pending",
