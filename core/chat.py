@@ -26,6 +26,7 @@ from core.config import LimitSettings
 from core.conversations.errors import ShuttingDown
 from core.conversations.links import PlatformMessage
 from core.conversations.turns import AttachmentUse, AudioUse, Turn, TurnPlanner
+from core.db.direct import Direct
 from core.db.engine import Database
 from core.db.held import HeldWrites, write_carrying
 from core.db.models import ChatMessage, MessageStatus
@@ -291,7 +292,7 @@ _MESSAGES = table_of(ChatMessage)
 # Ends an answer row. On the table, not the entity: no ORM objects to synchronize,
 # and the ORM's bulk-update path costs more than the statement. Built once: the SET
 # clause comes from the keys of each call's parameters.
-_END_ROW = (
+_END_ROW = Direct(
     update(_MESSAGES)
     .where(
         _MESSAGES.c.id == bindparam("row_id"),
@@ -568,8 +569,8 @@ class ChatService:
         """Move the answer row out of `streaming` with `values`; with `release`, its
         unit goes back. A row someone else ended already is left as it is."""
         async with write_carrying(self.db, self._held) as session:
-            ended = await session.execute(
-                _END_ROW,
+            ended = await _END_ROW.rows(
+                session,
                 {
                     **values,
                     "finished_at": self.now(),
@@ -578,7 +579,7 @@ class ChatService:
                 },
             )
             # Only the writer that moved the row out of `streaming` settles its unit.
-            if ended.first() is not None and release:
+            if ended and release:
                 await self.quotas.release(
                     session,
                     turn.user_id,

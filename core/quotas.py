@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import metrics
 from core.clock import utcnow
+from core.db.direct import Direct
 from core.db.engine import Database
 from core.db.models import UsageQuota
 from core.db.models.base import table_of
@@ -88,7 +89,7 @@ def _window_case(edge: str) -> Any:
 
 
 @functools.cache
-def _reserve_statement() -> Any:
+def _reserve_statement() -> Direct:
     """Take `amount` units (1 for a message, seconds for a voice note), opening a
     new window first if the current one is over. Built once: constructing this
     statement cost more than running it."""
@@ -97,7 +98,7 @@ def _reserve_statement() -> Any:
     due = _QUOTAS.next_reset_at <= now
     # On the table, not the entity: the ORM's bulk-update path costs more than
     # the statement, and no loaded objects need synchronizing.
-    return (
+    return Direct(
         update(table_of(UsageQuota))
         .where(
             _QUOTAS.user_id == bindparam("owner"),
@@ -180,10 +181,10 @@ class QuotaService:
         for freq in ResetFrequency:
             for edge, bound in zip(_EDGES, window_bounds(freq, now), strict=True):
                 params[f"{freq.value}_{edge}"] = bound
-        row = (await session.execute(_reserve_statement(), params)).one_or_none()
-        if row is None:
+        rows = await _reserve_statement().rows(session, params)
+        if not rows:
             return None
-        used, limit, start, end = row
+        used, limit, start, end = rows[0]
         return Reservation(user_id, key, start, used, limit, end)
 
     async def _exceeded(

@@ -49,6 +49,7 @@ from core.conversations.errors import (
 )
 from core.conversations.links import PlatformMessage, link_in, link_new
 from core.conversations.path import PathEntry, active_path_json, read_path
+from core.db.direct import Direct
 from core.db.engine import Database
 from core.db.models import Attachment, ChatMessage, Conversation, MessageStatus, User
 from core.db.models.attachments import AUDIO
@@ -203,6 +204,7 @@ async def load_documents(
 
 
 _MESSAGES = table_of(ChatMessage)
+_INSERT_MESSAGES = Direct(insert(_MESSAGES))
 # (attribute, column) of every column: `meta` is stored as "metadata".
 _COLUMNS = tuple((attr.key, attr.columns[0].name) for attr in sa_inspect(ChatMessage).column_attrs)
 
@@ -800,7 +802,7 @@ class TurnPlanner:
         # first, as the unit of work would have ordered it.
         if session.new or session.dirty:
             await session.flush()
-        await session.execute(insert(_MESSAGES), [_columns(row) for row in rows])
+        await _INSERT_MESSAGES.many(session, [_columns(row) for row in rows])
         # The database counted the rows (migration 0013's trigger): the object is
         # told, without an UPDATE of its own.
         last = rows[-1].created_at

@@ -11,6 +11,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
+from core.db.direct import Direct
+
 
 def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind is not None else "sqlite"
@@ -38,10 +40,10 @@ async def insert_ignore(
 
 
 @functools.cache
-def _insert_new(dialect: str, table: Table, conflict: tuple[str, ...]) -> Any:
+def _insert_new(dialect: str, table: Table, conflict: tuple[str, ...]) -> Direct:
     # Built once per shape and executed with parameters (see _upsert).
     stmt = _insert_for(dialect)(table).on_conflict_do_nothing(index_elements=list(conflict))
-    return stmt.returning(table.c.id)
+    return Direct(stmt.returning(table.c.id))
 
 
 async def insert_new(
@@ -55,16 +57,21 @@ async def insert_new(
     table = model.__table__
     assert isinstance(table, Table)
     stmt = _insert_new(_dialect(session), table, tuple(conflict))
-    inserted: int | None = (await session.execute(stmt, values)).scalar_one_or_none()
+    rows = await stmt.rows(session, values)
+    inserted: int | None = rows[0][0] if rows else None
     return inserted
 
 
 @functools.cache
-def _upsert(dialect: str, table: Table, conflict: tuple[str, ...], update: tuple[str, ...]) -> Any:
+def _upsert(
+    dialect: str, table: Table, conflict: tuple[str, ...], update: tuple[str, ...]
+) -> Direct:
     # Built once per shape: constructing it cost more than running it.
     stmt = _insert_for(dialect)(table)
-    return stmt.on_conflict_do_update(
-        index_elements=list(conflict), set_={name: stmt.excluded[name] for name in update}
+    return Direct(
+        stmt.on_conflict_do_update(
+            index_elements=list(conflict), set_={name: stmt.excluded[name] for name in update}
+        )
     )
 
 
@@ -80,4 +87,4 @@ async def insert_or_update(
     if not rows:
         return
     stmt = _upsert(_dialect(session), table, tuple(conflict), tuple(update))
-    await session.execute(stmt, list(rows))
+    await stmt.many(session, rows)

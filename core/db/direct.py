@@ -1,0 +1,182 @@
+"""The statements every answer runs, straight on inline SQLite's connection.
+
+An answer's plan and settle write the same few statements each time: the quota
+unit, the prompt and answer rows, the links, the answer's end. On SQLite each takes
+a few microseconds, and SQLAlchemy's execution around it (cache key, execution
+context, cursor result, the async adapter's greenlet hops) over a hundred. A
+`Direct` statement is compiled by SQLAlchemy once per set of parameter names, with
+the bind and result processing of its columns' types, and then runs as the
+compiled SQL on the session's own sqlite3 connection, inside its transaction,
+yielding to the loop and waiting out another process's lock as every inline
+statement does. The engine's cursor events fire as for any statement (statement
+counters and `RecentAccounts` see it); a database error comes as SQLAlchemy's.
+
+A column left out of the parameters gets its Python-side default (or onupdate)
+here, as SQLAlchemy would give it, when that is a constant or a function of no
+arguments (what the models declare). A statement that needs anything else (a
+parameter expanded at execution, a default of another kind) goes through the
+session, as everything does on PostgreSQL, where the round trip, not the
+bookkeeping, is the cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import UpdateBase
+
+from core.db.inline_sqlite import InlineConnection
+
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    compiled: SQLCompiler
+    sql: str
+    names: tuple[str, ...]  # the positional parameters, in order
+    binds: tuple[Processor, ...]
+    results: tuple[Processor, ...]  # one per RETURNING column
+    defaults: tuple[tuple[str, Callable[[], Any]], ...]  # columns SQLAlchemy would fill
+
+    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        if self.defaults:
+            params = {**{key: make() for key, make in self.defaults}, **params}
+        values = self.compiled.construct_params(params)
+        return tuple(
+            value if process is None or value is None else process(value)
+            for process, value in zip(self.binds, (values[n] for n in self.names), strict=True)
+        )
+
+    def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None else process(value)
+            for process, value in zip(self.results, raw, strict=True)
+        )
+
+
+def _plan(statement: UpdateBase, dialect: Dialect, keys: Iterable[str]) -> _Plan | None:
+    compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))
+    assert isinstance(compiled, SQLCompiler)
+    if compiled.literal_execute_params or compiled.post_compile_params:
+        return None
+    if compiled.positiontup is None:
+        return None
+    defaults = []
+    for column in compiled.insert_prefetch:
+        made = _made(column.default)
+        if made is None:
+            return None
+        defaults.append((column.key, made))
+    for column in compiled.update_prefetch:
+        made = _made(column.onupdate)
+        if made is None:
+            return None
+        defaults.append((column.key, made))
+    names = tuple(compiled.positiontup)
+    binds = tuple(
+        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
+    results = tuple(
+        column.type.dialect_impl(dialect).result_processor(dialect, None)
+        for column in statement.exported_columns
+    )
+    return _Plan(compiled, compiled.string, names, binds, results, tuple(defaults))
+
+
+def _made(default: Any) -> Callable[[], Any] | None:
+    """A column's Python-side default as a call, for a constant or a function of no
+    arguments (what the models declare); None for anything else."""
+    if getattr(default, "is_scalar", False):
+        value = default.arg
+        return lambda: value
+    if getattr(default, "is_callable", False):
+        function = default.arg  # SQLAlchemy's wrapper takes the execution context
+        return lambda: function(None)
+    return None
+
+
+class Direct:
+    """An INSERT or UPDATE (with or without RETURNING) built once at import."""
+
+    def __init__(self, statement: UpdateBase) -> None:
+        self.statement = statement
+        self._plans: dict[tuple[str, frozenset[str]], _Plan | None] = {}
+
+    async def rows(self, session: AsyncSession, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run once with `params`: the RETURNING rows, as tuples."""
+        connection = await session.connection()
+        plan = self._plan_for(connection, params.keys())
+        inline = _inline(connection)
+        if plan is None or inline is None:
+            result = await session.execute(self.statement, dict(params))
+            return [tuple(row) for row in result] if self.statement.exported_columns else []
+        args = plan.args(params)
+        return await _run(connection, inline, plan, args, many=False)
+
+    async def many(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run once per row (the same parameter names in each), as executemany."""
+        if not rows:
+            return
+        connection = await session.connection()
+        plan = self._plan_for(connection, rows[0].keys())
+        inline = _inline(connection)
+        if plan is None or inline is None:
+            await session.execute(self.statement, [dict(row) for row in rows])
+            return
+        await _run(connection, inline, plan, [plan.args(row) for row in rows], many=True)
+
+    def _plan_for(self, connection: AsyncConnection, keys: Iterable[str]) -> _Plan | None:
+        dialect = connection.dialect
+        shape = (dialect.name, frozenset(keys))
+        if shape not in self._plans:
+            self._plans[shape] = _plan(self.statement, dialect, shape[1])
+        return self._plans[shape]
+
+
+def _inline(connection: AsyncConnection) -> InlineConnection | None:
+    """The session's inline SQLite connection; None on any other driver."""
+    if connection.dialect.name != "sqlite":
+        return None
+    driver = _sync(connection).connection.driver_connection
+    return driver if isinstance(driver, InlineConnection) else None
+
+
+def _sync(connection: AsyncConnection) -> Connection:
+    sync = connection.sync_connection
+    assert sync is not None  # a session's connection is started
+    return sync
+
+
+async def _run(
+    connection: AsyncConnection,
+    inline: InlineConnection,
+    plan: _Plan,
+    args: Any,
+    *,
+    many: bool,
+) -> list[tuple[Any, ...]]:
+    sync = _sync(connection)
+    cursor = inline.cursor()
+    sync.dispatch.before_cursor_execute(sync, cursor, plan.sql, args, None, many)
+    try:
+        if many:
+            await cursor.executemany(plan.sql, args)
+            raw: Sequence[Any] = ()
+        else:
+            await cursor.execute(plan.sql, args)
+            raw = await cursor.fetchall() if plan.results else ()
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            plan.sql, args, error, connection.dialect.loaded_dbapi.Error
+        ) from error
+    finally:
+        await cursor.close()
+    sync.dispatch.after_cursor_execute(sync, cursor, plan.sql, args, None, many)
+    return [plan.row(row) for row in raw]
