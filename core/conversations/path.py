@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import JSON, ColumnElement, ScalarSelect, literal_column, select
+from sqlalchemy import JSON, ColumnElement, ScalarSelect, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -99,19 +99,13 @@ def _postgresql_rows(element: _rows_as_json, compiler: SQLCompiler, **kw: Any) -
     return f"json_agg(json_build_array({', '.join(columns)}))"
 
 
-# The bare column, as the partial index of active rows states its condition: SQLite
-# uses that index only for this form (not for "= 1" or "IS 1"), and then reads the
-# path's rows alone, not every revision of the conversation.
-_LATEST: ColumnElement[bool] = literal_column(f"{ChatMessage.__tablename__}.is_latest")
-
-
 def active_path_json() -> ScalarSelect[Any]:
     """The current conversation's active path, for a query that selects
     `Conversation`: a JSON list (None or empty without a conversation)."""
     found: ColumnElement[Any] = _rows_as_json(*_COLUMNS)
     return (
         select(found)
-        .where(ChatMessage.conversation_id == Conversation.id, _LATEST)
+        .where(ChatMessage.conversation_id == Conversation.id, ChatMessage.is_latest.is_(True))
         .correlate(Conversation)
         .scalar_subquery()
     )
