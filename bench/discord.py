@@ -22,7 +22,7 @@ time.time() are real; latencies are taken with perf_counter on both sides and th
 run prints what each clock saw in bot work. By default the bot runs in real time,
 with --simcord-clock on simcord's (see bench/simcord_clock.py for why).
 
-    python -m bench.discord [--users 50] [--messages 4] [--rounds 3] [--streams 10,200]
+    python -m bench.discord [--users 50] [--messages 4] [--rounds 5] [--streams 10,200]
                             [--storm 0.3]
 
 Not a test: figures vary with the machine; compare ratios, not absolutes. Every
@@ -515,7 +515,7 @@ async def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--messages", type=int, default=4)
     parser.add_argument(
-        "--rounds", type=int, default=3, help="throughput rounds (the floor, then OneAI, each)"
+        "--rounds", type=int, default=5, help="throughput rounds (the floor, then OneAI, each)"
     )
     parser.add_argument(
         "--streams", default="10,200", help="stream counts, one storm each (0: none)"
