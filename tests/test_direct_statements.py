@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.db.direct import Direct
@@ -47,13 +47,25 @@ async def test_a_direct_update_returns_what_the_session_returns(services: Servic
             .where(UsageQuota.user_id.in_([one, two]))
             .values(used_count=3, next_reset_at=now + timedelta(hours=1))
         )
-        with count_queries(services.db) as log:
-            direct = await statement.rows(session, {**_window(now), "owner": one})
+        contexts: list[object] = []
+
+        def seen(*args: object) -> None:
+            contexts.append(args[4])
+
+        engine = services.db.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            with count_queries(services.db) as log:
+                direct = await statement.rows(session, {**_window(now), "owner": one})
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
         through = (await session.execute(statement.statement, {**_window(now), "owner": two})).all()
     assert direct == [tuple(row) for row in through]
     assert direct[0][0] == 4 and direct[0][3].tzinfo is not None
-    # The statement counters (engine events) saw it once.
+    # The statement counters (engine events) saw it once; on SQLite it ran with no
+    # execution context of SQLAlchemy's (straight on the connection).
     assert [s.split()[0] for s in log.statements] == ["UPDATE"]
+    assert (contexts == [None]) == services.db.is_sqlite, contexts
 
 
 async def test_rows_written_directly_read_back_as_written(services: Services) -> None:
@@ -153,3 +165,52 @@ async def test_a_left_out_column_gets_its_default_and_a_conflict_is_sqlalchemys(
     with pytest.raises(IntegrityError):
         async with services.db.write() as session:
             await statement.rows(session, values)
+
+
+async def test_objects_added_before_are_written_before_a_direct_statement(
+    services: Services,
+) -> None:
+    """As the session's own execute would (autoflush): a link to a message row added
+    to the session just before finds that row (SQLite enforces the foreign key)."""
+    user_id = await new_user(services)
+    generation = await services.chat.send(user_id, "hello")
+    await finish(generation)
+    prompt = generation.turn.prompt
+    row_id = uuid.uuid4()
+    async with services.db.write() as session:
+        session.add(
+            ChatMessage(
+                id=row_id,
+                conversation_id=prompt.conversation_id,
+                user_id=user_id,
+                role="user",
+                content="added",
+                model_id=prompt.model_id,
+                sequence_number=50,
+                original_message_id=row_id,
+                revision_number=0,
+                is_latest=False,
+                activated_at=datetime.now(UTC),
+                status="complete",
+                platform_message_ids={},
+                meta={},
+                created_at=datetime.now(UTC),
+            )
+        )
+        await Direct(insert(_LINKS)).many(
+            session,
+            [
+                {
+                    "platform": "test",
+                    "chat_id": "1",
+                    "platform_message_id": "m",
+                    "chat_message_id": row_id,
+                    "part": 0,
+                }
+            ],
+        )
+    async with services.db.read() as session:
+        linked = await session.scalar(
+            select(MessageLink.chat_message_id).where(MessageLink.platform_message_id == "m")
+        )
+    assert linked == row_id

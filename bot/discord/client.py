@@ -55,6 +55,10 @@ class OneAIBot(commands.AutoShardedBot):
             intents=intents(),
             # Neither the model nor a quoted prompt may ping @everyone or anyone.
             allowed_mentions=discord.AllowedMentions.none(),
+            # No cache of messages: what a message shows is in the database, and the
+            # edit handler reads the raw event. A cache would hold 1,000 messages and
+            # scan them at every edit the bot makes of its answers.
+            max_messages=None,
             **shard_options(services.settings.discord),
         )
         # Shards whose session is up (identified and past their guilds, or resumed).

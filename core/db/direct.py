@@ -50,7 +50,7 @@ class _Plan:
             params = {**{key: make() for key, make in self.defaults}, **params}
         values = self.compiled.construct_params(params)
         return tuple(
-            value if process is None or value is None else process(value)
+            value if process is None else process(value)
             for process, value in zip(self.binds, (values[n] for n in self.names), strict=True)
         )
 
@@ -111,7 +111,7 @@ class Direct:
 
     async def rows(self, session: AsyncSession, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run once with `params`: the RETURNING rows, as tuples."""
-        connection = await session.connection()
+        connection = await _connection(session)
         plan = self._plan_for(connection, params.keys())
         inline = _inline(connection)
         if plan is None or inline is None:
@@ -124,7 +124,7 @@ class Direct:
         """Run once per row (the same parameter names in each), as executemany."""
         if not rows:
             return
-        connection = await session.connection()
+        connection = await _connection(session)
         plan = self._plan_for(connection, rows[0].keys())
         inline = _inline(connection)
         if plan is None or inline is None:
@@ -138,6 +138,15 @@ class Direct:
         if shape not in self._plans:
             self._plans[shape] = _plan(self.statement, dialect, shape[1])
         return self._plans[shape]
+
+
+async def _connection(session: AsyncSession) -> AsyncConnection:
+    """The session's connection, its pending objects written first, as the
+    session's own execute would (autoflush): a row added before may be one this
+    statement refers to."""
+    if session.autoflush and (session.new or session.dirty or session.deleted):
+        await session.flush()
+    return await session.connection()
 
 
 def _inline(connection: AsyncConnection) -> InlineConnection | None:
