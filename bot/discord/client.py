@@ -4,7 +4,7 @@ persistent buttons and slash commands, holding the services it serves."""
 from __future__ import annotations
 
 import logging
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import discord
 from discord.ext import commands
@@ -44,6 +44,22 @@ def shard_options(settings: DiscordSettings) -> _Shards:
     if settings.shard_ids:
         options["shard_ids"] = list(settings.shard_ids)
     return options
+
+
+_OWN_EVENTS = frozenset({"message", "raw_message_edit"})
+
+
+def _author_id(event: object) -> int | None:
+    """Who wrote the message of a `message` or `raw_message_edit` event."""
+    if isinstance(event, discord.Message):
+        return event.author.id
+    if isinstance(event, discord.RawMessageUpdateEvent):
+        author = event.data.get("author") or {}
+        try:
+            return int(author.get("id", 0)) or None
+        except (TypeError, ValueError):
+            return None
+    return None
 
 
 class OneAIBot(commands.AutoShardedBot):
@@ -156,6 +172,15 @@ class OneAIBot(commands.AutoShardedBot):
             self.tree.copy_global_to(guild=guild)
             await self.tree.sync(guild=guild)
         log.info("discord: slash commands synced to %d servers", len(guild_ids))
+
+    def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
+        # The bot's own posts and edits (at least two per streamed answer) are no
+        # one's prompt: dropped here, before discord.py starts a task for each of
+        # their listeners only for it to return at once.
+        me = self.user
+        if event_name in _OWN_EVENTS and me is not None and args and _author_id(args[0]) == me.id:
+            return
+        super().dispatch(event_name, *args, **kwargs)
 
     async def on_message(self, message: discord.Message) -> None:
         """Not a prefix-command bot: messages are the chat cog's."""

@@ -70,6 +70,37 @@ async def test_a_dm_streams_and_ends_with_regenerate(discord_bot: Harness) -> No
     assert list(env.bot.cached_messages) == []
 
 
+async def test_the_bots_own_posts_and_edits_reach_no_listener(discord_bot: Harness) -> None:
+    """A person's message reaches the listeners; the bot's own answer (a post, then
+    edits) does not: no task is started for events that are no one's prompt."""
+    env = discord_bot.env
+    bot: Any = env.bot
+    seen: list[tuple[str, int]] = []
+
+    async def on_message(message: discord.Message) -> None:
+        seen.append(("message", message.author.id))
+
+    async def on_raw_message_edit(payload: discord.RawMessageUpdateEvent) -> None:
+        seen.append(("edit", int((payload.data.get("author") or {}).get("id", 0))))
+
+    bot.add_listener(on_message)
+    bot.add_listener(on_raw_message_edit)
+    alice = env.create_user("alice")
+    discord_bot.llm.script(Reply(chunks=[f"w{i} " for i in range(20)], chunk_delay=0.05))
+    await alice.send_dm("hi bot")
+    await discord_bot.quiet()
+    (answer,) = from_bot(alice.dm_channel.history())
+    assert len(discord_bot.requests("PATCH", f"/channels/{alice.dm_channel.id}/messages/")) >= 2
+    assert seen == [("message", alice.id)]
+    # Editing the prompt still asks again (the edit handler is reached).
+    discord_bot.llm.script(Reply(text="again"))
+    prompt = next(m for m in alice.dm_channel.history() if not m.author.bot)
+    await alice.edit(prompt, "hi bot, again")
+    await discord_bot.quiet()
+    assert ("edit", alice.id) in seen
+    assert answer.id in {m.id for m in from_bot(alice.dm_channel.history())}
+
+
 async def test_chat_in_a_server_channel_opens_a_thread_that_continues(
     discord_bot: Harness,
 ) -> None:
