@@ -8,6 +8,8 @@ import itertools
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,27 @@ def hold_write_lock(path: str, seconds: float, taken: threading.Event) -> thread
     thread = threading.Thread(target=run)
     thread.start()
     return thread
+
+
+@asynccontextmanager
+async def loop_turns() -> AsyncIterator[Callable[[], int]]:
+    """The turns another task gets on the loop while the block runs (read by calling
+    what the block is given)."""
+    turns = 0
+    running = True
+
+    async def other_task() -> None:
+        nonlocal turns
+        while running:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_task())
+    try:
+        yield lambda: turns
+    finally:
+        running = False
+        await other
 
 
 async def ticks_while(work: asyncio.Task[object]) -> list[float]:
@@ -82,26 +105,15 @@ async def test_a_long_transaction_lets_other_tasks_run_between_statements(path: 
     """Statements yield to the loop, so a transaction of many of them does not hold
     it end to end (an answer waiting to be posted would wait for all of them)."""
     db = Database(f"sqlite+aiosqlite:///{path}")
-    turns = 0
-    writing = True
-
-    async def other_task() -> None:
-        nonlocal turns
-        while writing:
-            turns += 1
-            await asyncio.sleep(0)
-
-    other = asyncio.create_task(other_task())
     try:
-        await asyncio.sleep(0)
-        before = turns
-        async with db.write() as session:
-            for index in range(50):
-                await session.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": str(index)})
-        assert turns - before >= 50
+        async with loop_turns() as turns:
+            await asyncio.sleep(0)
+            before = turns()
+            async with db.write() as session:
+                for index in range(50):
+                    await session.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": str(index)})
+            assert turns() - before >= 50
     finally:
-        writing = False
-        await other
         await db.dispose()
 
 
@@ -170,22 +182,13 @@ async def test_a_session_closes_without_yielding_and_a_cancelled_one_returns_its
     the connection is back in the pool before anything else runs."""
     db = Database(f"sqlite+aiosqlite:///{path}")
     pool = db.engine.sync_engine.pool
-    turns = 0
-    running = True
-
-    async def other_task() -> None:
-        nonlocal turns
-        while running:
-            turns += 1
-            await asyncio.sleep(0)
-
-    other = asyncio.create_task(other_task())
     try:
-        async with db.read() as session:
-            await session.execute(text("SELECT v FROM t"))
-            assert pool.checkedout() == 1  # type: ignore[attr-defined]
-            before = turns
-        assert (turns, pool.checkedout()) == (before, 0)  # type: ignore[attr-defined]
+        async with loop_turns() as turns:
+            async with db.read() as session:
+                await session.execute(text("SELECT v FROM t"))
+                assert pool.checkedout() == 1  # type: ignore[attr-defined]
+                before = turns()
+            assert (turns(), pool.checkedout()) == (before, 0)  # type: ignore[attr-defined]
 
         entered = asyncio.Event()
 
@@ -206,6 +209,4 @@ async def test_a_session_closes_without_yielding_and_a_cancelled_one_returns_its
         async with db.write() as session:  # the write lock was let go too
             await session.execute(text("INSERT INTO t (v) VALUES ('after')"))
     finally:
-        running = False
-        await other
         await db.dispose()
