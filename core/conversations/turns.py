@@ -799,9 +799,7 @@ class TurnPlanner:
         # One INSERT of all rows on the table, not the unit of work: the rows stay
         # plain objects, which is all a turn needs of them, and the session skips
         # the bookkeeping of tracking them. What the session does track is written
-        # first, as the unit of work would have ordered it.
-        if session.new or session.dirty:
-            await session.flush()
+        # first (`Direct` flushes it), as the unit of work would have ordered it.
         await _INSERT_MESSAGES.many(session, [_columns(row) for row in rows])
         # The database counted the rows (migration 0013's trigger): the object is
         # told, without an UPDATE of its own.

@@ -112,8 +112,8 @@ class Direct:
     async def rows(self, session: AsyncSession, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run once with `params`: the RETURNING rows, as tuples."""
         connection = await _connection(session)
-        plan = self._plan_for(connection, params.keys())
         inline = _inline(connection)
+        plan = self._plan_for(connection, params.keys()) if inline is not None else None
         if plan is None or inline is None:
             result = await session.execute(self.statement, dict(params))
             return [tuple(row) for row in result] if self.statement.exported_columns else []
@@ -125,14 +125,15 @@ class Direct:
         if not rows:
             return
         connection = await _connection(session)
-        plan = self._plan_for(connection, rows[0].keys())
         inline = _inline(connection)
+        plan = self._plan_for(connection, rows[0].keys()) if inline is not None else None
         if plan is None or inline is None:
             await session.execute(self.statement, [dict(row) for row in rows])
             return
         await _run(connection, inline, plan, [plan.args(row) for row in rows], many=True)
 
     def _plan_for(self, connection: AsyncConnection, keys: Iterable[str]) -> _Plan | None:
+        # Only inline SQLite asks for one: elsewhere the session runs the statement.
         dialect = connection.dialect
         shape = (dialect.name, frozenset(keys))
         if shape not in self._plans:
@@ -141,9 +142,9 @@ class Direct:
 
 
 async def _connection(session: AsyncSession) -> AsyncConnection:
-    """The session's connection, its pending objects written first, as the
-    session's own execute would (autoflush): a row added before may be one this
-    statement refers to."""
+    """The session's connection, its pending objects written first: a row added
+    before may be one this statement refers to. (The session's execute flushes only
+    for ORM statements; this runs Core ones, on either path.)"""
     if session.autoflush and (session.new or session.dirty or session.deleted):
         await session.flush()
     return await session.connection()
