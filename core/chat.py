@@ -106,6 +106,8 @@ class Generation:
         self._started = False
         self._began = 0.0  # time.monotonic() when streaming started
         self._ending = False  # the text is complete; the answer is being saved
+        self._beats: asyncio.Task[None] | None = None  # the heartbeat, once one is due
+        self._saving: asyncio.Task[None] | None = None  # a save its reader left behind
         self.citations: list[Citation] = []  # web-search sources, deduplicated
 
     @property
@@ -166,7 +168,10 @@ class Generation:
         logs.CONVERSATION_ID.set(str(self.turn.conversation.id))
         self.chat.register(self)
         self._reading = asyncio.current_task()
-        heartbeat = asyncio.create_task(self._heartbeat())
+        # A timer, not a task, until the first beat is due: most answers end before.
+        first_beat = asyncio.get_running_loop().call_later(
+            self.chat.limits.heartbeat_seconds, self._start_beating
+        )
         try:
             if self._stop_requested or self._cut:
                 self._status = self._cut_status()  # stopped before it began
@@ -176,8 +181,23 @@ class Generation:
         finally:
             self._reading = None
             self._ending = True
-            heartbeat.cancel()
-            await asyncio.shield(self._settle())
+            first_beat.cancel()
+            if self._beats is not None:
+                self._beats.cancel()
+            await self._settle_here()
+
+    async def _settle_here(self) -> None:
+        """Save the answer in the reading task (no task of its own for every answer).
+        Should that task be cancelled meanwhile, the save starts over in a task of
+        its own: the cut transaction rolled back, and one that committed already is
+        not written twice (the row is no longer `streaming`)."""
+        try:
+            await self._settle()
+        except asyncio.CancelledError:
+            if self.result is None:
+                # Held by the generation, itself held by the service until saved.
+                self._saving = asyncio.create_task(self._settle())
+            raise
 
     def _cut_status(self) -> str:
         return MessageStatus.CANCELLED if self._stop_requested else MessageStatus.INTERRUPTED
@@ -241,12 +261,16 @@ class Generation:
         else:
             self._status = MessageStatus.COMPLETE
 
+    def _start_beating(self) -> None:
+        if not self._ending:
+            self._beats = asyncio.create_task(self._heartbeat())
+
     async def _heartbeat(self) -> None:
         """Prove this worker is alive and save the partial text, so a crash loses
-        little and a restart knows which rows are orphans."""
+        little and a restart knows which rows are orphans. Every `heartbeat_seconds`
+        from when the answer began streaming."""
         interval = self.chat.limits.heartbeat_seconds
         while True:
-            await asyncio.sleep(interval)
             try:
                 async with self.chat.db.write() as session:
                     await session.execute(
@@ -259,6 +283,7 @@ class Generation:
                     )
             except Exception:
                 log.warning("heartbeat of %s failed", self.message_id, exc_info=True)
+            await asyncio.sleep(interval)
 
     async def abandon(self) -> None:
         """Its platform failed before streaming it: the row ends `interrupted` now,

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy.dialects.sqlite import aiosqlite
 from sqlalchemy.exc import IntegrityError
 
-from core.db.direct import Direct
+from core.db.direct import Direct, _plan
 from core.db.models import ChatMessage, MessageLink, UsageQuota
 from core.db.models.base import table_of
 from core.quotas import _EDGES, _reserve_statement
@@ -214,3 +215,52 @@ async def test_objects_added_before_are_written_before_a_direct_statement(
             select(MessageLink.chat_message_id).where(MessageLink.platform_message_id == "m")
         )
     assert linked == row_id
+
+
+def _reference_args(statement: Any, params: dict[str, Any]) -> tuple[Any, ...]:
+    """What SQLAlchemy binds for `params`: construct_params, then each bind type's
+    processor, in the compiled statement's order."""
+    dialect = aiosqlite.dialect()
+    compiled = statement.compile(dialect=dialect, column_keys=sorted(params))
+    values = compiled.construct_params(params)
+    out = []
+    for name in compiled.positiontup:
+        process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        out.append(values[name] if process is None else process(values[name]))
+    return tuple(out)
+
+
+def test_a_plan_binds_what_sqlalchemy_binds() -> None:
+    """The plan's slots, decided once, give each call the values SQLAlchemy would
+    bind: the call's own (processed), the statement's literals (the status the
+    answer's end and the reservation hold) and a left-out column's default."""
+    now = datetime.now(UTC)
+    row_id = uuid.uuid4()
+    ending = {"status": "complete", "finished_at": now, "metadata": {"a": [1]}, "row_id": row_id}
+    reserving = {**_window(now), "owner": 7}
+    link = {"platform": "t", "chat_id": "1", "platform_message_id": "9", "chat_message_id": row_id}
+    dialect = aiosqlite.dialect()
+    end_row = update(_MESSAGES).where(
+        _MESSAGES.c.id == bindparam("row_id"), _MESSAGES.c.status == "streaming"
+    )
+    for statement, params in (
+        (end_row, ending),
+        (_reserve_statement().statement, reserving),
+        (insert(_LINKS), {**link, "part": 2, "created_at": now}),
+    ):
+        plan = _plan(statement, dialect, frozenset(params))
+        assert plan is not None
+        assert plan.args(params) == _reference_args(statement, params)
+    # Left out: `part` (the scalar 0) and `created_at` (utcnow, called per row).
+    plan = _plan(insert(_LINKS), dialect, frozenset(link))
+    assert plan is not None
+    before = datetime.now(UTC)
+    first, second = plan.args(link), plan.args(link)
+    expected = _reference_args(insert(_LINKS), {**link, "part": 0, "created_at": now})
+    changing = [i for i, (a, b) in enumerate(zip(first, expected, strict=True)) if a != b]
+    assert len(changing) == 1  # only the time differs
+    stamp = datetime.fromisoformat(first[changing[0]]).replace(tzinfo=UTC)
+    assert before - timedelta(seconds=1) <= stamp <= datetime.now(UTC)
+    assert second[changing[0]] >= first[changing[0]]
+    # A parameter the call does not give and nothing fills: left to the session.
+    assert _plan(end_row, dialect, frozenset({"status"})) is None

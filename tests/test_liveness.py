@@ -22,6 +22,7 @@ from core.tiers import QuotaKey, Tier
 from core.workers import RedisWorkers
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.support.chat import finish, new_user
+from tests.support.queries import count_queries
 from tests.support.wait import until
 
 
@@ -423,3 +424,84 @@ async def test_connections_killed_while_answers_finish_leave_nothing_streaming(
         assert row.status == result.status, (row.status, result)
         assert row.status in ("complete", "failed")
         assert await _used(services, user) == (1 if result.charged else 0)
+
+
+async def test_a_long_answer_saves_its_text_every_heartbeat_and_stops_at_its_end(
+    services: Services, fake_llm: FakeLLM
+) -> None:
+    """While it streams, the row gets the text so far and a fresh heartbeat every
+    `heartbeat_seconds` (from when streaming began); once it ends, no beat writes."""
+    services.chat.limits.heartbeat_seconds = 0.2
+    user_id = await new_user(services)
+    fake_llm.default = Reply(chunks=[f"w{i} " for i in range(12)], chunk_delay=0.1)
+    generation = await services.chat.send(user_id, "hello")
+    beats: list[tuple[object, str]] = []
+
+    async def watch() -> None:
+        while True:
+            row = await _row(services, generation.message_id)
+            if row.status != "streaming":
+                return
+            if row.heartbeat_at is not None and (not beats or beats[-1][0] != row.heartbeat_at):
+                beats.append((row.heartbeat_at, row.content))
+            await asyncio.sleep(0.03)
+
+    watcher = asyncio.create_task(watch())
+    result = await finish(generation)
+    await asyncio.wait_for(watcher, 5)
+    # 1.2 s of streaming: beats at 0.2, 0.4, ... (the first one written at send).
+    saved = [content for _, content in beats if content]
+    assert len(saved) >= 3, beats
+    assert saved == sorted(saved, key=len) and all(result.content.startswith(s) for s in saved)
+    assert saved[-1] != result.content  # the heartbeats saved partial text
+    final = await _row(services, generation.message_id)
+    with count_queries(services.db) as log:
+        await asyncio.sleep(0.5)  # longer than two beats
+    assert log.statements == []
+    after = await _row(services, generation.message_id)
+    assert (after.status, after.content, after.heartbeat_at) == (
+        final.status,
+        result.content,
+        None,
+    )
+
+
+async def test_an_answer_whose_reader_is_cancelled_while_it_is_saved_still_ends_saved(
+    services: Services, fake_llm: FakeLLM
+) -> None:
+    """The task reading the answer is cancelled while the final save waits for the
+    database: the reader ends at once (CancelledError), and the answer is still
+    saved (complete, charged once) and leaves the conversation free."""
+    user_id = await new_user(services)
+    fake_llm.default = Reply(chunks=["all ", "of ", "it"])
+    generation = await services.chat.send(user_id, "hello")
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_row() -> None:
+        # The writer's lock on SQLite, the row's lock on PostgreSQL.
+        async with services.db.write() as session:
+            await session.execute(
+                select(ChatMessage.id)
+                .where(ChatMessage.id == generation.message_id)
+                .with_for_update()
+            )
+            held.set()
+            await release.wait()
+
+    blocker = asyncio.create_task(hold_the_row())
+    await held.wait()
+    reader = asyncio.create_task(finish(generation))
+    await until(lambda: generation.ending)
+    await asyncio.sleep(0.1)  # the save is waiting now
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(reader, 5)
+    release.set()
+    await blocker
+    await until(lambda: generation.result is not None and not services.chat.running_ids())
+    assert generation.result is not None and generation.result.status == "complete"
+    row = await _row(services, generation.message_id)
+    assert (row.status, row.content) == ("complete", "all of it")
+    assert await _used(services, user_id) == 1
+    follow_up = await services.chat.send(user_id, "and then?")
+    await finish(follow_up)

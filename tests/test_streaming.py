@@ -33,6 +33,7 @@ from core.streaming import (
     StreamStatus,
     split_plain,
 )
+from core.streaming.sink import ending_source
 
 T = TypeVar("T")
 EPS = 1e-6
@@ -624,6 +625,35 @@ def test_final_delivery_gives_up_after_the_timeout(caplog: pytest.LogCaptureFixt
     assert "gave up showing the final answer" in caplog.text
 
 
+def test_a_delivery_its_caller_stopped_waiting_for_still_gives_up_in_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cancelled twice, `run` re-raises at once; the final call goes on being
+    retried, and stops `final_timeout` after the deltas ended, as when awaited."""
+
+    def fault(op: str, index: int) -> BaseException | None:
+        return RetryLater(7.0) if op == "finish" else None
+
+    async def main() -> FakeSink:
+        sink = FakeSink(fault=fault)
+        task = asyncio.create_task(driver().run(sink, paced(["x"] * 100, 0.1)))
+        await asyncio.sleep(0.55)
+        task.cancel()
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(120)
+        return sink
+
+    with caplog.at_level(logging.ERROR, logger="core.streaming"):
+        sink = virtual(main())
+    finishes = [c.at for c in sink.calls if c.op == "finish"]
+    assert sink.final is None and len(finishes) > 5
+    assert max(finishes) < 0.55 + 60.0 <= max(finishes) + 7.0 + EPS
+    assert "gave up showing the final answer" in caplog.text
+
+
 # --- the driver: parts ----------------------------------------------------------
 
 
@@ -792,6 +822,7 @@ def test_text_that_came_while_the_answer_is_saved_waits_for_the_final_call(
         kind = TellingSource if tells else SavingSource
         source = kind(["a ", "b ", "c ", "d "], save=2.0)
         assert isinstance(source, EndingSource) == tells
+        assert (ending_source(source) is not None) == tells  # what the driver checks
         result = await driver().run(sink, source)
         ops = [(c.op, c.at) for c in updates(sink.calls)]
         if tells:

@@ -34,25 +34,18 @@ from sqlalchemy.sql.expression import UpdateBase
 from core.db.inline_sqlite import InlineConnection
 
 Processor = Callable[[Any], Any] | None
+# How one positional parameter gets its value from a call's parameters.
+_Slot = Callable[[Mapping[str, Any]], Any]
 
 
 @dataclass(frozen=True)
 class _Plan:
-    compiled: SQLCompiler
     sql: str
-    names: tuple[str, ...]  # the positional parameters, in order
-    binds: tuple[Processor, ...]
+    slots: tuple[_Slot, ...]  # one per positional parameter, in order
     results: tuple[Processor, ...]  # one per RETURNING column
-    defaults: tuple[tuple[str, Callable[[], Any]], ...]  # columns SQLAlchemy would fill
 
     def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        if self.defaults:
-            params = {**{key: make() for key, make in self.defaults}, **params}
-        values = self.compiled.construct_params(params)
-        return tuple(
-            value if process is None else process(value)
-            for process, value in zip(self.binds, (values[n] for n in self.names), strict=True)
-        )
+        return tuple([slot(params) for slot in self.slots])
 
     def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(
@@ -61,33 +54,60 @@ class _Plan:
         )
 
 
-def _plan(statement: UpdateBase, dialect: Dialect, keys: Iterable[str]) -> _Plan | None:
+def _plan(statement: UpdateBase, dialect: Dialect, keys: frozenset[str]) -> _Plan | None:
+    """Where each parameter of the compiled statement comes from, decided once: the
+    call's value of that name, a Python-side default, or a value the statement holds
+    (processed here once). What `construct_params` and the bind processors would do
+    at every call, without looking each name up again."""
     compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))
     assert isinstance(compiled, SQLCompiler)
     if compiled.literal_execute_params or compiled.post_compile_params:
         return None
-    if compiled.positiontup is None:
+    if compiled.positiontup is None or compiled.escaped_bind_names:
         return None
-    defaults = []
-    for column in compiled.insert_prefetch:
-        made = _made(column.default)
+    defaults: dict[str, Callable[[], Any]] = {}
+    for column, default in (
+        *((c, c.default) for c in compiled.insert_prefetch),
+        *((c, c.onupdate) for c in compiled.update_prefetch),
+    ):
+        made = _made(default)
         if made is None:
             return None
-        defaults.append((column.key, made))
-    for column in compiled.update_prefetch:
-        made = _made(column.onupdate)
-        if made is None:
+        defaults[column.key] = made
+    slots = []
+    for name in compiled.positiontup:
+        bind = compiled.binds[name]
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if bind.key in keys or name in keys:  # as construct_params looks them up
+            slot = _from_call(bind.key if bind.key in keys else name, process)
+        elif name in defaults:
+            slot = _from_default(defaults[name], process)
+        elif bind.callable is None and not bind.required:
+            slot = _constant(bind.value if process is None else process(bind.value))
+        else:  # a value to be found at each call some other way: the session does it
             return None
-        defaults.append((column.key, made))
-    names = tuple(compiled.positiontup)
-    binds = tuple(
-        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-    )
+        slots.append(slot)
     results = tuple(
         column.type.dialect_impl(dialect).result_processor(dialect, None)
         for column in statement.exported_columns
     )
-    return _Plan(compiled, compiled.string, names, binds, results, tuple(defaults))
+    return _Plan(compiled.string, tuple(slots), results)
+
+
+def _from_call(key: str, process: Processor) -> _Slot:
+    if process is None:
+        return lambda params: params[key]
+    return lambda params: process(params[key])
+
+
+def _constant(value: Any) -> _Slot:
+    return lambda _params: value
+
+
+def _from_default(make: Callable[[], Any], process: Processor) -> _Slot:
+    if process is None:
+        return lambda _params: make()
+    return lambda _params: process(make())
 
 
 def _made(default: Any) -> Callable[[], Any] | None:

@@ -27,10 +27,12 @@ Rules, and where they are kept:
 7. When the deltas end (run out, raise, or the task is cancelled) the final state
    is delivered: earlier parts synced, extra parts deleted, then `finish` with
    the answer's `Outcome` (the source's own, for an `AnswerSource`), retried
-   until it succeeds or `final_timeout` passes (then logged).
+   until it succeeds or `final_timeout` passes (then logged). The pusher keeps
+   that deadline itself (`_Stream.push`), so delivery needs no task of its own.
 8. `run` returns a `DriverResult`; an exception from the deltas becomes status
    FAILED and `result.error`. Cancelling `run` delivers the final state (status
-   CANCELLED) under a shield, then re-raises CancelledError.
+   CANCELLED), then re-raises CancelledError; cancelling it again while it waits
+   for that delivery does not stop the delivery.
 9. `ChatUnavailable` from the sink (the person blocked the bot) ends everything at
    once: no more calls, the deltas stop being read, `result.abandoned` is True.
 """
@@ -44,13 +46,13 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from core.streaming.sink import (
-    AnswerSource,
     ChatUnavailable,
-    EndingSource,
     Outcome,
     RetryLater,
     Sink,
     StreamStatus,
+    answer_source,
+    ending_source,
 )
 from core.streaming.throttle import ChatThrottle, RateLimiter
 
@@ -97,7 +99,7 @@ class StreamDriver:
         self.limiter = global_limiter
         self.chats = chats if chats is not None else ChatThrottle()
         self.final_timeout = final_timeout
-        # Tasks that may outlive `run` (a cancelled reader, a shielded delivery)
+        # Tasks that may outlive `run` (a cancelled reader, a pusher delivering)
         # need a strong reference until they end.
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -139,20 +141,10 @@ class StreamDriver:
         pusher: asyncio.Task[None],
     ) -> None:
         typing.cancel()
-        stream.end(status)
-        # Shielded: cancelling the caller again must not lose the final edit.
-        await asyncio.shield(self._spawn(self._deliver(stream, pusher)))
-
-    async def _deliver(self, stream: _Stream[Any], pusher: asyncio.Task[None]) -> None:
-        try:
-            async with asyncio.timeout(self.final_timeout):
-                await pusher
-        except TimeoutError:
-            log.error(
-                "gave up showing the final answer in chat %r after %g s",
-                stream.sink.chat_key,
-                self.final_timeout,
-            )
+        stream.end(status)  # the pusher now has `final_timeout` to deliver it
+        # Waiting does not cancel the pusher if the caller is cancelled again: the
+        # final edit still goes out (the pusher is held in `_tasks`).
+        await asyncio.wait([pusher])
 
     def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(coro)
@@ -169,7 +161,7 @@ class _Stream(Generic[Part]):
         self.sink = sink
         self.deltas = deltas
         # The source's own `ending` (rule 6), when it has one.
-        self._ends: EndingSource | None = deltas if isinstance(deltas, EndingSource) else None
+        self._ends = ending_source(deltas)
         self.text = ""
         self.status: StreamStatus | None = None  # set once the deltas ended
         self.outcome: Outcome | None = None
@@ -182,15 +174,24 @@ class _Stream(Generic[Part]):
         self.shown: list[Part] = []  # what each posted part shows
         self.live: set[int] = set()  # the posted parts showing the live controls
         self.delivered = False
+        self._deadline: asyncio.Timeout | None = None  # the pusher's, while it runs
         self.sends = self.edits = self.deletes = self.retries = self.failures = 0
         self._streak = 0  # consecutive failed calls
 
     def end(self, status: StreamStatus) -> None:
         self.status = status
-        own = self.deltas.outcome if isinstance(self.deltas, AnswerSource) else None
+        source = answer_source(self.deltas)
+        own = source.outcome if source is not None else None
         self.outcome = own or Outcome.of(status)
         self.has_text.set()
         self.changed.set()
+        self._arm()
+
+    def _arm(self) -> None:
+        """Once the deltas ended, the final state has `final_timeout` to go out."""
+        if self._deadline is not None and self._deadline.when() is None:
+            loop = asyncio.get_running_loop()
+            self._deadline.reschedule(loop.time() + self.driver.final_timeout)
 
     def result(self) -> DriverResult[Part]:
         assert self.status is not None and self.outcome is not None
@@ -239,7 +240,26 @@ class _Stream(Generic[Part]):
                 pass
 
     async def push(self) -> None:
-        """Until the final state is shown: wait for news, take a turn, make one call."""
+        """Until the final state is shown (or `final_timeout` after the deltas
+        ended): wait for news, take a turn, make one call."""
+        deadline = self._deadline = asyncio.timeout(None)
+        try:
+            async with deadline:
+                if self.status is not None:
+                    self._arm()
+                await self._push()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            log.error(
+                "gave up showing the final answer in chat %r after %g s",
+                self.sink.chat_key,
+                self.driver.final_timeout,
+            )
+        finally:
+            self._deadline = None
+
+    async def _push(self) -> None:
         interval = self.sink.limits.min_interval
         while not self.delivered:
             await self._news(interval)
