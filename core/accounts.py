@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.clock import utcnow
@@ -21,6 +21,17 @@ from core.tiers import Tier
 
 # Writing last_seen on every update would make each message a write; this is enough.
 SEEN_RESOLUTION = timedelta(minutes=5)
+
+
+# Who writes, at nearly every update: built once, only the identity changes.
+_BY_IDENTITY = (
+    select(User, Identity.last_seen_at)
+    .join(Identity, Identity.user_id == User.id)
+    .where(
+        Identity.platform == bindparam("platform"),
+        Identity.platform_user_id == bindparam("user"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -57,12 +68,8 @@ class AccountService:
             async with self.db.read() as session:
                 row = (
                     await session.execute(
-                        select(User, Identity.last_seen_at)
-                        .join(Identity, Identity.user_id == User.id)
-                        .where(
-                            Identity.platform == profile.platform,
-                            Identity.platform_user_id == profile.platform_user_id,
-                        )
+                        _BY_IDENTITY,
+                        {"platform": profile.platform, "user": profile.platform_user_id},
                     )
                 ).one_or_none()
         now = self._now()
