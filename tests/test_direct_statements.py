@@ -264,3 +264,38 @@ def test_a_plan_binds_what_sqlalchemy_binds() -> None:
     assert second[changing[0]] >= first[changing[0]]
     # A parameter the call does not give and nothing fills: left to the session.
     assert _plan(end_row, dialect, frozenset({"status"})) is None
+
+
+async def test_the_connection_is_asked_once_per_transaction(services: Services) -> None:
+    """Direct statements in one transaction ask the session for its connection
+    once; the session's next transaction gets a connection of its own."""
+    user_id = await new_user(services)
+    generation = await services.chat.send(user_id, "hello")
+    await finish(generation)
+    answer = generation.turn.answer.id
+    touch = Direct(
+        update(_MESSAGES).where(_MESSAGES.c.id == bindparam("row_id")).returning(_MESSAGES.c.id)
+    )
+    session = services.db._writer()
+    asked: list[object] = []
+    real = session.connection
+
+    async def connection(**kw: Any) -> Any:
+        found = await real(**kw)
+        asked.append(found)
+        return found
+
+    session.connection = connection  # type: ignore[method-assign,assignment]
+    try:
+        for _ in range(2):
+            async with session.begin():
+                for content in ("a", "b", "c"):
+                    assert await touch.rows(session, {"content": content, "row_id": answer}) == [
+                        (answer,)
+                    ]
+    finally:
+        await session.close()
+    assert len(asked) == 2
+    async with services.db.read() as reader:
+        stored = await reader.get(ChatMessage, answer)
+    assert stored is not None and stored.content == "c"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
@@ -164,10 +164,20 @@ class Direct:
 async def _connection(session: AsyncSession) -> AsyncConnection:
     """The session's connection, its pending objects written first: a row added
     before may be one this statement refers to. (The session's execute flushes only
-    for ORM statements; this runs Core ones, on either path.)"""
+    for ORM statements; this runs Core ones, on either path.) Asked of the session
+    once per transaction: each ask is a hop through SQLAlchemy's greenlet."""
     if session.autoflush and (session.new or session.dirty or session.deleted):
         await session.flush()
-    return await session.connection()
+    transaction = session.sync_session.get_transaction()
+    known = session.info.get(_CONNECTION)
+    if known is not None and transaction is not None and known[0] is transaction:
+        return cast(AsyncConnection, known[1])
+    connection = await session.connection()
+    session.info[_CONNECTION] = (session.sync_session.get_transaction(), connection)
+    return connection
+
+
+_CONNECTION = "oneai_direct_connection"  # (transaction, its connection) in session.info
 
 
 def _inline(connection: AsyncConnection) -> InlineConnection | None:
