@@ -625,6 +625,18 @@ def test_final_delivery_gives_up_after_the_timeout(caplog: pytest.LogCaptureFixt
     assert "gave up showing the final answer" in caplog.text
 
 
+async def cancelled_twice(sink: FakeSink) -> None:
+    """A run of 100 deltas 0.1 s apart, cancelled at 0.55 s and again at 0.65 s (the
+    caller gives up waiting for the final edit): it re-raises."""
+    task = asyncio.create_task(driver().run(sink, paced(["x"] * 100, 0.1)))
+    await asyncio.sleep(0.55)
+    task.cancel()
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 def test_a_delivery_its_caller_stopped_waiting_for_still_gives_up_in_time(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -636,13 +648,7 @@ def test_a_delivery_its_caller_stopped_waiting_for_still_gives_up_in_time(
 
     async def main() -> FakeSink:
         sink = FakeSink(fault=fault)
-        task = asyncio.create_task(driver().run(sink, paced(["x"] * 100, 0.1)))
-        await asyncio.sleep(0.55)
-        task.cancel()
-        await asyncio.sleep(0.1)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancelled_twice(sink)
         await asyncio.sleep(120)
         return sink
 
@@ -920,13 +926,7 @@ def test_cancelling_twice_does_not_lose_the_final_state() -> None:
 
     async def main() -> None:
         sink = FakeSink(fault=fault)
-        task = asyncio.create_task(driver().run(sink, paced(["x"] * 100, 0.1)))
-        await asyncio.sleep(0.55)
-        task.cancel()
-        await asyncio.sleep(0.1)
-        task.cancel()  # the caller gives up waiting for the final edit
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancelled_twice(sink)
         assert sink.final is None
         await asyncio.sleep(10)
         assert sink.final == (["xxxxxx"], "interrupted")
