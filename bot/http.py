@@ -19,7 +19,6 @@ from core import metrics
 from core.db.models import OutboxMessage
 from core.json_bounded import MAX_BYTES
 from core.outbox import MAX_ATTEMPTS
-from core.redis_client import connect
 from core.services import Services
 
 log = logging.getLogger(__name__)
@@ -47,6 +46,8 @@ async def _database(services: Services) -> None:
 
 
 async def _redis(url: str) -> None:
+    from core.redis_client import connect  # with REDIS_URL only
+
     client = connect(url, socket_connect_timeout=CHECK_TIMEOUT, socket_timeout=CHECK_TIMEOUT)
     try:
         await client.ping()

@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.flood import FloodGuard, SharedFloodGuard
-from core.streaming.shared import SharedChatThrottle, SharedRateLimiter
+from core.flood import FloodGuard
 from core.streaming.throttle import ChatThrottle, RateLimiter
 
 
@@ -31,7 +30,10 @@ def build_limits(redis_url: str | None, prefix: str, per_second: float) -> Limit
     double it for a moment)."""
     if not redis_url:
         return Limits(RateLimiter(per_second, burst=1), ChatThrottle(), FloodGuard())
+    # Imported with Redis only: its client takes ~15 MB that a lone process never uses.
     from core.redis_client import connect
+    from core.shared_flood import SharedFloodGuard
+    from core.streaming.shared import SharedChatThrottle, SharedRateLimiter
 
     redis = connect(redis_url, socket_connect_timeout=3, socket_timeout=3)
     return Limits(

@@ -13,11 +13,9 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import razorpay
 from aiohttp import web
-from razorpay.errors import SignatureVerificationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +29,9 @@ from payments.ledger import PAID_KINDS, Ledger, LedgerEntry, platform_of, refund
 from payments.plans import PlanCatalog
 from payments.sdk import SdkRunner
 from payments.webhook_events import first_sighting, mark_processed
+
+if TYPE_CHECKING:
+    import razorpay
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,10 @@ class RazorpayProvider:
         self.subscriptions = subscriptions
         self.plans = plans
         secret = settings.key_secret.get_secret_value() if settings.key_secret else ""
-        self.client = razorpay.Client(
+        # Imported only when an account is configured: the SDK and requests take ~13 MB.
+        import razorpay
+
+        self.client: razorpay.Client = razorpay.Client(
             auth=(settings.key_id or "", secret), base_url=settings.api_url.rstrip("/")
         )
         self.sdk = SdkRunner(PROVIDER, settings.request_timeout)
@@ -154,6 +158,8 @@ class RazorpayProvider:
         if not signature:
             log.warning("razorpay webhook from %s: no signature header", request.remote)
             return web.json_response({"error": "missing signature"}, status=400)
+        from razorpay.errors import SignatureVerificationError  # loaded with the client
+
         try:
             body = raw.decode("utf-8")
             self.client.utility.verify_webhook_signature(body, signature, secret.get_secret_value())

@@ -30,7 +30,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from razorpay.errors import BadRequestError as RazorpayBadRequest
 from sqlalchemy import select
 
 from core.clock import utcnow
@@ -586,6 +585,8 @@ class Refunds:
 
     async def _razorpay(self, target: _Target, claim: _Claim) -> _Answer:
         assert self.razorpay is not None
+        from razorpay.errors import BadRequestError as RazorpayBadRequest  # loaded with it
+
         try:
             refund = await self.razorpay.create_refund(
                 target.charge_id,

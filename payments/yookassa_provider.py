@@ -14,14 +14,11 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import requests
 from aiohttp import web
-from requests.adapters import HTTPAdapter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from urllib3.util.retry import Retry
 
 from core.clock import utcnow
 from core.config import YooKassaSettings
@@ -34,9 +31,6 @@ from payments.ledger import Ledger, LedgerEntry, Order, platform_of, refund_key
 from payments.plans import PlanCatalog
 from payments.sdk import SdkRunner
 from payments.webhook_events import first_sighting, mark_processed
-
-if TYPE_CHECKING:
-    from yookassa.client import ApiClient
 
 log = logging.getLogger(__name__)
 
@@ -53,48 +47,6 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class YooKassaError(Exception):
     pass
-
-
-class _TimeoutAdapter(HTTPAdapter):
-    """requests with a timeout: the SDK sets none, and a hung connection would hold
-    a worker thread for good after asyncio.timeout gave up on it."""
-
-    def __init__(self, timeout: float, **kwargs: Any) -> None:
-        self.timeout = timeout
-        super().__init__(**kwargs)
-
-    def send(  # type: ignore[override]
-        self, request: requests.PreparedRequest, **kwargs: Any
-    ) -> requests.Response:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
-        return super().send(request, **kwargs)
-
-
-def _bound_sdk_requests(timeout: float) -> None:
-    """The SDK builds a requests session per call (ApiClient.get_session): build it
-    the SDK's way (retries on 202 Accepted, same backoff) with a timeout."""
-
-    from yookassa.client import ApiClient
-
-    def get_session(client: ApiClient) -> requests.Session:
-        session = requests.Session()
-        # Retried: 202 Accepted (the SDK's intent). Not retried: a timed-out
-        # call, so a hung provider holds a worker for one timeout, not several.
-        retries = Retry(
-            total=client.max_attempts,
-            connect=0,
-            read=0,
-            backoff_factor=client.timeout / 1000,
-            allowed_methods=["POST"],
-            status_forcelist=[202],
-        )
-        adapter = _TimeoutAdapter(timeout, max_retries=retries)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
-
-    ApiClient.get_session = get_session
 
 
 @dataclass(frozen=True)
@@ -142,8 +94,10 @@ class YooKassaProvider:
         self.proxies = _networks(settings.trusted_proxies)
         self.sdk = SdkRunner(PROVIDER, settings.request_timeout)
         secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
-        # Imported only when a shop is configured: the SDK takes ~9 MB of memory.
+        # Imported only when a shop is configured: the SDK and requests take ~13 MB.
         import yookassa
+
+        from payments.yookassa_http import bound_sdk_requests
 
         self._payments = yookassa.Payment
         self._refunds = yookassa.Refund
@@ -151,7 +105,7 @@ class YooKassaProvider:
         yookassa.Configuration.configure(
             settings.shop_id, secret, api_url=settings.api_url.rstrip("/"), max_attempts=3
         )
-        _bound_sdk_requests(settings.request_timeout)
+        bound_sdk_requests(settings.request_timeout)
         self._tasks: set[asyncio.Task[bool]] = set()
 
     def sells(self, tier: Tier) -> bool:

@@ -9,6 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+import migrations
 from core.db.engine import null_pool_engine
 from core.db.migrate import alembic_config, current_revision, head_revision
 from core.db.models import Base
@@ -31,6 +32,10 @@ async def _diff(url: str) -> list[Any]:
 async def test_autogenerate_finds_no_difference(database_url: str) -> None:
     assert await _diff(database_url) == []
     assert await current_revision(database_url) == head_revision()
+
+
+def test_the_head_start_up_checks_is_alembics_head() -> None:
+    assert head_revision() == migrations.HEAD, "a new migration moves migrations.HEAD"
 
 
 async def test_partial_unique_index_on_the_active_path(database_url: str) -> None:

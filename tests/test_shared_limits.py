@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from core.flood import SharedFloodGuard, Verdict
+from core.flood import Verdict
 from core.once import RedisSeen
 from core.redis_client import connect
+from core.shared_flood import SharedFloodGuard
 from core.streaming import shared
 from core.streaming.shared import SharedChatThrottle, SharedRateLimiter
 

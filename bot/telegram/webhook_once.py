@@ -19,8 +19,6 @@ from collections.abc import Sequence
 
 from aiogram import Bot
 
-from core.redis_client import connect
-
 log = logging.getLogger(__name__)
 
 LOCK_SECONDS = 60.0  # held at most this long by a process that dies holding it
@@ -39,6 +37,8 @@ async def set_webhook_once(
     if not redis_url:
         await bot.set_webhook(url, secret_token=secret, allowed_updates=list(allowed))
         return True
+    from core.redis_client import connect  # with REDIS_URL only
+
     key = f"oneai:tg:{bot.id}:webhook"
     wanted = fingerprint(bot, url, secret, allowed)
     redis = connect(redis_url, socket_connect_timeout=5, socket_timeout=5)
