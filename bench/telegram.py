@@ -84,6 +84,7 @@ FINAL_MESSAGES = 10  # last token -> final edit, at the bot's default edit inter
 
 ANSWER_TIMEOUT = 60.0  # one answer during the throughput run
 STREAMS_TIMEOUT = 600.0  # all answers of the concurrent-streams run
+RSS_TARGET_STREAMS = 1000  # the per-stream RSS target is stated from this many streams
 IDLE_MESSAGES = 20  # first-token overhead with one person and nothing else running
 # First-token overhead with as many people reading between answers: the load the
 # bot meets in use, where the throughput run keeps the machine saturated.
@@ -878,7 +879,10 @@ def report_streams(count: int, figures: StreamFigures) -> None:
         f"{figures.rss_before / 1024:.1f} MiB before the streams; the fakes' share included)"
     )
     grown = max(0, figures.rss_after - figures.rss_before) / count
-    print(f"   RSS per stream      {grown:8.1f} KiB  (peak growth / streams)  target <= 100 KiB")
+    # The target is a slope, stated at 1,000 streams: at a few, what the first
+    # streams take once (buffers, pooled connections) is most of the growth.
+    target = "target <= 100 KiB" if count >= RSS_TARGET_STREAMS else "no target under 1,000"
+    print(f"   RSS per stream      {grown:8.1f} KiB  (peak growth / streams)  {target}")
 
 
 async def run(args: argparse.Namespace, url: str) -> None:
