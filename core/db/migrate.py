@@ -55,6 +55,11 @@ def check_sqlite(url: str) -> None:
 
 async def upgrade_head_async(url: str) -> None:
     check_sqlite(url)
+    await _upgrade_checked(url)
+
+
+async def _upgrade_checked(url: str) -> None:
+    """`upgrade_head` for a URL `check_sqlite` has passed."""
     with reaching(url):
         # alembic's env.py runs its own event loop; keep it off ours.
         await asyncio.to_thread(upgrade_head, url)
@@ -97,7 +102,7 @@ async def prepare_database(url: str) -> None:
         with reaching(url):
             current = await current_revision(url)
         if current != migrations.HEAD:
-            await upgrade_head_async(url)
+            await _upgrade_checked(url)
         return
     with reaching(url):
         current = await current_revision(url)
